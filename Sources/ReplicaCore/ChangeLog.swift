@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The open, appendable HRL change log of one image. Not thread-safe: its `ImageJournal`
+/// serializes access. Every append is one positioned write into the page cache, so a
+/// record survives the daemon being killed the moment the call returns.
+public final class ChangeLog {
+    public let path: String
+    public let header: LogHeader
+    let fd: FileDescriptor
+    /// Where the next record goes.
+    public private(set) var end: Int64
+    public private(set) var nextLSN: UInt64
+    public private(set) var recordCount: UInt64 = 0
+    public private(set) var dataBytes: UInt64 = 0
+    public private(set) var seal: Seal?
+    /// Set when an append failed and could not be rolled back; the log takes no more records.
+    public private(set) var broken: SystemError?
+    private var directoryDurable = false
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: RecordHeader.size, alignment: 8)
+
+    private init(path: String, header: LogHeader, fd: FileDescriptor, end: Int64, nextLSN: UInt64) {
+        self.path = path
+        self.header = header
+        self.fd = fd
+        self.end = end
+        self.nextLSN = nextLSN
+    }
+
+    /// The descriptor closes with the last reference, so a syncer holding the log keeps it
+    /// valid while a rotation swaps in the next one.
+    deinit {
+        fd.close()
+        scratch.deallocate()
+    }
+
+    /// Creates a new log file (it must not exist yet) and writes its header.
+    public static func create(path: String, header: LogHeader) throws -> ChangeLog {
+        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+        do {
+            var bytes = header.encode()
+            try bytes.withUnsafeMutableBytes { try fd.pwrite($0.baseAddress!, count: $0.count, offset: 0) }
+        } catch {
+            fd.close()
+            _ = unlink(path)
+            throw error
+        }
+        return ChangeLog(path: path, header: header, fd: fd, end: Int64(LogHeader.size), nextLSN: header.firstLSN)
+    }
+
+    /// Reopens an unsealed log after a crash: cuts it at the end of its last valid record
+    /// (dropping a torn tail) so that a marker and a seal can be appended.
+    public static func reopenForRecovery(scan: LogScan) throws -> ChangeLog {
+        let fd = try FileDescriptor.open(scan.path, O_RDWR)
+        do {
+            if scan.validEnd < scan.fileSize { try fd.truncate(to: scan.validEnd) }
+        } catch {
+            fd.close()
+            throw error
+        }
+        let log = ChangeLog(path: scan.path, header: scan.header, fd: fd, end: scan.validEnd, nextLSN: scan.nextLSN)
+        log.recordCount = scan.recordCount
+        log.dataBytes = scan.dataBytes
+        return log
+    }
+
+    /// Appends a write record. `dataCRC` is computed by the caller outside any lock.
+    public func appendWrite(_ data: UnsafeRawBufferPointer, offset: UInt64, dataCRC: UInt32) throws {
+        try append(type: .write, offset: offset, extent: UInt64(data.count), data: data, dataCRC: dataCRC)
+    }
+
+    public func appendSetSize(_ size: UInt64) throws {
+        try append(type: .setSize, offset: size, extent: 0, data: UnsafeRawBufferPointer(start: nil, count: 0), dataCRC: 0)
+    }
+
+    public func appendZero(offset: UInt64, length: UInt64) throws {
+        try append(type: .zero, offset: offset, extent: length, data: UnsafeRawBufferPointer(start: nil, count: 0), dataCRC: 0)
+    }
+
+    public func appendMarker(_ marker: Marker) throws {
+        let payload = marker.encode()
+        try payload.withUnsafeBytes {
+            try append(type: .marker, offset: 0, extent: 0, data: $0, dataCRC: Checksum.crc32($0))
+        }
+    }
+
+    /// Appends the seal record and makes the log durable. Nothing is appended afterwards.
+    public func seal(reason: Seal.Reason, cutID: UInt64) throws {
+        let s = Seal(reason: reason, cutID: cutID, recordCount: recordCount, dataBytes: dataBytes,
+                     timeNanos: Clock.nowNanos())
+        let payload = s.encode()
+        try payload.withUnsafeBytes {
+            try append(type: .seal, offset: 0, extent: 0, data: $0, dataCRC: Checksum.crc32($0))
+        }
+        seal = s
+    }
+
+    /// Makes every appended record durable (and, once, the log's directory entry).
+    public func sync() throws {
+        try fd.fdatasync()
+        if !directoryDurable {
+            try FileSystem.fsyncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? ".")
+            directoryDurable = true
+        }
+    }
+
+    /// Makes a sealed log read-only on disk too.
+    public func markReadOnly() throws { try fd.chmod(0o444) }
+
+    /// Cuts the log back to `offset` (an earlier `end`), undoing records whose effect on the
+    /// image failed, so the log never claims a change the image did not take.
+    public func rollBack(to offset: Int64, lsn: UInt64, records: UInt64, dataBytes: UInt64) throws {
+        do {
+            try fd.truncate(to: offset)
+        } catch let error as SystemError {
+            broken = error
+            throw error
+        }
+        end = offset
+        nextLSN = lsn
+        recordCount = records
+        self.dataBytes = dataBytes
+    }
+
+    /// A restorable position for `rollBack`.
+    public var position: (end: Int64, lsn: UInt64, records: UInt64, dataBytes: UInt64) {
+        (end, nextLSN, recordCount, dataBytes)
+    }
+
+    private func append(type: RecordType, offset: UInt64, extent: UInt64, data: UnsafeRawBufferPointer, dataCRC: UInt32) throws {
+        if let broken { throw broken }
+        precondition(seal == nil, "append to a sealed log \(path)")
+        let header = RecordHeader(type: type, lsn: nextLSN, offset: offset, extent: extent,
+                                  dataLength: UInt32(data.count), dataCRC: dataCRC)
+        header.encode(into: scratch)
+        do {
+            try fd.pwritev(UnsafeRawBufferPointer(scratch), data, offset: end)
+        } catch let error as SystemError {
+            // Roll back a partial record so the log never holds a torn record mid-file.
+            if (try? fd.truncate(to: end)) == nil { broken = error }
+            throw error
+        }
+        end += Int64(RecordHeader.size + data.count)
+        nextLSN += 1
+        recordCount += 1
+        if type == .write { dataBytes += UInt64(data.count) }
+    }
+}
+
+extension String {
+    var nonEmpty: String? { isEmpty ? nil : self }
+}
+
+/// Wall-clock time for log headers and markers.
+public enum Clock {
+    public static func nowNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}

@@ -1,0 +1,151 @@
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One protected image and its active change log. Every change is appended to the log
+/// before it reaches the image, under one lock, so the log order is the image's order
+/// and the log always holds at least what the image holds.
+public final class ImageJournal: @unchecked Sendable {
+    public let name: String
+    public let directory: String
+    public let image: FileDescriptor
+    public let chainID: [UInt8]
+    /// True when the previous daemon did not shut down cleanly (its log was recovered).
+    public let recoveredFromCrash: Bool
+    private let lock = Lock()
+    private var log: ChangeLog
+
+    init(name: String, directory: String, image: FileDescriptor, log: ChangeLog, recoveredFromCrash: Bool) {
+        self.name = name
+        self.directory = directory
+        self.image = image
+        self.chainID = log.header.chainID
+        self.log = log
+        self.recoveredFromCrash = recoveredFromCrash
+    }
+
+    deinit { image.close() }
+
+    /// Logs then writes `data` at `offset`.
+    public func write(_ data: UnsafeRawBufferPointer, offset: Int64) throws {
+        let crc = Checksum.crc32(data)
+        lock.lock()
+        defer { lock.unlock() }
+        let mark = log.position
+        try log.appendWrite(data, offset: UInt64(offset), dataCRC: crc)
+        do {
+            try image.pwrite(data.baseAddress!, count: data.count, offset: offset)
+        } catch {
+            try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
+            throw error
+        }
+    }
+
+    /// Logs then applies a size change (truncate or extend).
+    public func setSize(_ size: Int64) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        let mark = log.position
+        try log.appendSetSize(UInt64(size))
+        do {
+            try image.truncate(to: size)
+        } catch {
+            try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
+            throw error
+        }
+    }
+
+    /// fallocate through the journal: content changes (zeroed ranges, a larger size) are logged;
+    /// pure preallocation changes no byte and is not. Collapse and insert ranges are refused.
+    public func fallocate(mode: Int32, offset: Int64, length: Int64) throws {
+        let supported = RFS_FALLOC_KEEP_SIZE | RFS_FALLOC_PUNCH_HOLE | RFS_FALLOC_ZERO_RANGE
+        guard mode & ~supported == 0 else {
+            throw SystemError(errno: EOPNOTSUPP, operation: "fallocate", path: image.path)
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        let mark = log.position
+        let before = try image.size()
+        if mode & (RFS_FALLOC_PUNCH_HOLE | RFS_FALLOC_ZERO_RANGE) != 0 {
+            try log.appendZero(offset: UInt64(offset), length: UInt64(length))
+        }
+        if mode & RFS_FALLOC_KEEP_SIZE == 0 && offset + length > before {
+            try log.appendSetSize(UInt64(offset + length))
+        }
+        do {
+            try image.fallocate(mode: mode, offset: offset, length: length)
+        } catch {
+            try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
+            throw error
+        }
+    }
+
+    /// Makes the log and then the image durable. Writers keep going meanwhile.
+    public func sync(dataOnly: Bool) throws {
+        let current = lock.withLock { log }
+        try current.sync()
+        if dataOnly { try image.fdatasync() } else { try image.fsync() }
+    }
+
+    /// Appends a marker to the active log (app-consistent points, notes).
+    public func mark(_ marker: Marker) throws {
+        try lock.withLock { try log.appendMarker(marker) }
+    }
+
+    /// What `status` reports about this image.
+    public var state: ImageState {
+        lock.withLock {
+            ImageState(name: name, size: (try? image.size()) ?? -1, activeLog: log.path,
+                       sequence: log.header.sequence, logBytes: log.end, records: log.recordCount,
+                       recoveredFromCrash: recoveredFromCrash, logError: log.broken?.description)
+        }
+    }
+
+    // MARK: rotation, driven by DiskSet with every journal's lock held
+
+    func lockForCut() { lock.lock() }
+    func unlockAfterCut() { lock.unlock() }
+
+    /// Seals the active log at cut `cutID` and opens the next one. Caller holds the lock.
+    func cutLocked(cutID: UInt64, reason: Seal.Reason) throws -> ChangeLog {
+        let old = log
+        let next = try ChangeLog.create(
+            path: directory + "/" + LogName.make(image: name, sequence: old.header.sequence + 1),
+            header: LogHeader(imageName: name, chainID: chainID, sequence: old.header.sequence + 1,
+                              firstLSN: old.nextLSN + 2, createdNanos: Clock.nowNanos(),
+                              imageSize: UInt64(max(0, (try? image.size()) ?? 0))))
+        do {
+            try old.appendMarker(Marker(kind: .cut, cutID: cutID, timeNanos: Clock.nowNanos()))
+            try old.seal(reason: reason, cutID: cutID)
+        } catch {
+            _ = unlink(next.path)
+            throw error
+        }
+        log = next
+        return old
+    }
+
+    /// Seals the active log for a clean shutdown and makes everything durable.
+    func closeCleanly(cutID: UInt64) throws {
+        try lock.withLock {
+            try log.appendMarker(Marker(kind: .cleanShutdown, cutID: cutID, timeNanos: Clock.nowNanos()))
+            try log.seal(reason: .cleanShutdown, cutID: cutID)
+            try log.sync()
+            try log.markReadOnly()
+        }
+        try image.fsync()
+    }
+}
+
+/// A snapshot of one image's journal, for `status`.
+public struct ImageState: Codable, Sendable {
+    public var name: String
+    public var size: Int64
+    public var activeLog: String
+    public var sequence: UInt64
+    public var logBytes: Int64
+    public var records: UInt64
+    public var recoveredFromCrash: Bool
+    public var logError: String?
+}

@@ -1,0 +1,113 @@
+import Foundation
+import ReplicaCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything `replicafs mount` does in the daemon process: check the inputs, clean up a
+/// stale mount left by a killed daemon, open the disk set, mount, announce readiness,
+/// serve until unmounted (or SIGTERM), then seal the logs.
+public struct MountDaemon {
+    public let disksDir: String
+    public let mountpoint: String
+    public let options: MountOptions
+    public let registry: MountRegistry
+
+    public init(disksDir: String, mountpoint: String, options: MountOptions, registry: MountRegistry = MountRegistry()) {
+        self.disksDir = disksDir
+        self.mountpoint = mountpoint
+        self.options = options
+        self.registry = registry
+    }
+
+    /// The absolute mountpoint path without stat-ing the mountpoint itself (a dead FUSE
+    /// mount answers ENOTCONN).
+    public static func absolutePath(_ path: String) throws -> String {
+        let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        let url = URL(fileURLWithPath: trimmed)
+        let parent = url.deletingLastPathComponent().path
+        let name = url.lastPathComponent
+        guard FileSystem.exists(parent) else { throw ReplicaError("mountpoint \(path) does not exist") }
+        let realParent = try FileSystem.realPath(parent)
+        return realParent == "/" ? "/" + name : realParent + "/" + name
+    }
+
+    /// Checks everything that can be checked before mounting; returns the absolute mountpoint.
+    /// A stale replicafs mount (its daemon killed) is lazily unmounted here.
+    public func preflight() throws -> String {
+        guard FileSystem.exists("/dev/fuse") else {
+            throw ReplicaError("no /dev/fuse: the fuse kernel module is not loaded (modprobe fuse) or the device is not in this container")
+        }
+        guard FileSystem.exists(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
+        guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) is not a directory") }
+        let mp = try Self.absolutePath(mountpoint)
+        if let mounted = MountTable.mount(at: mp) {
+            guard mounted.fsType == "fuse.replicafs" else {
+                throw ReplicaError("mountpoint \(mp) is already mounted (\(mounted.fsType) from \(mounted.source))")
+            }
+            if let entry = registry.lookup(mp), MountRegistry.isAlive(entry.pid),
+               (try? UnixSocket.call(entry.socket, ControlRequest(op: .ping)))?.ok == true {
+                throw ReplicaError("mountpoint \(mp) is already mounted by replicafs (daemon pid \(entry.pid))")
+            }
+            // The daemon is gone but the kernel still holds the mount: detach it.
+            if let error = Unmounter.unmount(mp, lazy: true) {
+                throw ReplicaError("mountpoint \(mp) holds a stale replicafs mount that cannot be cleaned up: \(error)")
+            }
+            registry.remove(mp)
+            FileHandle.standardError.write(Data("replicafs: cleaned up the stale mount at \(mp) left by a daemon that died\n".utf8))
+        }
+        guard FileSystem.exists(mp) else { throw ReplicaError("mountpoint \(mp) does not exist") }
+        guard FileSystem.isDirectory(mp) else { throw ReplicaError("mountpoint \(mp) is not a directory") }
+        guard try FileSystem.list(mp).isEmpty else { throw ReplicaError("mountpoint \(mp) is not empty") }
+        let realDisks = try FileSystem.realPath(disksDir)
+        if mp == realDisks || mp.hasPrefix(realDisks + "/") {
+            throw ReplicaError("mountpoint \(mp) lies inside the disks directory \(realDisks)")
+        }
+        return mp
+    }
+
+    /// Mounts and serves until unmounted. `ready` is called once the mount is live (or with
+    /// the error that prevented it). SIGTERM, SIGINT and SIGHUP unmount cleanly.
+    public func run(ready: (Error?) -> Void) throws {
+        // Block the stop signals in every thread; one thread waits for them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let server: FuseServer
+        let control: ControlServer
+        let mp: String
+        do {
+            mp = try preflight()
+            let disks = try DiskSet.open(directory: disksDir)
+            server = try FuseServer(disks: disks, mountpoint: mp, options: options)
+            let paths = registry.paths(for: mp)
+            try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
+            control = try ControlServer(path: paths.socket, server: server)
+            try server.mount()
+            try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: disks.directory, socket: paths.socket))
+        } catch {
+            ready(error)
+            throw error
+        }
+        control.start()
+        let stopSignals = signals
+        let signalThread = Thread {
+            var waitSet = stopSignals
+            var sig: Int32 = 0
+            while sigwait(&waitSet, &sig) == 0 {
+                if let problem = server.requestUnmount() {
+                    FileHandle.standardError.write(Data("replicafs: signal \(sig): not stopping: \(problem)\n".utf8))
+                }
+            }
+        }
+        signalThread.start()
+        ready(nil)
+        defer {
+            control.stop()
+            registry.remove(mp)
+        }
+        try server.run()
+    }
+}

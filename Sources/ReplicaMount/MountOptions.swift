@@ -1,0 +1,12 @@
+/// How a protected mount talks to the kernel.
+public struct MountOptions: Sendable {
+    /// Let the kernel cache and merge writes (a volatile write cache, like a disk's); fsync stays
+    /// the durability point. Off: the daemon sees every write exactly as the application made it.
+    public var writebackCache = true
+    /// Upper bound on libfuse worker threads.
+    public var maxThreads: UInt32 = 10
+    /// Let other users (a hypervisor's) open the files; needs root or user_allow_other.
+    public var allowOther = false
+
+    public init() {}
+}

@@ -1,0 +1,28 @@
+import Foundation
+import ReplicaCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Unmounts FUSE mounts: umount2 as root, fusermount3 otherwise.
+public enum Unmounter {
+    /// Returns nil on success, or a one-line reason.
+    public static func unmount(_ mountpoint: String, lazy: Bool = false) -> String? {
+        if geteuid() == 0 {
+            if umount2(mountpoint, lazy ? Int32(MNT_DETACH) : 0) == 0 { return nil }
+            let e = errno
+            if e == EBUSY { return "\(mountpoint) is busy (files open, or a loop device attached): close them first" }
+            return "cannot unmount \(mountpoint): \(String(cString: strerror(e)))"
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/fusermount3")
+        p.arguments = lazy ? ["-u", "-z", mountpoint] : ["-u", mountpoint]
+        let err = Pipe()
+        p.standardError = err
+        do { try p.run() } catch { return "cannot run fusermount3: \(error)" }
+        p.waitUntilExit()
+        if p.terminationStatus == 0 { return nil }
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return text.split(separator: "\n").first.map(String.init) ?? "fusermount3 failed for \(mountpoint)"
+    }
+}

@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+
+/// `replicafs`: protect disk images through a FUSE mount that logs every write.
+@main
+struct ReplicaFS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replicafs",
+        abstract: "Protect VM disk images: a FUSE mount that logs every write into HRL change logs.",
+        subcommands: [MountCommand.self, UnmountCommand.self, RotateCommand.self, StatusCommand.self, LogCommand.self]
+    )
+
+    /// Operator errors print as one line, `replicafs: <problem>`, and exit 1; usage errors
+    /// keep ArgumentParser's help text.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as ReplicaError {
+            fail(error.description)
+        } catch let error as SystemError {
+            fail(error.description)
+        } catch let error as DecodingError {
+            fail("unreadable answer from the daemon: \(error)")
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("replicafs: \(message)\n".utf8))
+        Foundation.exit(1)
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
