@@ -50,7 +50,8 @@ struct MountCommand: ParsableCommand {
 
     /// Starts the daemon as a new session and waits for it to say the mount is ready.
     private func detach(_ daemon: MountDaemon) throws {
-        let mp = try MountDaemon.absolutePath(mountpoint)
+        // Check here too, so that errors (and a stale-mount cleanup note) reach the caller's terminal.
+        let mp = try daemon.preflight()
         let logPath = daemon.registry.paths(for: mp).log
         try FileSystem.mkdirs(daemon.registry.runDirectory, mode: 0o700)
         var pipeFDs: [Int32] = [0, 0]

@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+
+/// Runs commands through bash for the mount tests: real tools (dd, fio, mkfs.ext4, sha256sum).
+struct Shell {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var ok: Bool { status == 0 }
+    }
+
+    /// The replicafs binary built beside the test bundle (or $REPLICAFS_BIN).
+    static let replicafs: String = {
+        if let bin = ProcessInfo.processInfo.environment["REPLICAFS_BIN"] { return bin }
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = testBinary.deletingLastPathComponent()
+        // swift-testing may run from inside an .xctest bundle directory.
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("replicafs").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return ".build/debug/replicafs"
+    }()
+
+    /// Runs `command` with bash; stdout and stderr go through temporary files and the child is
+    /// reaped with waitpid (Foundation's Process can miss a child's exit under load).
+    @discardableResult
+    static func run(_ command: String, environment: [String: String] = [:]) -> Result {
+        var template = Array("/tmp/rfs-sh-XXXXXX".utf8CString)
+        guard let dirPtr = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            return Result(status: 127, stdout: "", stderr: "mkdtemp failed")
+        }
+        let dir = String(cString: dirPtr)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["RFS"] = replicafs
+        for (k, v) in environment { env[k] = v }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, dir + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, dir + "/err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([String](["/bin/bash", "-c", command])).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/bin/bash", &actions, nil, argv, envp)
+        guard rc == 0 else { return Result(status: 127, stdout: "", stderr: "posix_spawn: \(rc)") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let read = { (name: String) in (try? String(contentsOfFile: dir + "/" + name, encoding: .utf8)) ?? "" }
+        return Result(status: exit, stdout: read("out"), stderr: read("err"))
+    }
+
+    /// Runs a command that must succeed; records its output as an issue otherwise.
+    @discardableResult
+    static func must(_ command: String, sourceLocation: SourceLocation = #_sourceLocation) -> String {
+        let r = run(command)
+        #expect(r.ok, "command failed (\(r.status)): \(command)\nstdout: \(r.stdout)\nstderr: \(r.stderr)",
+                sourceLocation: sourceLocation)
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func sha256(_ path: String) -> String {
+        String(must("sha256sum '\(path)'").prefix(64))
+    }
+}
+
+/// A scratch site for one test: a disks dir, a mountpoint, a base copy, cleaned up in `cleanup()`
+/// (called from a `defer`, so a failing test does not leave mounts for the next one).
+final class Site {
+    let root: String
+    var disks: String { root + "/disks" }
+    var mnt: String { root + "/mnt" }
+    var extraMounts: [String] = []
+
+    init(_ name: String) {
+        root = Shell.must("mktemp -d /var/tmp/rfs-test-\(name)-XXXXXX")
+        Shell.must("mkdir -p '\(root)/disks' '\(root)/mnt'")
+    }
+
+    func mount(_ options: String = "") {
+        Shell.must("\"$RFS\" mount '\(disks)' '\(mnt)' \(options)")
+    }
+
+    func unmount() {
+        Shell.must("\"$RFS\" unmount '\(mnt)'")
+    }
+
+    /// The daemon's pid, from `status --json`.
+    func daemonPID() -> Int32? {
+        let out = Shell.must("\"$RFS\" status '\(mnt)' --json")
+        struct S: Decodable { var pid: Int32 }
+        return (try? JSONDecoder().decode([S].self, from: Data(out.utf8)))?.first?.pid
+    }
+
+    func logs(of image: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: disks)) ?? [])
+            .filter { $0.hasPrefix(image + ".") && $0.hasSuffix(".hrl") }.sorted().map { disks + "/" + $0 }
+    }
+
+    /// Applies every log of `image` to a copy of `base` and returns the copy's path.
+    func replay(_ image: String, onto base: String) -> String {
+        let copy = root + "/replay-" + image
+        Shell.must("cp --sparse=always '\(base)' '\(copy)'")
+        let logs = logs(of: image).map { "'\($0)'" }.joined(separator: " ")
+        Shell.must("\"$RFS\" log apply \(logs) --to '\(copy)'")
+        return copy
+    }
+
+    func cleanup() {
+        for m in extraMounts.reversed() { Shell.run("umount -l '\(m)' 2>/dev/null") }
+        Shell.run("grep -q ' \(mnt) ' /proc/mounts && { \"$RFS\" unmount '\(mnt)' || umount -l '\(mnt)'; }")
+        Shell.run("losetup -l -n -O NAME,BACK-FILE | awk -v r='\(root)' 'index($2, r) == 1 {print $1}' | xargs -r -n1 losetup -d")
+        Shell.run("rm -rf '\(root)'")
+    }
+}
