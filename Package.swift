@@ -26,7 +26,7 @@ let package = Package(
             "ReplicaCore", "ReplicaMount",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore"]),
+        .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "CLinux"]),
         .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaCore", "replicafs"]),
     ],
     swiftLanguageModes: [.v5]

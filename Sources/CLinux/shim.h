@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/file.h>
 #include <linux/falloc.h>
+#include "crc32c.h"
 
 extern int fallocate(int fd, int mode, off_t offset, off_t len);
 

@@ -81,7 +81,7 @@ public final class ChangeLog {
     public func appendMarker(_ marker: Marker) throws {
         let payload = marker.encode()
         try payload.withUnsafeBytes {
-            try append(type: .marker, offset: 0, extent: 0, data: $0, dataCRC: Checksum.crc32($0))
+            try append(type: .marker, offset: 0, extent: 0, data: $0, dataCRC: Checksum.crc32c($0))
         }
     }
 
@@ -91,7 +91,7 @@ public final class ChangeLog {
                      timeNanos: Clock.nowNanos())
         let payload = s.encode()
         try payload.withUnsafeBytes {
-            try append(type: .seal, offset: 0, extent: 0, data: $0, dataCRC: Checksum.crc32($0))
+            try append(type: .seal, offset: 0, extent: 0, data: $0, dataCRC: Checksum.crc32c($0))
         }
         seal = s
     }

@@ -1,23 +1,15 @@
-import CZlib
+import CLinux
 
-/// CRC-32 (zlib's, IEEE polynomial) over byte ranges. Fast enough for the write path
-/// (about 2 GB/s here) and detects torn and bit-flipped records.
+/// CRC-32C (Castagnoli) over byte ranges: the checksum of HRL headers and records. It runs on
+/// the FUSE write path, so it uses the CPU's crc32 instruction where there is one (about 4x
+/// zlib's CRC-32 on this machine class) and detects torn and bit-flipped records as well.
 public enum Checksum {
-    public static func crc32(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
+    public static func crc32c(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return seed }
-        var crc = UInt(seed)
-        var p = base.assumingMemoryBound(to: UInt8.self)
-        var left = bytes.count
-        while left > 0 {
-            let n = min(left, Int(UInt32.max))
-            crc = CZlib.crc32(crc, p, UInt32(n))
-            p += n
-            left -= n
-        }
-        return UInt32(truncatingIfNeeded: crc)
+        return rfs_crc32c(seed, base, bytes.count)
     }
 
-    public static func crc32(_ bytes: [UInt8]) -> UInt32 {
-        bytes.withUnsafeBytes { crc32($0) }
+    public static func crc32c(_ bytes: [UInt8]) -> UInt32 {
+        bytes.withUnsafeBytes { crc32c($0) }
     }
 }

@@ -29,7 +29,7 @@ public final class ImageJournal: @unchecked Sendable {
 
     /// Logs then writes `data` at `offset`.
     public func write(_ data: UnsafeRawBufferPointer, offset: Int64) throws {
-        let crc = Checksum.crc32(data)
+        let crc = Checksum.crc32c(data)
         lock.lock()
         defer { lock.unlock() }
         let mark = log.position

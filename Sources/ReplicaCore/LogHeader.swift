@@ -43,7 +43,7 @@ public struct LogHeader: Equatable, Sendable {
         let name = Array(imageName.utf8.prefix(LogHeader.maxNameBytes))
         w.put(UInt16(name.count), at: 64)
         w.put(name, at: 66)
-        let crc = w.bytes.withUnsafeBytes { Checksum.crc32(UnsafeRawBufferPointer(rebasing: $0[0..<508])) }
+        let crc = w.bytes.withUnsafeBytes { Checksum.crc32c(UnsafeRawBufferPointer(rebasing: $0[0..<508])) }
         w.put(crc, at: 508)
         return w.bytes
     }
@@ -62,7 +62,7 @@ public struct LogHeader: Equatable, Sendable {
             throw ReplicaError("\(path): unsupported HRL version \(version)")
         }
         let stored = r.get(UInt32.self, at: 508)
-        let computed = Checksum.crc32(UnsafeRawBufferPointer(rebasing: raw[0..<508]))
+        let computed = Checksum.crc32c(UnsafeRawBufferPointer(rebasing: raw[0..<508]))
         guard stored == computed else {
             throw ReplicaError("\(path): corrupt HRL header (checksum mismatch)")
         }

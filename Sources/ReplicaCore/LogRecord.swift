@@ -57,7 +57,7 @@ public struct RecordHeader: Equatable, Sendable {
         out.storeBytes(of: dataLength.littleEndian, toByteOffset: 32, as: UInt32.self)
         out.storeBytes(of: dataCRC.littleEndian, toByteOffset: 36, as: UInt32.self)
         out.storeBytes(of: UInt32(0), toByteOffset: 40, as: UInt32.self)
-        let crc = Checksum.crc32(UnsafeRawBufferPointer(rebasing: out[0..<44]))
+        let crc = Checksum.crc32c(UnsafeRawBufferPointer(rebasing: out[0..<44]))
         out.storeBytes(of: crc.littleEndian, toByteOffset: 44, as: UInt32.self)
     }
 
@@ -74,7 +74,7 @@ public struct RecordHeader: Equatable, Sendable {
     public static func decode(_ raw: UnsafeRawBufferPointer) throws(DecodeFailure) -> RecordHeader {
         let r = ByteReader(bytes: raw)
         guard r.get(UInt32.self, at: 0) == magic else { throw .badMagic }
-        guard r.get(UInt32.self, at: 44) == Checksum.crc32(UnsafeRawBufferPointer(rebasing: raw[0..<44])) else {
+        guard r.get(UInt32.self, at: 44) == Checksum.crc32c(UnsafeRawBufferPointer(rebasing: raw[0..<44])) else {
             throw .badChecksum
         }
         guard let type = RecordType(rawValue: r.get(UInt8.self, at: 4)) else { throw .badType }

@@ -104,7 +104,7 @@ public enum LogScanner {
                 break
             }
             let data = UnsafeRawBufferPointer(rebasing: all[dataStart..<dataEnd])
-            if Checksum.crc32(data) != rh.dataCRC {
+            if Checksum.crc32c(data) != rh.dataCRC {
                 tail = damaged(pos, "record data fails its checksum", skip: dataEnd - pos)
                 break
             }

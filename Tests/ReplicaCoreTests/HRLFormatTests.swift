@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ReplicaCore
+import CLinux
 
 /// The HRL format without a mount: encode, scan, tear, corrupt, apply.
 struct HRLFormatTests {
@@ -25,6 +26,19 @@ struct HRLFormatTests {
 
     func write(_ journal: ImageJournal, _ bytes: [UInt8], at offset: Int64) throws {
         try bytes.withUnsafeBytes { try journal.write($0, offset: offset) }
+    }
+
+    @Test func crc32cMatchesTheStandardCheckValueInHardwareAndSoftware() {
+        let check = Array("123456789".utf8)
+        #expect(Checksum.crc32c(check) == 0xE306_9283)
+        var big = [UInt8](repeating: 0, count: 100_003)
+        for i in big.indices { big[i] = UInt8(truncatingIfNeeded: i &* 7 &+ i >> 8) }
+        let sw = big.withUnsafeBytes { rfs_crc32c_sw(0, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), $0.count) }
+        #expect(Checksum.crc32c(big) == sw)
+        // Chaining: checksum of a whole equals the checksum continued over its parts.
+        let first = big.withUnsafeBytes { Checksum.crc32c(UnsafeRawBufferPointer(rebasing: $0[0..<5001])) }
+        let whole = big.withUnsafeBytes { Checksum.crc32c(UnsafeRawBufferPointer(rebasing: $0[5001...]), seed: first) }
+        #expect(whole == sw)
     }
 
     @Test func headerRoundTripAndRejection() throws {
