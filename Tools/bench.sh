@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# Tools/bench.sh - fio through a ReplicaFS mount vs native, mergerfs and libfuse's passthrough_ll.
+#
+# Runs the same fio jobs against up to four setups in one run and prints a markdown table
+# with each setup's bandwidth and its ratio to native (measured in the same run):
+#   native       the image file directly in a disks dir on the local disk
+#   replicafs    through a ReplicaFS mount of that disks dir (release build)
+#   mergerfs     through mergerfs over the same disks dir
+#   passthrough  through libfuse's example passthrough_ll (compiled into the work dir)
+#
+# Usage: sudo Tools/bench.sh [--quick] [--setups native,replicafs,mergerfs,passthrough] [--out FILE]
+# Environment: BENCH_DIR (work dir, default /var/tmp/replicafs-bench; must not be tmpfs),
+#              REPLICAFS_BIN (replicafs binary; default: release build, built if missing).
+set -euo pipefail
+
+ALL_SETUPS="native,replicafs,mergerfs,passthrough"
+JOBS=(seqwrite randwrite1 randwrite4 seqread)
+
+usage() {
+    cat <<EOF
+Usage: $0 [--quick] [--setups LIST] [--out FILE]
+
+  --quick         smoke test: 256 MiB file, 5 s random-write runs (default: 1 GiB, 15 s)
+  --setups LIST   comma-separated subset of: $ALL_SETUPS (default: all)
+  --out FILE      also write the table, command line, date and kernel into FILE
+
+Environment: BENCH_DIR (default /var/tmp/replicafs-bench, must not be tmpfs), REPLICAFS_BIN.
+Runs as root; installs fio, jq, mergerfs, fuse3, libfuse3-dev with apt-get if missing.
+EOF
+}
+
+die() { echo "bench.sh: $*" >&2; exit 1; }
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# ---------------------------------------------------------------- arguments
+CMDLINE="$0"
+for _a in "$@"; do
+    if [[ $_a =~ ^[A-Za-z0-9_./=,:+@%-]+$ ]]; then CMDLINE+=" $_a"; else CMDLINE+=" $(printf '%q' "$_a")"; fi
+done
+QUICK=0
+SETUPS_ARG="$ALL_SETUPS"
+OUT=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --setups) [[ $# -ge 2 ]] || die "--setups needs a value"; SETUPS_ARG="$2"; shift ;;
+        --setups=*) SETUPS_ARG="${1#*=}" ;;
+        --out) [[ $# -ge 2 ]] || die "--out needs a value"; OUT="$2"; shift ;;
+        --out=*) OUT="${1#*=}" ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+
+SETUPS=()
+IFS=',' read -r -a _requested <<<"$SETUPS_ARG"
+for s in "${_requested[@]}"; do
+    case "$s" in
+        native|replicafs|mergerfs|passthrough) SETUPS+=("$s") ;;
+        passthrough_ll) SETUPS+=(passthrough) ;;
+        "") ;;
+        *) die "unknown setup '$s' (known: $ALL_SETUPS)" ;;
+    esac
+done
+[[ ${#SETUPS[@]} -gt 0 ]] || die "no setups selected"
+has_setup() { local s; for s in "${SETUPS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
+
+[[ $EUID -eq 0 ]] || die "must run as root (drop_caches, FUSE mounts, apt-get)"
+
+if [[ $QUICK -eq 1 ]]; then SIZE_MIB=256; RUNTIME=5; else SIZE_MIB=1024; RUNTIME=15; fi
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK="${BENCH_DIR:-/var/tmp/replicafs-bench}"
+mkdir -p "$WORK"
+WORK="$(cd "$WORK" && pwd)"
+[[ "$WORK" != *[[:space:]]* ]] || die "BENCH_DIR must not contain whitespace: $WORK"
+[[ "$(stat -f -c %T "$WORK")" != tmpfs ]] || die "$WORK is on tmpfs; set BENCH_DIR to a directory on a real disk"
+if [[ -n "$OUT" ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    OUT="$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")"
+fi
+
+DISKS="$WORK/disks"
+IMG="$DISKS/bench.img"
+RESULTS="$WORK/results"
+LOGS="$WORK/logs"
+BUILD="$WORK/build"
+declare -A MNT=([replicafs]="$WORK/mnt-replicafs" [mergerfs]="$WORK/mnt-mergerfs" [passthrough]="$WORK/mnt-passthrough")
+declare -A DAEMON_PID=()
+
+# mergerfs: the man page's recommended cached setup plus the kernel writeback cache. xattr=nosys
+# answers getxattr with ENOSYS so the kernel stops probing security.capability before every
+# write (ReplicaFS and passthrough_ll do the same); without it 4 KiB random writes run ~6x slower.
+MERGERFS_OPTS="allow_other,use_ino,cache.files=partial,cache.writeback=true,dropcacheonclose=true,xattr=nosys,category.create=mfs,fsname=bench-mergerfs"
+PASSTHROUGH_OPTS="-o writeback -o source=$DISKS -o fsname=bench-passthrough"
+
+# ---------------------------------------------------------------- mounts and cleanup
+is_mounted() {  # exact mountpoint match in the mount table (works for dead FUSE mounts too)
+    awk -v mp="$1" '$2 == mp { found = 1 } END { exit !found }' /proc/self/mounts
+}
+
+wait_pid_exit() {  # pid timeout_seconds -> 0 if the process is gone
+    local pid=$1 i
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+unmount_setup() {
+    local setup=$1 mp=${MNT[$1]:-}
+    [[ -n "$mp" ]] || return 0
+    if is_mounted "$mp"; then
+        case "$setup" in
+            replicafs)
+                if [[ -n "${REPLICAFS_BIN:-}" && -x "${REPLICAFS_BIN:-}" ]]; then
+                    "$REPLICAFS_BIN" unmount "$mp" >>"$LOGS/replicafs-unmount.log" 2>&1 \
+                        || log "replicafs unmount $mp failed (see $LOGS/replicafs-unmount.log)"
+                fi ;;
+            *)  fusermount3 -u "$mp" 2>>"$LOGS/fusermount.log" || log "fusermount3 -u $mp failed" ;;
+        esac
+    fi
+    if is_mounted "$mp"; then
+        log "lazy-unmounting $mp"
+        umount -l "$mp" 2>/dev/null || fusermount3 -uz "$mp" 2>/dev/null || true
+    fi
+    local pid=${DAEMON_PID[$setup]:-}
+    if [[ -n "$pid" ]]; then
+        if ! wait_pid_exit "$pid" 20; then
+            log "$setup daemon (pid $pid) still running after unmount; sending SIGTERM"
+            kill "$pid" 2>/dev/null || true
+            wait_pid_exit "$pid" 5 || kill -9 "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+        unset 'DAEMON_PID[$setup]'
+    fi
+    return 0
+}
+
+remove_logs() {
+    find "$DISKS" -maxdepth 1 -type f -name '*.hrl' -delete 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local s
+    for s in replicafs mergerfs passthrough; do unmount_setup "$s"; done
+    [[ -d "$DISKS" ]] && remove_logs
+    [[ $rc -eq 0 ]] || log "exiting with status $rc; all mounts cleaned up"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mount_setup() {
+    local setup=$1 mp=${MNT[$1]} i
+    mkdir -p "$mp"
+    is_mounted "$mp" && unmount_setup "$setup"
+    case "$setup" in
+        replicafs)
+            "$REPLICAFS_BIN" mount "$DISKS" "$mp" >>"$LOGS/replicafs-mount.log" 2>&1 \
+                || die "replicafs mount failed (see $LOGS/replicafs-mount.log)" ;;
+        mergerfs)
+            mergerfs -f -o "$MERGERFS_OPTS" "$DISKS" "$mp" >>"$LOGS/mergerfs.log" 2>&1 &
+            DAEMON_PID[mergerfs]=$! ;;
+        passthrough)
+            # shellcheck disable=SC2086
+            "$PASSTHROUGH_BIN" -f $PASSTHROUGH_OPTS "$mp" >>"$LOGS/passthrough_ll.log" 2>&1 &
+            DAEMON_PID[passthrough]=$! ;;
+    esac
+    for ((i = 0; i < 100; i++)); do
+        if is_mounted "$mp" && [[ -f "$mp/bench.img" ]]; then return 0; fi
+        if [[ -n "${DAEMON_PID[$setup]:-}" ]] && ! kill -0 "${DAEMON_PID[$setup]}" 2>/dev/null; then
+            die "$setup daemon exited before the mount was ready (see $LOGS/)"
+        fi
+        sleep 0.1
+    done
+    die "$setup mount on $mp not ready after 10 s (see $LOGS/)"
+}
+
+# ---------------------------------------------------------------- prerequisites
+ensure_packages() {
+    local missing=()
+    command -v fio >/dev/null || missing+=(fio)
+    command -v jq >/dev/null || missing+=(jq)
+    command -v fusermount3 >/dev/null || missing+=(fuse3)
+    if has_setup mergerfs; then command -v mergerfs >/dev/null || missing+=(mergerfs); fi
+    if has_setup passthrough; then
+        command -v gcc >/dev/null || missing+=(gcc)
+        command -v pkg-config >/dev/null || missing+=(pkg-config)
+        [[ -e /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c || -e /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c.gz ]] \
+            && pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
+    fi
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        log "installing missing packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    [[ -e /dev/fuse ]] || modprobe fuse 2>/dev/null || true
+    if has_setup replicafs || has_setup mergerfs || has_setup passthrough; then
+        [[ -e /dev/fuse ]] || die "/dev/fuse is missing"
+    fi
+}
+
+ensure_replicafs() {
+    if [[ -n "${REPLICAFS_BIN:-}" ]]; then
+        [[ -x "$REPLICAFS_BIN" ]] || die "REPLICAFS_BIN=$REPLICAFS_BIN is not executable"
+        return
+    fi
+    local bin_dir
+    bin_dir="$(cd "$REPO_ROOT" && swift build -c release --scratch-path .build-release --show-bin-path)"
+    REPLICAFS_BIN="$bin_dir/replicafs"
+    if [[ ! -x "$REPLICAFS_BIN" ]]; then
+        log "building replicafs (release) in $REPO_ROOT/.build-release"
+        (cd "$REPO_ROOT" && swift build -c release --scratch-path .build-release) >&2
+    fi
+    [[ -x "$REPLICAFS_BIN" ]] || die "release build did not produce $REPLICAFS_BIN"
+}
+
+build_passthrough() {
+    local ex=/usr/share/doc/libfuse3-dev/examples f
+    mkdir -p "$BUILD"
+    for f in passthrough_ll.c passthrough_helpers.h; do
+        if [[ -e "$ex/$f" ]]; then cp "$ex/$f" "$BUILD/$f"
+        elif [[ -e "$ex/$f.gz" ]]; then zcat "$ex/$f.gz" >"$BUILD/$f"
+        else die "$ex/$f not found (is libfuse3-dev installed?)"; fi
+    done
+    PASSTHROUGH_BIN="$BUILD/passthrough_ll"
+    # passthrough_ll.c defines FUSE_USE_VERSION itself; -I for passthrough_helpers.h.
+    # shellcheck disable=SC2046
+    gcc -O2 -Wall -I"$BUILD" $(pkg-config --cflags fuse3) -o "$PASSTHROUGH_BIN" "$BUILD/passthrough_ll.c" \
+        $(pkg-config --libs fuse3) -lpthread 2>"$LOGS/passthrough_ll-build.log" \
+        || { cat "$LOGS/passthrough_ll-build.log" >&2; die "cannot compile passthrough_ll"; }
+}
+
+# ---------------------------------------------------------------- jobs
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+job_args() {  # job -> fio arguments specific to it
+    case "$1" in
+        seqwrite)   echo "--rw=write --bs=1M --end_fsync=1" ;;
+        randwrite1) echo "--rw=randwrite --bs=4k --numjobs=1 --time_based --runtime=$RUNTIME --end_fsync=1" ;;
+        randwrite4) echo "--rw=randwrite --bs=4k --numjobs=4 --group_reporting --time_based --runtime=$RUNTIME --end_fsync=1" ;;
+        seqread)    echo "--rw=read --bs=1M" ;;
+    esac
+}
+job_dir() { case "$1" in seqread) echo read ;; *) echo write ;; esac; }
+job_desc() {
+    case "$1" in
+        seqwrite)   echo "seqwrite (1 MiB, ${SIZE_MIB} MiB, end_fsync)" ;;
+        randwrite1) echo "randwrite1 (4 KiB, 1 job, ${RUNTIME} s, end_fsync)" ;;
+        randwrite4) echo "randwrite4 (4 KiB, 4 jobs, ${RUNTIME} s, end_fsync)" ;;
+        seqread)    echo "seqread (1 MiB, ${SIZE_MIB} MiB, cold cache)" ;;
+    esac
+}
+
+declare -A BW=() IOPS=() WALL=()
+
+run_job() {
+    local setup=$1 job=$2 dir target json dirn
+    if [[ $setup == native ]]; then dir="$DISKS"; else mount_setup "$setup"; dir="${MNT[$setup]}"; fi
+    target="$dir/bench.img"
+    json="$RESULTS/$setup-$job.json"
+    drop_caches
+    log "$setup: $job"
+    local t0 t1
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2046
+    fio --name="$job" --filename="$target" --size="${SIZE_MIB}M" --ioengine=psync --direct=0 \
+        --fallocate=none --output-format=json --output="$json" $(job_args "$job") \
+        2>"$LOGS/fio-$setup-$job.err" \
+        || { cat "$LOGS/fio-$setup-$job.err" >&2; die "fio $job failed on $setup"; }
+    t1=$(date +%s.%N)
+    WALL[$setup,$job]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    [[ $setup == native ]] || unmount_setup "$setup"
+    remove_logs
+    dirn=$(job_dir "$job")
+    # fio may put warnings before the JSON document; parse from the first '{'.
+    local vals
+    vals=$(sed -n '/^{/,$p' "$json" | jq -r --arg d "$dirn" '
+        if ([.jobs[].error] | add) != 0 then "ERR"
+        else "\([.jobs[][$d].bw_bytes] | add) \([.jobs[][$d].iops] | add)" end') \
+        || die "cannot parse $json"
+    [[ $vals != ERR ]] || die "fio reported an error for $job on $setup (see $json)"
+    read -r BW[$setup,$job] IOPS[$setup,$job] <<<"$vals"
+    [[ ${BW[$setup,$job]} != 0 ]] || die "fio measured 0 bytes/s for $job on $setup (see $json)"
+    log "$setup: $job $(awk -v b="${BW[$setup,$job]}" 'BEGIN { printf "%.1f MB/s", b / 1e6 }')"
+}
+
+# ---------------------------------------------------------------- report
+mbps() { awk -v b="$1" 'BEGIN { m = b / 1e6; if (m >= 100) printf "%.0f", m; else printf "%.1f", m }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+setup_title() { case "$1" in passthrough) echo passthrough_ll ;; *) echo "$1" ;; esac; }
+
+print_table() {
+    local s j row
+    row="| job |"; for s in "${SETUPS[@]}"; do row+=" $(setup_title "$s") |"; done; echo "$row"
+    row="|---|";  for s in "${SETUPS[@]}"; do row+="---:|"; done; echo "$row"
+    for j in "${JOBS[@]}"; do
+        row="| $(job_desc "$j") |"
+        for s in "${SETUPS[@]}"; do
+            row+=" $(mbps "${BW[$s,$j]}") MB/s"
+            if [[ $s != native ]] && has_setup native; then row+=" ($(ratio "${BW[$s,$j]}" "${BW[native,$j]}"))"; fi
+            row+=" |"
+        done
+        echo "$row"
+    done
+    echo
+    echo "MB/s = 10^6 bytes/s as reported by fio (bw_bytes); ratios are against native in the same run."
+    echo
+    echo "IOPS / wall-clock seconds of the fio run (includes the end_fsync and fio's setup):"
+    echo
+    row="| job |"; for s in "${SETUPS[@]}"; do row+=" $(setup_title "$s") |"; done; echo "$row"
+    row="|---|";  for s in "${SETUPS[@]}"; do row+="---:|"; done; echo "$row"
+    for j in "${JOBS[@]}"; do
+        row="| $j |"
+        for s in "${SETUPS[@]}"; do
+            row+=" $(awk -v i="${IOPS[$s,$j]}" 'BEGIN { printf "%.0f", i }') / ${WALL[$s,$j]} s |"
+        done
+        echo "$row"
+    done
+}
+
+print_report() {
+    echo "## fio through the mount vs native"
+    echo
+    echo "- command: \`$CMDLINE\`"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- kernel: $(uname -srm); CPUs: $(nproc); RAM: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "- work dir: $WORK ($(df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 }'))"
+    echo "- $(fio --version); image ${SIZE_MIB} MiB, ioengine=psync, direct=0"
+    if has_setup replicafs; then
+        local built newer
+        built=$(date -u -r "$REPLICAFS_BIN" '+%Y-%m-%d %H:%M:%S UTC')
+        newer=$(find "$REPO_ROOT/Sources" "$REPO_ROOT/Package.swift" -newer "$REPLICAFS_BIN" -type f 2>/dev/null | wc -l)
+        echo "- replicafs: $REPLICAFS_BIN, built $built; tree now at git $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')$( [[ $newer -eq 0 ]] || echo " ($newer source files changed since the build: binary may be stale)"); default options (writeback cache on)"
+    fi
+    has_setup mergerfs && echo "- mergerfs $(mergerfs --version 2>&1 | awk '{ print $NF; exit }'): -o $MERGERFS_OPTS"
+    has_setup passthrough && echo "- passthrough_ll (libfuse $(pkg-config --modversion fuse3) example, gcc -O2): $PASSTHROUGH_OPTS"
+    echo
+    print_table
+}
+
+# ---------------------------------------------------------------- main
+mkdir -p "$DISKS" "$RESULTS" "$LOGS"
+rm -f "$RESULTS"/*.json "$LOGS"/*.log "$LOGS"/*.err
+for s in replicafs mergerfs passthrough; do
+    if is_mounted "${MNT[$s]}"; then log "stale mount on ${MNT[$s]}; unmounting"; fi
+done
+ensure_packages
+has_setup replicafs && ensure_replicafs
+# Clean stale mounts from an interrupted run (needs REPLICAFS_BIN for replicafs).
+for s in replicafs mergerfs passthrough; do unmount_setup "$s"; done
+has_setup passthrough && build_passthrough
+
+log "writing ${SIZE_MIB} MiB of random data to $IMG"
+remove_logs
+rm -f "$IMG"
+dd if=/dev/urandom of="$IMG" bs=1M count="$SIZE_MIB" conv=fsync status=none
+sync
+
+start=$SECONDS
+for j in "${JOBS[@]}"; do
+    if [[ $j == seqread ]]; then
+        # On this VM the first cold buffered read of the file after the random writes runs 2-4x
+        # slower than later ones (guest-side; a direct-I/O read does not remove the effect), which
+        # would always penalise the first setup. One unmeasured buffered read evens that out.
+        log "warm-up read of $IMG (not measured)"
+        drop_caches
+        dd if="$IMG" of=/dev/null bs=1M status=none
+    fi
+    for s in "${SETUPS[@]}"; do run_job "$s" "$j"; done
+done
+log "all runs done in $((SECONDS - start)) s"
+
+report="$(print_report)"
+echo
+echo "$report"
+if [[ -n "$OUT" ]]; then
+    printf '%s\n' "$report" >"$OUT"
+    log "report written to $OUT"
+fi
