@@ -14,7 +14,15 @@ public final class ImageJournal: @unchecked Sendable {
     /// True when the previous daemon did not shut down cleanly (its log was recovered).
     public let recoveredFromCrash: Bool
     private let lock = Lock()
+    private let rangeFreed = Condition()
     private var log: ChangeLog
+    /// Byte ranges whose record is logged but whose image write has not finished.
+    private var inFlight: [Range<Int64>] = []
+    /// Fault-injection point for tests: runs between the log append and the image write,
+    /// where a slow thread would let a later overlapping write overtake it.
+    var beforeImageWrite: (@Sendable () -> Void)?
+    /// Set when the log and the image no longer agree (a logged write failed on the image).
+    private var divergence: String?
 
     init(name: String, directory: String, image: FileDescriptor, log: ChangeLog, recoveredFromCrash: Bool) {
         self.name = name
@@ -27,25 +35,55 @@ public final class ImageJournal: @unchecked Sendable {
 
     deinit { image.close() }
 
-    /// Logs then writes `data` at `offset`.
+    /// Logs then writes `data` at `offset`. Appends are serialized (the log has no holes and
+    /// its order is the order of the image's changes); the image write runs outside the lock,
+    /// overlapping the next append, but waits for any earlier in-flight write to the same bytes.
     public func write(_ data: UnsafeRawBufferPointer, offset: Int64) throws {
         let crc = Checksum.crc32c(data)
+        let range = offset..<(offset + Int64(data.count))
         lock.lock()
-        defer { lock.unlock() }
+        while inFlight.contains(where: { $0.overlaps(range) }) { rangeFreed.wait(lock) }
         let mark = log.position
-        try log.appendWrite(data, offset: UInt64(offset), dataCRC: crc)
+        do {
+            try log.appendWrite(data, offset: UInt64(offset), dataCRC: crc)
+        } catch {
+            lock.unlock()
+            throw error
+        }
+        let appendedEnd = log.end
+        let appendedTo = log
+        inFlight.append(range)
+        lock.unlock()
+
+        var failure: Error?
+        beforeImageWrite?()
         do {
             try image.pwrite(data.baseAddress!, count: data.count, offset: offset)
         } catch {
-            try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
-            throw error
+            failure = error
         }
+
+        lock.lock()
+        inFlight.remove(at: inFlight.firstIndex(of: range)!)
+        if let failure {
+            // The image did not take the write: take it back out of the log if nothing follows
+            // it, otherwise the log now claims a change the image lacks and says so.
+            if appendedTo === log && log.end == appendedEnd {
+                try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
+            } else {
+                divergence = "a write at offset \(offset) is logged but failed on the image: \(failure)"
+            }
+        }
+        rangeFreed.broadcast()
+        lock.unlock()
+        if let failure { throw failure }
     }
 
     /// Logs then applies a size change (truncate or extend).
     public func setSize(_ size: Int64) throws {
         lock.lock()
         defer { lock.unlock() }
+        waitForInFlightWrites()
         let mark = log.position
         try log.appendSetSize(UInt64(size))
         do {
@@ -65,6 +103,7 @@ public final class ImageJournal: @unchecked Sendable {
         }
         lock.lock()
         defer { lock.unlock() }
+        waitForInFlightWrites()
         let mark = log.position
         let before = try image.size()
         if mode & (RFS_FALLOC_PUNCH_HOLE | RFS_FALLOC_ZERO_RANGE) != 0 {
@@ -79,6 +118,11 @@ public final class ImageJournal: @unchecked Sendable {
             try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
             throw error
         }
+    }
+
+    /// Size changes and fallocate wait for every in-flight image write (they may touch any byte).
+    private func waitForInFlightWrites() {
+        while !inFlight.isEmpty { rangeFreed.wait(lock) }
     }
 
     /// Makes the log and then the image durable. Writers keep going meanwhile.
@@ -98,7 +142,7 @@ public final class ImageJournal: @unchecked Sendable {
         lock.withLock {
             ImageState(name: name, size: (try? image.size()) ?? -1, activeLog: log.path,
                        sequence: log.header.sequence, logBytes: log.end, records: log.recordCount,
-                       recoveredFromCrash: recoveredFromCrash, logError: log.broken?.description)
+                       recoveredFromCrash: recoveredFromCrash, logError: log.broken?.description ?? divergence)
         }
     }
 
@@ -129,6 +173,7 @@ public final class ImageJournal: @unchecked Sendable {
     /// Seals the active log for a clean shutdown and makes everything durable.
     func closeCleanly(cutID: UInt64) throws {
         try lock.withLock {
+            waitForInFlightWrites()
             try log.appendMarker(Marker(kind: .cleanShutdown, cutID: cutID, timeNanos: Clock.nowNanos()))
             try log.seal(reason: .cleanShutdown, cutID: cutID)
             try log.sync()

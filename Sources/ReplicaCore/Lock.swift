@@ -5,7 +5,7 @@ import Glibc
 /// A plain pthread mutex. FUSE callbacks run on libfuse's threads and must not wait on
 /// Swift tasks, so the I/O path uses this synchronous lock.
 public final class Lock: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     public init() {
         mutex = .allocate(capacity: 1)
@@ -26,4 +26,23 @@ public final class Lock: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         return try body()
     }
+}
+
+/// A condition variable used with `Lock`.
+public final class Condition: @unchecked Sendable {
+    private let cond: UnsafeMutablePointer<pthread_cond_t>
+
+    public init() {
+        cond = .allocate(capacity: 1)
+        pthread_cond_init(cond, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(cond)
+        cond.deallocate()
+    }
+
+    /// Waits; the caller holds `lock`, which is released while waiting and held again after.
+    public func wait(_ lock: Lock) { pthread_cond_wait(cond, lock.mutex) }
+    public func broadcast() { pthread_cond_broadcast(cond) }
 }

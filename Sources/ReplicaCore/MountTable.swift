@@ -8,6 +8,8 @@ public enum MountTable {
         public var mountpoint: String
         public var fsType: String
         public var source: String
+        /// "major:minor" of the mounted filesystem.
+        public var device: String
     }
 
     public static func mounts() -> [Mount] {
@@ -16,7 +18,7 @@ public enum MountTable {
             let parts = line.split(separator: " ", omittingEmptySubsequences: false)
             guard parts.count > 6, let dash = parts.firstIndex(of: "-"), dash + 2 < parts.count else { return nil }
             return Mount(mountpoint: unescape(String(parts[4])), fsType: String(parts[dash + 1]),
-                         source: unescape(String(parts[dash + 2])))
+                         source: unescape(String(parts[dash + 2])), device: String(parts[2]))
         }
     }
 

@@ -28,7 +28,10 @@ extension FuseServer {
                 conn.pointee.want |= UInt32(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE)
             }
             conn.pointee.max_write = 1 << 20
-            conn.pointee.max_readahead = 1 << 20
+            conn.pointee.max_readahead = UInt32(server.options.readaheadKiB) << 10
+            // Let the kernel keep more writeback and readahead requests in flight.
+            conn.pointee.max_background = 64
+            conn.pointee.congestion_threshold = 48
         }
 
         ops.lookup = { req, parent, name in

@@ -58,8 +58,20 @@ public final class FuseServer: @unchecked Sendable {
             throw ReplicaError("cannot mount \(mountpoint): the kernel refused the FUSE mount")
         }
         session = se
+        tuneBackingDeviceInfo()
         // A daemon that backs a loop device must not be throttled by the reclaim it serves.
         _ = rfs_set_io_flusher()
+    }
+
+    /// Sets the mount's readahead and dirty-page share in /sys/class/bdi (root only; best effort:
+    /// without it the mount works, only slower).
+    private func tuneBackingDeviceInfo() {
+        // The device comes from mountinfo: stat-ing our own mountpoint before the session
+        // loop runs would wait for ourselves.
+        guard geteuid() == 0, let device = MountTable.mount(at: mountpoint)?.device else { return }
+        let bdi = "/sys/class/bdi/\(device)"
+        try? FileSystem.writeFile(bdi + "/read_ahead_kb", "\(options.readaheadKiB)\n")
+        try? FileSystem.writeFile(bdi + "/max_ratio", "\(options.dirtyRatio)\n")
     }
 
     /// Serves requests until the filesystem is unmounted, then seals every log cleanly.
