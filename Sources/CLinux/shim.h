@@ -22,6 +22,8 @@ static const int RFS_O_DIRECT = 0200000;
 #else
 static const int RFS_O_DIRECT = 040000;
 #endif
+static const int RFS_SEEK_DATA = 3;
+static const int RFS_SEEK_HOLE = 4;
 static const int RFS_FALLOC_KEEP_SIZE = FALLOC_FL_KEEP_SIZE;
 static const int RFS_FALLOC_PUNCH_HOLE = FALLOC_FL_PUNCH_HOLE;
 static const int RFS_FALLOC_ZERO_RANGE = FALLOC_FL_ZERO_RANGE;

@@ -117,6 +117,11 @@ public struct FileDescriptor: Sendable, Hashable {
         throw SystemError.current("flock", path)
     }
 
+    /// Waits for an advisory lock (shared or exclusive); released when the descriptor closes.
+    public func lock(exclusive: Bool) throws {
+        _ = try syscallRetrying("flock", path) { rfs_flock(rawValue, exclusive ? LOCK_EX : LOCK_SH) }
+    }
+
     /// Reads the whole file from offset 0, until end of file (proc files report size 0).
     public func readAll() throws -> [UInt8] {
         var bytes: [UInt8] = []

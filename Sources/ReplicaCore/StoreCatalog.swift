@@ -1,0 +1,56 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The target store's record of one VM: its disks, how far each disk's log chain has been
+/// applied, and its recovery points. Saved as JSON by write, fsync and rename, so a crash
+/// leaves either the old or the new catalog, never a mix.
+public struct StoreCatalog: Codable, Sendable {
+    public struct Disk: Codable, Sendable {
+        public var name: String
+        /// Hex chain id of the source logs applied so far (nil until the first delta).
+        public var chain: String?
+        /// LSN the next shipped log must start at (nil until the first delta).
+        public var nextLSN: UInt64?
+    }
+
+    public var vm: String
+    public var disks: [Disk]
+    public var points: [RecoveryPoint]
+    public var nextPointID: Int
+
+    public init(vm: String, disks: [String]) {
+        self.vm = vm
+        self.disks = disks.map { Disk(name: $0, chain: nil, nextLSN: nil) }
+        self.points = []
+        self.nextPointID = 1
+    }
+
+    static func load(_ path: String) throws -> StoreCatalog {
+        let bytes = try FileSystem.readFile(path)
+        do {
+            return try JSONDecoder().decode(StoreCatalog.self, from: Data(bytes))
+        } catch {
+            throw ReplicaError("\(path): unreadable catalog (\(error))")
+        }
+    }
+
+    func save(_ path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(self)
+        let tmp = path + ".tmp"
+        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        do {
+            try data.withUnsafeBytes { try fd.pwrite($0.baseAddress!, count: $0.count, offset: 0) }
+            try fd.fsync()
+        } catch {
+            fd.close()
+            throw error
+        }
+        fd.close()
+        guard rename(tmp, path) == 0 else { throw SystemError.current("rename", path) }
+        try FileSystem.fsyncDirectory(String(path[..<path.lastIndex(of: "/")!]))
+    }
+}

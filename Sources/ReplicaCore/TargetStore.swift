@@ -1,0 +1,278 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The secondary site: per VM, replica disks at the latest recovery point plus one undo log
+/// per disk and point (the bytes each point's apply overwrote, as Hyper-V Replica keeps undo
+/// logs since 2012 R2). Any point in the window is the replica with the undo logs of the
+/// later points applied, newest first. Layout and crash rules: docs/target-store.md.
+public final class TargetStore {
+    public let root: String
+
+    /// Which point to read.
+    public enum PointSelector: Equatable {
+        case id(Int)
+        case latest
+        case latestApp
+
+        public init(_ text: String) throws {
+            switch text {
+            case "latest": self = .latest
+            case "latest-app": self = .latestApp
+            default:
+                guard let id = Int(text) else { throw ReplicaError("bad recovery point '\(text)': use an id, latest or latest-app") }
+                self = .id(id)
+            }
+        }
+    }
+
+    public init(root: String) throws {
+        guard FileSystem.isDirectory(root) else { throw ReplicaError("target store \(root) does not exist") }
+        guard access(root, W_OK) == 0 else { throw ReplicaError("target store \(root) is not writable") }
+        self.root = try FileSystem.realPath(root)
+    }
+
+    func vmDirectory(_ vm: String) -> String { root + "/" + vm }
+    func catalogPath(_ vm: String) -> String { vmDirectory(vm) + "/catalog.json" }
+    func replicaPath(_ vm: String, _ disk: String) -> String { vmDirectory(vm) + "/replica/" + disk }
+    func pointDirectory(_ vm: String, _ id: Int, pending: Bool = false) -> String {
+        vmDirectory(vm) + "/points/" + String(id).leftPadded(8) + (pending ? ".pending" : "")
+    }
+
+    public func hasVM(_ vm: String) -> Bool { FileSystem.exists(catalogPath(vm)) }
+
+    /// Registers a VM and seeds each replica disk from a point-in-time copy of the source
+    /// (holes are not copied). `seeds` maps disk name to the file to copy.
+    public func create(vm: String, seeds: [(disk: String, path: String)]) throws {
+        guard !hasVM(vm) else { throw ReplicaError("VM \(vm) already has a replica in \(root)") }
+        try FileSystem.mkdirs(vmDirectory(vm) + "/replica")
+        try FileSystem.mkdirs(vmDirectory(vm) + "/points")
+        for seed in seeds { try SparseCopy.copy(from: seed.path, to: replicaPath(vm, seed.disk)) }
+        try FileSystem.fsyncDirectory(vmDirectory(vm) + "/replica")
+        try StoreCatalog(vm: vm, disks: seeds.map(\.disk)).save(catalogPath(vm))
+    }
+
+    public func catalog(_ vm: String) throws -> StoreCatalog {
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        return try withLock(vm, exclusive: false) { try StoreCatalog.load(catalogPath(vm)) }
+    }
+
+    public func points(_ vm: String) throws -> [RecoveryPoint] { try catalog(vm).points }
+
+    /// Verifies shipped logs (every checksum, one chain per disk continuing the last commit),
+    /// saves undo data, applies them and commits one recovery point for all the VM's disks.
+    /// Logs entirely before a disk's next LSN (already committed, sent again) are skipped.
+    @discardableResult
+    public func commit(vm: String, logs: [String: [String]], consistency: RecoveryPoint.Consistency,
+                       cut: UInt64, timeNanos: UInt64 = Clock.nowNanos()) throws -> RecoveryPoint {
+        try withLock(vm, exclusive: true) {
+            try recoverLocked(vm)
+            var catalog = try StoreCatalog.load(catalogPath(vm))
+            // 1. Verify everything before touching anything.
+            var plans: [(index: Int, applier: LogApplier?)] = []
+            for (disk, paths) in logs {
+                guard let index = catalog.disks.firstIndex(where: { $0.name == disk }) else {
+                    throw ReplicaError("disk \(disk) is not part of VM \(vm)")
+                }
+                let entry = catalog.disks[index]
+                var fresh: [String] = []
+                for path in paths {
+                    let scan = try LogScanner.scan(path)
+                    if let next = entry.nextLSN, scan.nextLSN <= next, entry.chain == scan.header.chainHex { continue }
+                    fresh.append(path)
+                }
+                guard !fresh.isEmpty else { plans.append((index, nil)); continue }
+                let applier = try LogApplier(paths: fresh)
+                let first = applier.scans[0].header
+                if let chain = entry.chain, chain != first.chainHex {
+                    throw ReplicaError("\(applier.scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required")
+                }
+                if let next = entry.nextLSN, first.firstLSN != next {
+                    throw ReplicaError("broken log chain for disk \(disk): replica expects LSN \(next), shipped logs start at \(first.firstLSN): resync required")
+                }
+                guard applier.scans.allSatisfy(\.isSealed) else {
+                    throw ReplicaError("disk \(disk): shipped logs must be sealed")
+                }
+                plans.append((index, applier))
+            }
+            let id = catalog.nextPointID
+            let pending = pointDirectory(vm, id, pending: true)
+            try FileSystem.mkdirs(pending)
+            // 2. Undo data first, durable before the replica changes.
+            for plan in plans {
+                guard let applier = plan.applier else { continue }
+                let disk = catalog.disks[plan.index].name
+                try writeUndo(replica: replicaPath(vm, disk), scans: applier.scans,
+                              to: pending + "/" + disk + ".undo.hrl", disk: disk, pointID: UInt64(id))
+            }
+            try FileSystem.fsyncDirectory(pending)
+            // 3. Apply, then commit the catalog (the commit point), then drop the pending mark.
+            for plan in plans {
+                guard let applier = plan.applier else { continue }
+                try applier.apply(to: replicaPath(vm, catalog.disks[plan.index].name))
+                catalog.disks[plan.index].chain = applier.scans[0].header.chainHex
+                catalog.disks[plan.index].nextLSN = applier.scans.last!.nextLSN
+            }
+            var sizes: [String: Int64] = [:]
+            for disk in catalog.disks { sizes[disk.name] = Int64(try FileSystem.stat(replicaPath(vm, disk.name)).st_size) }
+            let point = RecoveryPoint(id: id, timeNanos: timeNanos, consistency: consistency, cut: cut, diskSizes: sizes)
+            catalog.points.append(point)
+            catalog.nextPointID = id + 1
+            try catalog.save(catalogPath(vm))
+            guard rename(pending, pointDirectory(vm, id)) == 0 else { throw SystemError.current("rename", pending) }
+            return point
+        }
+    }
+
+    /// Writes a disk's bytes as of `selector` to `destination`.
+    public func export(vm: String, point selector: PointSelector, disk: String, to destination: String) throws -> RecoveryPoint {
+        try withLock(vm, exclusive: false) {
+            let catalog = try StoreCatalog.load(catalogPath(vm))
+            guard catalog.disks.contains(where: { $0.name == disk }) else {
+                throw ReplicaError("disk \(disk) is not part of VM \(vm)")
+            }
+            let point = try resolve(selector, in: catalog, vm: vm)
+            try SparseCopy.copy(from: replicaPath(vm, disk), to: destination)
+            let target = try FileDescriptor.open(destination, O_RDWR)
+            defer { target.close() }
+            for later in catalog.points.filter({ $0.id > point.id }).sorted(by: { $0.id > $1.id }) {
+                let undo = pointDirectory(vm, later.id) + "/" + disk + ".undo.hrl"
+                guard FileSystem.exists(undo) else { continue } // the disk did not change at that point
+                try applyUndo(undo, to: target)
+            }
+            try target.fsync()
+            return point
+        }
+    }
+
+    /// Drops points older than `retentionSeconds` (the latest always stays) and the undo data
+    /// that only led back to them.
+    @discardableResult
+    public func prune(vm: String, retentionSeconds: Double, nowNanos: UInt64 = Clock.nowNanos()) throws -> [Int] {
+        try withLock(vm, exclusive: true) {
+            var catalog = try StoreCatalog.load(catalogPath(vm))
+            guard let latest = catalog.points.last else { return [] }
+            let cutoff = nowNanos > UInt64(retentionSeconds * 1e9) ? nowNanos - UInt64(retentionSeconds * 1e9) : 0
+            let expired = catalog.points.filter { $0.timeNanos < cutoff && $0.id != latest.id }.map(\.id)
+            catalog.points.removeAll { expired.contains($0.id) }
+            try catalog.save(catalogPath(vm))
+            // The oldest kept point's own undo leads to a pruned state: it goes too.
+            let oldest = catalog.points.first!.id
+            for name in try FileSystem.list(vmDirectory(vm) + "/points") {
+                guard let id = Int(name.prefix(8)), id <= oldest, !name.hasSuffix(".pending") else { continue }
+                try removeTree(vmDirectory(vm) + "/points/" + name)
+            }
+            return expired
+        }
+    }
+
+    func resolve(_ selector: PointSelector, in catalog: StoreCatalog, vm: String) throws -> RecoveryPoint {
+        let found: RecoveryPoint?
+        switch selector {
+        case .id(let id): found = catalog.points.first { $0.id == id }
+        case .latest: found = catalog.points.last
+        case .latestApp: found = catalog.points.last { $0.consistency == .app }
+        }
+        guard let found else {
+            switch selector {
+            case .id(let id): throw ReplicaError("recovery point \(id) not found for VM \(vm)")
+            case .latest: throw ReplicaError("VM \(vm) has no recovery point yet")
+            case .latestApp: throw ReplicaError("VM \(vm) has no app-consistent recovery point")
+            }
+        }
+        return found
+    }
+
+    // MARK: undo data and crash recovery
+
+    /// Saves the replica's current bytes of every range the logs will change, and its size,
+    /// as an HRL log that restores them when applied in file order.
+    func writeUndo(replica: String, scans: [LogScan], to path: String, disk: String, pointID: UInt64) throws {
+        let fd = try FileDescriptor.open(replica, O_RDONLY)
+        defer { fd.close() }
+        let oldSize = try fd.size()
+        var ranges = RangeSet()
+        var size = oldSize
+        for scan in scans {
+            _ = try LogScanner.scan(scan.path) { header, _ in
+                switch header.type {
+                case .write, .zero:
+                    ranges.insert(header.offset..<(header.offset + header.extent))
+                    if header.type == .write { size = max(size, Int64(header.offset + header.extent)) }
+                case .setSize:
+                    if Int64(header.offset) < size { ranges.insert(header.offset..<UInt64(size)) }
+                    size = Int64(header.offset)
+                case .marker, .seal: break
+                }
+            }
+        }
+        ranges.normalize()
+        let undo = try ChangeLog.create(path: path, header: LogHeader(
+            imageName: disk, chainID: [UInt8](repeating: 0, count: 16), sequence: pointID, firstLSN: 1,
+            createdNanos: Clock.nowNanos(), imageSize: UInt64(oldSize)))
+        let chunk = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buffer.deallocate() }
+        for range in ranges.ranges {
+            var at = Int64(range.lowerBound)
+            let end = min(Int64(range.upperBound), oldSize)
+            while at < end {
+                let n = try fd.pread(into: buffer, count: Int(min(Int64(chunk), end - at)), offset: at)
+                guard n > 0 else { break }
+                let data = UnsafeRawBufferPointer(start: buffer, count: n)
+                try undo.appendWrite(data, offset: UInt64(at), dataCRC: Checksum.crc32c(data))
+                at += Int64(n)
+            }
+        }
+        try undo.appendSetSize(UInt64(oldSize))
+        try undo.seal(reason: .rotation, cutID: pointID)
+        try undo.sync()
+    }
+
+    func applyUndo(_ path: String, to target: FileDescriptor) throws {
+        let scan = try LogScanner.scan(path) { header, data in try LogApplier.applyRecord(header, data, to: target) }
+        guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged undo log (\(scan.tail))") }
+    }
+
+    /// Finishes or rolls back a commit a crash interrupted: a pending point the catalog lists is
+    /// complete; one it does not list is undone on the replicas, so they are back at the last point.
+    func recoverLocked(_ vm: String) throws {
+        let catalog = try StoreCatalog.load(catalogPath(vm))
+        for name in try FileSystem.list(vmDirectory(vm) + "/points") where name.hasSuffix(".pending") {
+            guard let id = Int(name.prefix(8)) else { continue }
+            let dir = vmDirectory(vm) + "/points/" + name
+            if catalog.points.contains(where: { $0.id == id }) {
+                guard rename(dir, pointDirectory(vm, id)) == 0 else { throw SystemError.current("rename", dir) }
+                continue
+            }
+            for file in try FileSystem.list(dir) where file.hasSuffix(".undo.hrl") {
+                let disk = String(file.dropLast(".undo.hrl".count))
+                // An undo log torn by the crash was written before any replica change: nothing to undo.
+                guard let scan = try? LogScanner.scan(dir + "/" + file), scan.isSealed else { continue }
+                let target = try FileDescriptor.open(replicaPath(vm, disk), O_RDWR)
+                defer { target.close() }
+                try applyUndo(dir + "/" + file, to: target)
+                try target.fsync()
+            }
+            try removeTree(dir)
+        }
+    }
+
+    /// Opens the store for a VM, repairing an interrupted commit.
+    public func recover(vm: String) throws {
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        try withLock(vm, exclusive: true) { try recoverLocked(vm) }
+    }
+
+    private func withLock<T>(_ vm: String, exclusive: Bool, _ body: () throws -> T) throws -> T {
+        let fd = try FileDescriptor.open(vmDirectory(vm) + "/.lock", O_RDWR | O_CREAT, mode: 0o600)
+        defer { fd.close() }
+        try fd.lock(exclusive: exclusive)
+        return try body()
+    }
+
+    private func removeTree(_ path: String) throws {
+        for name in try FileSystem.list(path) { try FileSystem.remove(path + "/" + name) }
+        if rmdir(path) != 0 && errno != ENOENT { throw SystemError.current("rmdir", path) }
+    }
+}

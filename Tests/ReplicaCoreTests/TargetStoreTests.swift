@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+@testable import ReplicaCore
+
+/// The target store without a mount: logs made by the real write path (ImageJournal) are
+/// committed as recovery points; every point exports byte for byte; crashes roll back.
+struct TargetStoreTests {
+    let dir: String
+    var disks: String { dir + "/disks" }
+    var storeDir: String { dir + "/store" }
+
+    init() throws {
+        var template = Array("/tmp/rfs-store-XXXXXX".utf8CString)
+        dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+        try FileSystem.mkdirs(disks)
+        try FileSystem.mkdirs(storeDir)
+    }
+
+    func cleanup() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func fill(_ path: String, size: Int, seed: Int) throws {
+        let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ seed) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    func write(_ j: ImageJournal, _ value: UInt8, count: Int, at offset: Int64) throws {
+        try [UInt8](repeating: value, count: count).withUnsafeBytes { try j.write($0, offset: offset) }
+    }
+
+    func read(_ path: String) throws -> [UInt8] { try FileSystem.readFile(path) }
+
+    /// Sealed logs of `disk` not yet in `shipped`, in sequence order.
+    func sealedLogs(_ disk: String, after shipped: inout Set<String>) throws -> [String] {
+        let all = try FileSystem.list(disks).filter { LogName.parse($0)?.image == disk }.map { disks + "/" + $0 }
+        let sealed = try all.filter { try LogScanner.scan($0).isSealed && !shipped.contains($0) }
+        shipped.formUnion(sealed)
+        return sealed
+    }
+
+    @Test func everyPointExportsItsStateAndPruningKeepsTheRest() throws {
+        defer { cleanup() }
+        try fill(disks + "/a.img", size: 256 << 10, seed: 1)
+        try fill(disks + "/b.img", size: 128 << 10, seed: 2)
+        let store = try TargetStore(root: storeDir)
+        try store.create(vm: "vm1", seeds: [("a.img", disks + "/a.img"), ("b.img", disks + "/b.img")])
+        let set = try DiskSet.open(directory: disks)
+        let a = try #require(set.journal(named: "a.img")), b = try #require(set.journal(named: "b.img"))
+        var shipped = Set<String>()
+        var expected: [Int: ([UInt8], [UInt8])] = [:]
+        for k in 1...4 {
+            try write(a, UInt8(k), count: 10_000, at: Int64(k * 7_000))
+            try write(a, UInt8(100 + k), count: 3_000, at: 1_000)
+            try write(b, UInt8(k), count: 5_000, at: Int64(k * 3_000))
+            if k == 3 { try b.setSize(100 << 10) }                                  // shrink
+            if k == 4 { try a.setSize(300 << 10); try write(a, 9, count: 100, at: (300 << 10) - 50) } // grow
+            if k == 2 { try a.fallocate(mode: 0x01 | 0x02, offset: 8192, length: 4096) } // punch a hole
+            let rotation = try set.rotate()
+            let logs = ["a.img": try sealedLogs("a.img", after: &shipped), "b.img": try sealedLogs("b.img", after: &shipped)]
+            let point = try store.commit(vm: "vm1", logs: logs, consistency: k == 2 ? .app : .crash,
+                                         cut: rotation.cutID, timeNanos: UInt64(k) * 3_600_000_000_000)
+            #expect(point.id == k)
+            expected[k] = (try read(disks + "/a.img"), try read(disks + "/b.img"))
+        }
+        try set.close()
+        for k in 1...4 {
+            for (disk, bytes) in [("a.img", expected[k]!.0), ("b.img", expected[k]!.1)] {
+                let out = dir + "/export-\(k)-\(disk)"
+                let point = try store.export(vm: "vm1", point: .id(k), disk: disk, to: out)
+                #expect(point.id == k)
+                #expect(try read(out) == bytes, "point \(k) disk \(disk)")
+            }
+        }
+        #expect(try store.export(vm: "vm1", point: .latestApp, disk: "a.img", to: dir + "/app").id == 2)
+        #expect(try read(dir + "/app") == expected[2]!.0)
+        #expect(try store.points("vm1").map(\.consistency) == [.crash, .app, .crash, .crash])
+
+        // Retention of 1.5 h at hour 4: points 1 and 2 expire, 3 and 4 still export exactly.
+        let pruned = try store.prune(vm: "vm1", retentionSeconds: 5400, nowNanos: 4 * 3_600_000_000_000 + 1)
+        #expect(pruned == [1, 2])
+        #expect(try store.points("vm1").map(\.id) == [3, 4])
+        for k in 3...4 {
+            let out = dir + "/after-prune-\(k)"
+            try store.export(vm: "vm1", point: .id(k), disk: "b.img", to: out)
+            #expect(try read(out) == expected[k]!.1)
+        }
+        #expect(throws: ReplicaError("recovery point 1 not found for VM vm1")) {
+            try store.export(vm: "vm1", point: .id(1), disk: "a.img", to: dir + "/x")
+        }
+        #expect(throws: ReplicaError("VM vm1 has no app-consistent recovery point")) {
+            try store.export(vm: "vm1", point: .latestApp, disk: "a.img", to: dir + "/x")
+        }
+        #expect(try FileSystem.list(storeDir + "/vm1/points").count == 1) // only point 4's undo is needed
+    }
+
+    @Test func aCrashMidApplyRollsBackAndTheRetryCommits() throws {
+        defer { cleanup() }
+        try fill(disks + "/a.img", size: 64 << 10, seed: 3)
+        let store = try TargetStore(root: storeDir)
+        try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
+        let set = try DiskSet.open(directory: disks)
+        let a = set.images[0]
+        var shipped = Set<String>()
+        try write(a, 1, count: 4096, at: 0)
+        _ = try set.rotate()
+        try store.commit(vm: "vm", logs: ["a.img": try sealedLogs("a.img", after: &shipped)], consistency: .crash, cut: 1)
+        let atPoint1 = try read(disks + "/a.img")
+        try write(a, 2, count: 9000, at: 2000)
+        try a.setSize(32 << 10)
+        _ = try set.rotate()
+        let logs = try sealedLogs("a.img", after: &shipped)
+        try set.close()
+
+        // The crash: undo saved, replica changed, catalog not yet committed.
+        let pending = store.pointDirectory("vm", 2, pending: true)
+        try FileSystem.mkdirs(pending)
+        let applier = try LogApplier(paths: logs)
+        try store.writeUndo(replica: store.replicaPath("vm", "a.img"), scans: applier.scans,
+                            to: pending + "/a.img.undo.hrl", disk: "a.img", pointID: 2)
+        try applier.apply(to: store.replicaPath("vm", "a.img"))
+        #expect(try read(store.replicaPath("vm", "a.img")) != atPoint1)
+
+        try store.recover(vm: "vm")
+        #expect(try read(store.replicaPath("vm", "a.img")) == atPoint1)
+        #expect(try store.points("vm").map(\.id) == [1])
+        // The shipper sends the same logs again; they apply once.
+        try store.commit(vm: "vm", logs: ["a.img": logs], consistency: .crash, cut: 2)
+        try store.export(vm: "vm", point: .latest, disk: "a.img", to: dir + "/latest")
+        #expect(try read(dir + "/latest") == read(disks + "/a.img"))
+        try store.export(vm: "vm", point: .id(1), disk: "a.img", to: dir + "/first")
+        #expect(try read(dir + "/first") == atPoint1)
+    }
+
+    @Test func refusesBrokenChainsForeignLogsAndUnknownNames() throws {
+        defer { cleanup() }
+        try fill(disks + "/a.img", size: 64 << 10, seed: 4)
+        let store = try TargetStore(root: storeDir)
+        try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
+        #expect(throws: ReplicaError("VM vm already has a replica in \(store.root)")) {
+            try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
+        }
+        let set = try DiskSet.open(directory: disks)
+        var shipped = Set<String>()
+        for i in 0..<3 {
+            try write(set.images[0], UInt8(i), count: 100, at: Int64(i * 100))
+            _ = try set.rotate()
+        }
+        try set.close()
+        let logs = try sealedLogs("a.img", after: &shipped)
+        try store.commit(vm: "vm", logs: ["a.img": [logs[0]]], consistency: .crash, cut: 1)
+        let before = try read(store.replicaPath("vm", "a.img"))
+        #expect(throws: ReplicaError.self) { try store.commit(vm: "vm", logs: ["a.img": [logs[2]]], consistency: .crash, cut: 3) }
+        #expect(throws: ReplicaError("disk c.img is not part of VM vm")) {
+            try store.commit(vm: "vm", logs: ["c.img": [logs[1]]], consistency: .crash, cut: 2)
+        }
+        #expect(throws: ReplicaError("unknown VM nope in target store \(store.root)")) { try store.points("nope") }
+        #expect(throws: ReplicaError("bad recovery point 'yesterday': use an id, latest or latest-app")) {
+            try TargetStore.PointSelector("yesterday")
+        }
+        #expect(try read(store.replicaPath("vm", "a.img")) == before)
+        #expect(try store.points("vm").count == 1)
+    }
+}
