@@ -2,9 +2,16 @@ import Foundation
 
 /// A request to a running mount daemon over its control socket (one JSON line each way).
 public struct ControlRequest: Codable, Sendable {
-    public enum Operation: String, Codable, Sendable { case rotate, status, ping }
+    public enum Operation: String, Codable, Sendable { case rotate, status, ping, snapshot }
     public var op: Operation
-    public init(op: Operation) { self.op = op }
+    /// For `snapshot`: the VM and whether to quiesce first.
+    public var vm: String?
+    public var appConsistent: Bool?
+    public init(op: Operation, vm: String? = nil, appConsistent: Bool? = nil) {
+        self.op = op
+        self.vm = vm
+        self.appConsistent = appConsistent
+    }
 }
 
 /// The daemon's answer: `error` set on failure, otherwise the fields of the operation.
@@ -13,12 +20,15 @@ public struct ControlResponse: Codable, Sendable {
     public var error: String?
     public var rotation: DiskSet.Rotation?
     public var status: MountStatus?
+    public var point: RecoveryPoint?
 
-    public init(ok: Bool, error: String? = nil, rotation: DiskSet.Rotation? = nil, status: MountStatus? = nil) {
+    public init(ok: Bool, error: String? = nil, rotation: DiskSet.Rotation? = nil, status: MountStatus? = nil,
+                point: RecoveryPoint? = nil) {
         self.ok = ok
         self.error = error
         self.rotation = rotation
         self.status = status
+        self.point = point
     }
 }
 
@@ -29,6 +39,7 @@ public struct MountStatus: Codable, Sendable {
     public var disksDir: String
     public var writebackCache: Bool
     public var images: [ImageState]
+    public var vms: [Replicator.VMState] = []
 
     public init(pid: Int32, mountpoint: String, disksDir: String, writebackCache: Bool, images: [ImageState]) {
         self.pid = pid

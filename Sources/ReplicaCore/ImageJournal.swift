@@ -137,6 +137,20 @@ public final class ImageJournal: @unchecked Sendable {
         try lock.withLock { try log.appendMarker(marker) }
     }
 
+    /// Where new records go: the active log's sequence, chain and first LSN.
+    public var activeLog: (sequence: UInt64, chain: String, firstLSN: UInt64) {
+        lock.withLock { (log.header.sequence, log.header.chainHex, log.header.firstLSN) }
+    }
+
+    /// Paths of this image's sealed logs (every log before the active one), in sequence order.
+    public func sealedLogs() throws -> [String] {
+        let active = activeLog.sequence
+        return try FileSystem.list(directory).compactMap { file -> (String, UInt64)? in
+            guard let p = LogName.parse(file), p.image == name, p.sequence < active else { return nil }
+            return (directory + "/" + file, p.sequence)
+        }.sorted { $0.1 < $1.1 }.map(\.0)
+    }
+
     /// What `status` reports about this image.
     public var state: ImageState {
         lock.withLock {

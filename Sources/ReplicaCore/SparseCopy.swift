@@ -8,7 +8,7 @@ import Glibc
 public enum SparseCopy {
     /// Returns the number of data bytes copied.
     @discardableResult
-    public static func copy(from source: String, to destination: String) throws -> Int64 {
+    public static func copy(from source: String, to destination: String, progress: ((Int64) -> Void)? = nil) throws -> Int64 {
         let src = try FileDescriptor.open(source, O_RDONLY)
         defer { src.close() }
         let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
@@ -32,6 +32,7 @@ public enum SparseCopy {
                 try dst.pwrite(buffer, count: got, offset: pos)
                 pos += Int64(got)
                 copied += Int64(got)
+                progress?(Int64(got))
             }
             at = dataEnd
         }

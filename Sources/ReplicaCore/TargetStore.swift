@@ -43,13 +43,41 @@ public final class TargetStore {
 
     /// Registers a VM and seeds each replica disk from a point-in-time copy of the source
     /// (holes are not copied). `seeds` maps disk name to the file to copy.
-    public func create(vm: String, seeds: [(disk: String, path: String)]) throws {
+    /// `chains` gives, per disk, the source chain and the LSN the first delta must start at
+    /// (the copy was taken after that cut), when known.
+    public func create(vm: String, seeds: [(disk: String, path: String)], chains: [String: (chain: String, nextLSN: UInt64)] = [:],
+                       progress: ((Int64) -> Void)? = nil) throws {
         guard !hasVM(vm) else { throw ReplicaError("VM \(vm) already has a replica in \(root)") }
         try FileSystem.mkdirs(vmDirectory(vm) + "/replica")
         try FileSystem.mkdirs(vmDirectory(vm) + "/points")
-        for seed in seeds { try SparseCopy.copy(from: seed.path, to: replicaPath(vm, seed.disk)) }
+        for seed in seeds { try SparseCopy.copy(from: seed.path, to: replicaPath(vm, seed.disk), progress: progress) }
         try FileSystem.fsyncDirectory(vmDirectory(vm) + "/replica")
-        try StoreCatalog(vm: vm, disks: seeds.map(\.disk)).save(catalogPath(vm))
+        var catalog = StoreCatalog(vm: vm, disks: seeds.map(\.disk))
+        for i in catalog.disks.indices {
+            if let c = chains[catalog.disks[i].name] {
+                catalog.disks[i].chain = c.chain
+                catalog.disks[i].nextLSN = c.nextLSN
+            }
+        }
+        try catalog.save(catalogPath(vm))
+    }
+
+    /// Removes a VM's replica and its points.
+    public func delete(vm: String) throws {
+        guard hasVM(vm) else { return }
+        try withLock(vm, exclusive: true) {
+            _ = unlink(catalogPath(vm))
+            for sub in ["replica", "points"] {
+                let dir = vmDirectory(vm) + "/" + sub
+                for name in (try? FileSystem.list(dir)) ?? [] {
+                    let path = dir + "/" + name
+                    if FileSystem.isDirectory(path) { try removeTree(path) } else { try FileSystem.remove(path) }
+                }
+                _ = rmdir(dir)
+            }
+        }
+        _ = unlink(vmDirectory(vm) + "/.lock")
+        _ = rmdir(vmDirectory(vm))
     }
 
     public func catalog(_ vm: String) throws -> StoreCatalog {

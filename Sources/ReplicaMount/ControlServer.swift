@@ -8,11 +8,13 @@ import Glibc
 final class ControlServer: @unchecked Sendable {
     private let socket: UnixSocket
     private let server: FuseServer
+    private let replicator: Replicator
     private var thread: Thread?
 
-    init(path: String, server: FuseServer) throws {
+    init(path: String, server: FuseServer, replicator: Replicator) throws {
         socket = try UnixSocket.listen(at: path)
         self.server = server
+        self.replicator = replicator
     }
 
     func start() {
@@ -44,9 +46,14 @@ final class ControlServer: @unchecked Sendable {
             case .rotate:
                 response = ControlResponse(ok: true, rotation: try server.disks.rotate())
             case .status:
-                response = ControlResponse(ok: true, status: MountStatus(
+                var status = MountStatus(
                     pid: getpid(), mountpoint: server.mountpoint, disksDir: server.disks.directory,
-                    writebackCache: server.options.writebackCache, images: server.disks.states))
+                    writebackCache: server.options.writebackCache, images: server.disks.states)
+                status.vms = replicator.vmStates
+                response = ControlResponse(ok: true, status: status)
+            case .snapshot:
+                guard let vm = request.vm else { throw ReplicaError("snapshot needs a VM name") }
+                response = ControlResponse(ok: true, point: try replicator.snapshot(vm, appConsistent: request.appConsistent ?? false))
             }
         } catch {
             response = ControlResponse(ok: false, error: "\(error)")

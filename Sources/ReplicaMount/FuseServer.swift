@@ -75,12 +75,13 @@ public final class FuseServer: @unchecked Sendable {
     }
 
     /// Serves requests until the filesystem is unmounted, then seals every log cleanly.
-    public func run() throws {
+    public func run(beforeClose: () -> Void = {}) throws {
         guard let se = session else { return }
         let rc = rfs_session_loop_mt(se, 0, 10, options.maxThreads)
         if rc != 0 || !unmountRequested && MountTable.mount(at: mountpoint)?.fsType == "fuse.replicafs" {
             fuse_session_unmount(se)
         }
+        beforeClose()
         try disks.close()
     }
 

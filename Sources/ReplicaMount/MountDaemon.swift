@@ -77,6 +77,7 @@ public struct MountDaemon {
 
         let server: FuseServer
         let control: ControlServer
+        let replicator: Replicator
         let mp: String
         do {
             mp = try preflight()
@@ -84,7 +85,16 @@ public struct MountDaemon {
             server = try FuseServer(disks: disks, mountpoint: mp, options: options)
             let paths = registry.paths(for: mp)
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
-            control = try ControlServer(path: paths.socket, server: server)
+            let mounted = mp
+            replicator = Replicator(disks: disks) { names in
+                // Push the kernel's cached writes through the mount, where they are logged.
+                for name in names {
+                    let fd = try FileDescriptor.open(mounted + "/" + name, O_RDONLY)
+                    defer { fd.close() }
+                    try fd.fsync()
+                }
+            }
+            control = try ControlServer(path: paths.socket, server: server, replicator: replicator)
             try server.mount()
             try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: disks.directory, socket: paths.socket))
         } catch {
@@ -92,6 +102,7 @@ public struct MountDaemon {
             throw error
         }
         control.start()
+        replicator.start()
         let stopSignals = signals
         let signalThread = Thread {
             var waitSet = stopSignals
@@ -105,9 +116,10 @@ public struct MountDaemon {
         signalThread.start()
         ready(nil)
         defer {
+            replicator.stop()
             control.stop()
             registry.remove(mp)
         }
-        try server.run()
+        try server.run(beforeClose: { replicator.stopAndWait() })
     }
 }

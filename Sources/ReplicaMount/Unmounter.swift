@@ -9,8 +9,14 @@ public enum Unmounter {
     /// Returns nil on success, or a one-line reason.
     public static func unmount(_ mountpoint: String, lazy: Bool = false) -> String? {
         if geteuid() == 0 {
-            if umount2(mountpoint, lazy ? Int32(MNT_DETACH) : 0) == 0 { return nil }
-            let e = errno
+            // A replication cycle may hold an image open for a moment: retry EBUSY briefly.
+            var e: Int32 = 0
+            for _ in 0..<20 {
+                if umount2(mountpoint, lazy ? Int32(MNT_DETACH) : 0) == 0 { return nil }
+                e = errno
+                if e != EBUSY { break }
+                usleep(100_000)
+            }
             if e == EBUSY { return "\(mountpoint) is busy (files open, or a loop device attached): close them first" }
             return "cannot unmount \(mountpoint): \(String(cString: strerror(e)))"
         }

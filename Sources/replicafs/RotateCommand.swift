@@ -74,6 +74,13 @@ struct StatusCommand: ParsableCommand {
                 let err = i.logError.map { ", LOG ERROR: \($0)" } ?? ""
                 print("  \(i.name): \(i.size) bytes, log #\(i.sequence) \(i.records) records \(i.logBytes) bytes\(crash)\(err)")
             }
+            for v in s.vms {
+                let pct = v.state == "initial replication" ? " \(Int(v.initialPercent ?? 0))%" : ""
+                let last = v.lastPoint.map { ", last point \($0) at \(v.lastPointTime ?? "?")" } ?? ""
+                let lag = v.lagSeconds.map { String(format: ", lag %.1f s", $0) } ?? ""
+                let err = v.lastError.map { ", LAST ERROR: \($0)" } ?? ""
+                print("  VM \(v.vm): \(v.state)\(pct)\(last)\(lag), \(v.pendingBytes) bytes pending\(err)")
+            }
         }
     }
 }

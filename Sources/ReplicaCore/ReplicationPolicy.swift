@@ -1,0 +1,68 @@
+import Foundation
+
+/// How a protected VM is replicated (the seeds' policy settings).
+public struct ReplicationPolicy: Codable, Sendable, Equatable {
+    /// Seconds between delta cycles; 0 means continuous (ship as soon as data is logged).
+    public var copyFrequency: Double = 300
+    /// Seconds of recovery points kept.
+    public var retention: Double = 24 * 3600
+    /// Seconds between scheduled app-consistent points; nil is off.
+    public var appConsistentEvery: Double?
+    /// Shell commands run around an app-consistent cut (fsfreeze -f / -u, a database checkpoint).
+    public var quiesce: String?
+    public var thaw: String?
+
+    public init() {}
+
+    /// Parses "continuous", "30s", "5m", "15m", "2h", "1d" or plain seconds.
+    public static func seconds(_ text: String) throws -> Double {
+        if text == "continuous" { return 0 }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let last = text.last, let unit = units[last], let n = Double(text.dropLast()), n >= 0 { return n * unit }
+        if let n = Double(text), n >= 0 { return n }
+        throw ReplicaError("bad duration '\(text)': use continuous, 30s, 5m, 15m, 2h or seconds")
+    }
+}
+
+/// A VM under protection: a named group of images in one disks-dir, replicated together.
+/// Stored at `<disks-dir>/.replicafs/vms/<name>.json`; a running daemon picks changes up.
+public struct ProtectedVM: Codable, Sendable, Equatable {
+    public var name: String
+    public var disks: [String]
+    public var target: String
+    public var policy: ReplicationPolicy
+
+    public init(name: String, disks: [String], target: String, policy: ReplicationPolicy) {
+        self.name = name
+        self.disks = disks
+        self.target = target
+        self.policy = policy
+    }
+
+    public static func directory(disksDir: String) -> String { disksDir + "/.replicafs/vms" }
+
+    public static func path(disksDir: String, vm: String) -> String { directory(disksDir: disksDir) + "/" + vm + ".json" }
+
+    public static func all(disksDir: String) -> [ProtectedVM] {
+        let dir = directory(disksDir: disksDir)
+        guard let names = try? FileSystem.list(dir) else { return [] }
+        return names.filter { $0.hasSuffix(".json") }.compactMap { name in
+            guard let bytes = try? FileSystem.readFile(dir + "/" + name) else { return nil }
+            return try? JSONDecoder().decode(ProtectedVM.self, from: Data(bytes))
+        }
+    }
+
+    public static func validName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 128 && !name.hasPrefix(".")
+            && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
+    }
+
+    public func save(disksDir: String) throws {
+        try FileSystem.mkdirs(Self.directory(disksDir: disksDir))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let path = Self.path(disksDir: disksDir, vm: name)
+        try FileSystem.writeFile(path + ".tmp", String(decoding: try encoder.encode(self), as: UTF8.self))
+        guard rename(path + ".tmp", path) == 0 else { throw SystemError.current("rename", path) }
+    }
+}

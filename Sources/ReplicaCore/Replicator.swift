@@ -1,0 +1,199 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Replicates the protected VMs of a disk set to their target stores, inside the mount
+/// daemon: initial replication (a copy taken while writes go on, made consistent by the
+/// logs written meanwhile), then at each copy-frequency tick a cut across all disks, the
+/// sealed logs committed at the target as a crash-consistent point, and deleted at the
+/// source only once the target has made them durable. Snapshots cut a point on demand,
+/// app-consistent ones between the policy's quiesce and thaw commands.
+public final class Replicator: @unchecked Sendable {
+    /// What `status` shows per VM.
+    public struct VMState: Codable, Sendable {
+        public var vm: String
+        public var state: String
+        public var initialPercent: Double?
+        public var lastPoint: Int?
+        public var lastPointTime: String?
+        public var lagSeconds: Double?
+        public var pendingBytes: Int64
+        public var lastError: String?
+    }
+
+    let disks: DiskSet
+    /// Pushes the kernel's cached writes of these images through the mount (fsync via the mount).
+    let flushImages: ([String]) throws -> Void
+    private let cycleLock = Lock()
+    private let stateLock = Lock()
+    private var states: [String: VMState] = [:]
+    private var lastCycle: [String: Double] = [:]
+    private var lastAppPoint: [String: Double] = [:]
+    private var running = true
+
+    public init(disks: DiskSet, flushImages: @escaping ([String]) throws -> Void) {
+        self.disks = disks
+        self.flushImages = flushImages
+    }
+
+    public func start() {
+        let t = Thread { [self] in
+            while stateLock.withLock({ running }) {
+                tick()
+                usleep(100_000)
+            }
+        }
+        t.name = "replicafs-replicator"
+        t.start()
+    }
+
+    public func stop() { stateLock.withLock { running = false } }
+
+    /// Stops and waits for a cycle in progress to end, before the logs are sealed at shutdown.
+    public func stopAndWait() {
+        stop()
+        cycleLock.withLock {}
+    }
+
+    public var vmStates: [VMState] { stateLock.withLock { states.values.sorted { $0.vm < $1.vm } } }
+
+    static func now() -> Double { Double(Clock.nowNanos()) / 1e9 }
+
+    /// One pass: pick up protection changes, run what is due.
+    func tick() {
+        let vms = ProtectedVM.all(disksDir: disks.directory)
+        stateLock.withLock { states = states.filter { s in vms.contains { $0.name == s.key } } }
+        for vm in vms {
+            do {
+                let store = try TargetStore(root: vm.target)
+                if !store.hasVM(vm.name) {
+                    try cycleLock.withLock { try initialReplication(vm, store) }
+                    continue
+                }
+                let now = Self.now()
+                let interval = max(vm.policy.copyFrequency, 1)
+                let (lastApp, last) = stateLock.withLock { () -> (Double?, Double) in
+                    if lastAppPoint[vm.name] == nil { lastAppPoint[vm.name] = now }
+                    return (lastAppPoint[vm.name], lastCycle[vm.name] ?? 0)
+                }
+                if let every = vm.policy.appConsistentEvery, let lastApp, now - lastApp >= every {
+                    _ = try snapshot(vm.name, appConsistent: true)
+                } else if now - last >= interval {
+                    _ = try cycleLock.withLock { try cycle(vm, store, consistency: .crash) }
+                }
+            } catch {
+                update(vm.name) { $0.lastError = "\(error)" }
+            }
+        }
+    }
+
+    /// Cuts a recovery point now and returns it once committed at the target.
+    public func snapshot(_ name: String, appConsistent: Bool) throws -> RecoveryPoint {
+        guard let vm = ProtectedVM.all(disksDir: disks.directory).first(where: { $0.name == name }) else {
+            throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
+        }
+        return try cycleLock.withLock {
+            let store = try TargetStore(root: vm.target)
+            if !store.hasVM(vm.name) { try initialReplication(vm, store) }
+            guard appConsistent else { return try cycle(vm, store, consistency: .crash) }
+            if let quiesce = vm.policy.quiesce { try Self.runHook(quiesce, what: "quiesce") }
+            var thawError: Error?
+            let point: RecoveryPoint
+            do {
+                point = try cycle(vm, store, consistency: .app)
+            } catch {
+                if let thaw = vm.policy.thaw { do { try Self.runHook(thaw, what: "thaw") } catch { thawError = error } }
+                throw error
+            }
+            if let thaw = vm.policy.thaw { try Self.runHook(thaw, what: "thaw") }
+            if let thawError { throw thawError }
+            stateLock.withLock { lastAppPoint[vm.name] = Self.now() }
+            return point
+        }
+    }
+
+    /// Copy the disks while writes go on; the logs cut just before the copy started make it consistent.
+    private func initialReplication(_ vm: ProtectedVM, _ store: TargetStore) throws {
+        let journals = try vm.disks.map { disk -> ImageJournal in
+            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
+            return j
+        }
+        try flushImages(vm.disks)
+        _ = try disks.rotate()
+        var chains: [String: (chain: String, nextLSN: UInt64)] = [:]
+        var covered: [String] = []
+        for j in journals {
+            let active = j.activeLog
+            chains[j.name] = (active.chain, active.firstLSN)
+            covered += try j.sealedLogs()
+        }
+        let total = max(1, journals.reduce(Int64(0)) { $0 + ((try? $1.image.size()) ?? 0) })
+        var copied: Int64 = 0
+        let started = Self.now()
+        update(vm.name) { $0.state = "initial replication"; $0.initialPercent = 0 }
+        try store.create(vm: vm.name, seeds: journals.map { ($0.name, $0.image.path) }, chains: chains) { n in
+            copied += n
+            self.update(vm.name) { $0.initialPercent = min(100, Double(copied) * 100 / Double(total)) }
+        }
+        // The copy holds everything in the logs sealed before it: they need not travel.
+        for path in covered { try FileSystem.remove(path) }
+        let seconds = max(Self.now() - started, 0.001)
+        update(vm.name) {
+            $0.state = "protected"
+            $0.initialPercent = 100
+            $0.lastError = nil
+        }
+        FileHandle.standardError.write(Data("replicafs: \(vm.name): initial replication copied \(copied) bytes in \(String(format: "%.1f", seconds)) s\n".utf8))
+    }
+
+    /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.
+    private func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency) throws -> RecoveryPoint {
+        let cutTime = Clock.nowNanos()
+        try flushImages(vm.disks)
+        if consistency == .app {
+            for disk in vm.disks {
+                try disks.journal(named: disk)?.mark(Marker(kind: .appConsistent, cutID: 0, timeNanos: cutTime, label: vm.name))
+            }
+        }
+        let rotation = try disks.rotate()
+        var logs: [String: [String]] = [:]
+        for disk in vm.disks {
+            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
+            logs[disk] = try j.sealedLogs()
+        }
+        let point = try store.commit(vm: vm.name, logs: logs, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+        for path in logs.values.joined() { try FileSystem.remove(path) }
+        try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention)
+        stateLock.withLock { lastCycle[vm.name] = Self.now() }
+        let pending = vm.disks.compactMap { disks.journal(named: $0)?.state.logBytes }.reduce(0, +)
+        update(vm.name) {
+            $0.state = "protected"
+            $0.lastPoint = point.id
+            $0.lastPointTime = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(cutTime) / 1e9))
+            $0.lagSeconds = Self.now() - Double(cutTime) / 1e9
+            $0.pendingBytes = pending
+            $0.lastError = nil
+        }
+        return point
+    }
+
+    private func update(_ vm: String, _ change: (inout VMState) -> Void) {
+        stateLock.withLock {
+            var s = states[vm] ?? VMState(vm: vm, state: "initial replication", pendingBytes: 0)
+            change(&s)
+            states[vm] = s
+        }
+    }
+
+    /// Runs a quiesce or thaw command with a 60 s timeout; a failure or timeout is an error.
+    static func runHook(_ command: String, what: String) throws {
+        let status: Int32
+        do {
+            status = try Subprocess.run(command, timeout: 60)
+        } catch {
+            throw ReplicaError("\(what) command failed: \(error)")
+        }
+        guard status == 0 else { throw ReplicaError("\(what) command failed with status \(status): \(command)") }
+    }
+}
