@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+
+/// Replication on real mounts: points cut through the mount export byte for byte.
+@Suite(.serialized)
+struct ReplicationTests {
+    func protect(_ site: Site, _ vm: String, disks: [String], extra: String = "") {
+        let d = disks.map { "--disk '\($0)'" }.joined(separator: " ")
+        Shell.must("\"$RFS\" protect \(vm) --disks-dir '\(site.disks)' \(d) --target '\(site.root)/store' \(extra)")
+    }
+
+    func waitProtected(_ site: Site, _ vm: String) {
+        Shell.must("for i in $(seq 1 100); do \"$RFS\" status '\(site.mnt)' | grep -q 'VM \(vm): protected' && exit 0; sleep 0.1; done; exit 1")
+    }
+
+    func export(_ site: Site, _ vm: String, point: String, disk: String) -> String {
+        let out = "\(site.root)/export-\(point)-\(disk)"
+        Shell.must("rm -f '\(out)' && \"$RFS\" export \(vm) --target '\(site.root)/store' --point \(point) --disk \(disk) --to '\(out)'")
+        return out
+    }
+
+    @Test("two disks under writers: a snapshot exports both disks equal to the source at the cut")
+    func twoDiskSnapshot() throws {
+        let site = Site("repl")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store'")
+        Shell.must("dd if=/dev/urandom of='\(site.disks)/os.img' bs=1M count=32 status=none && truncate -s 64M '\(site.disks)/data.img'")
+        site.mount()
+        protect(site, "vm1", disks: ["os.img", "data.img"], extra: "--copy-frequency 2s")
+        // Initial replication runs while a writer keeps going.
+        let writer = { (disk: String, seconds: Int) in
+            "fio --name=w --filename='\(site.mnt)/\(disk)' --rw=randwrite --bs=4k --size=32M --ioengine=psync --time_based --runtime=\(seconds) --output=/dev/null"
+        }
+        Shell.must("( \(writer("os.img", 3)) ) >/dev/null 2>&1 & ( \(writer("data.img", 3)) ) >/dev/null 2>&1 & wait")
+        waitProtected(site, "vm1")
+        for round in 0..<2 {
+            Shell.must("( \(writer("os.img", 2)) ) >/dev/null 2>&1 & ( \(writer("data.img", 2)) ) >/dev/null 2>&1 & wait")
+            // Writers paused: the snapshot's cut is the disks as they are now.
+            let os = Shell.sha256(site.mnt + "/os.img"), data = Shell.sha256(site.mnt + "/data.img")
+            let out = Shell.must("\"$RFS\" snapshot vm1 --wait --json")
+            struct P: Decodable { var id: Int; var consistency: String }
+            let point = try JSONDecoder().decode(P.self, from: Data(out.utf8))
+            #expect(point.consistency == "crash")
+            #expect(Shell.sha256(export(site, "vm1", point: String(point.id), disk: "os.img")) == os, "round \(round)")
+            #expect(Shell.sha256(export(site, "vm1", point: String(point.id), disk: "data.img")) == data, "round \(round)")
+        }
+        // Shipped logs are gone at the source once committed.
+        #expect(site.logs(of: "os.img").count <= 2)
+        let status = Shell.must("\"$RFS\" status '\(site.mnt)' --json")
+        #expect(status.contains("\"state\" : \"protected\""))
+        site.unmount()
+        // The store alone answers, with no daemon.
+        let points = Shell.must("\"$RFS\" points vm1 --target '\(site.root)/store' --json")
+        struct Row: Decodable { var id: Int; var time: String; var consistency: String }
+        #expect(try JSONDecoder().decode([Row].self, from: Data(points.utf8)).count >= 2)
+    }
+
+    @Test("points across the window each export their own pattern; retention prunes the oldest")
+    func pointsAcrossTheWindow() throws {
+        let site = Site("window")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' && truncate -s 8M '\(site.disks)/vm.img'")
+        site.mount()
+        protect(site, "w", disks: ["vm.img"], extra: "--copy-frequency 1h --retention 4s")
+        waitProtected(site, "w")
+        var sums: [Int: String] = [:]
+        for k in 1...4 {
+            Shell.must("yes \(k) | head -c 3000000 | dd of='\(site.mnt)/vm.img' bs=64k seek=\(k) conv=notrunc,fsync status=none")
+            let out = Shell.must("\"$RFS\" snapshot w --json")
+            struct P: Decodable { var id: Int }
+            let id = try JSONDecoder().decode(P.self, from: Data(out.utf8)).id
+            sums[id] = Shell.sha256(site.mnt + "/vm.img")
+            Shell.must("sleep 1")
+        }
+        for (id, sum) in sums { #expect(Shell.sha256(export(site, "w", point: String(id), disk: "vm.img")) == sum) }
+        #expect(Set(sums.values).count == 4)
+        // Past the 4 s retention, the next point prunes the old ones; the survivors still export exactly.
+        Shell.must("sleep 3")
+        let out = Shell.must("\"$RFS\" snapshot w --json")
+        struct P: Decodable { var id: Int }
+        let last = try JSONDecoder().decode(P.self, from: Data(out.utf8)).id
+        let listed = Shell.must("\"$RFS\" points w --target '\(site.root)/store' --json")
+        struct Row: Decodable { var id: Int }
+        let ids = try JSONDecoder().decode([Row].self, from: Data(listed.utf8)).map(\.id)
+        let oldest = sums.keys.min()!
+        #expect(!ids.contains(oldest) && ids.contains(last))
+        for id in ids where sums[id] != nil {
+            #expect(Shell.sha256(export(site, "w", point: String(id), disk: "vm.img")) == sums[id])
+        }
+        let gone = Shell.run("\"$RFS\" export w --target '\(site.root)/store' --point \(oldest) --disk vm.img --to '\(site.root)/gone'")
+        #expect(!gone.ok && gone.stderr.contains("recovery point \(oldest) not found"))
+        site.unmount()
+    }
+
+    @Test("app-consistent: ext4 frozen by fsfreeze around the cut exports clean with its files")
+    func appConsistentExt4() throws {
+        let site = Site("app")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' '\(site.root)/fs' && truncate -s 96M '\(site.disks)/fs.img'")
+        site.mount()
+        Shell.must("mkfs.ext4 -q -F '\(site.mnt)/fs.img' && mount -o loop '\(site.mnt)/fs.img' '\(site.root)/fs'")
+        site.extraMounts.append(site.root + "/fs")
+        protect(site, "app", disks: ["fs.img"], extra: "--copy-frequency 1h --quiesce 'fsfreeze -f \(site.root)/fs' --thaw 'fsfreeze -u \(site.root)/fs'")
+        waitProtected(site, "app")
+        Shell.must("cp -a /usr/share/zoneinfo/Europe '\(site.root)/fs/before' && sqlite3 '\(site.root)/fs/db.sqlite' 'create table t(x); insert into t values (42);'")
+        let expected = Shell.must("cd '\(site.root)/fs' && find before -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum")
+        // A writer keeps going through the freeze; the point is cut while frozen.
+        Shell.must("( for i in $(seq 1 50); do echo $i >> '\(site.root)/fs/during'; sleep 0.02; done ) >/dev/null 2>&1 & \"$RFS\" snapshot app --app-consistent --wait > '\(site.root)/snap.out'; wait")
+        #expect(Shell.must("cat '\(site.root)/snap.out'").contains("app-consistent"))
+        // thaw ran: the filesystem takes writes again.
+        Shell.must("timeout 5 touch '\(site.root)/fs/after-thaw'")
+        let img = export(site, "app", point: "latest-app", disk: "fs.img")
+        Shell.must("e2fsck -fn '\(img)'")
+        Shell.must("mkdir -p '\(site.root)/check' && mount -o loop,ro '\(img)' '\(site.root)/check'")
+        site.extraMounts.append(site.root + "/check")
+        let got = Shell.must("cd '\(site.root)/check' && find before -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum")
+        #expect(got == expected)
+        #expect(Shell.must("sqlite3 '\(site.root)/check/db.sqlite' 'pragma integrity_check; select x from t;'") == "ok\n42")
+    }
+
+    @Test("bad input: unknown VM, foreign disk, unwritable target, duplicate protection, missing point")
+    func badInput() {
+        let site = Site("repl-bad")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' '\(site.root)/ro' && truncate -s 4M '\(site.disks)/a.img' && truncate -s 4M '\(site.disks)/b.img'")
+        Shell.must("mount -t tmpfs -o ro none '\(site.root)/ro'")
+        site.extraMounts.append(site.root + "/ro")
+        func refuses(_ args: String, _ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            let r = Shell.run("\"$RFS\" \(args)")
+            #expect(!r.ok && r.stderr.split(separator: "\n").count == 1 && r.stderr.contains(message),
+                    "replicafs \(args): \(r.stderr)", sourceLocation: sourceLocation)
+        }
+        refuses("protect v --disks-dir '\(site.disks)' --disk c.img --target '\(site.root)/store'", "disk c.img is not an image in")
+        refuses("protect v --disks-dir '\(site.disks)' --disk a.img --target '\(site.root)/ro'", "is not writable")
+        refuses("protect v --disks-dir '\(site.disks)' --disk a.img --target '\(site.root)/nope'", "target store \(site.root)/nope does not exist")
+        Shell.must("\"$RFS\" protect v --disks-dir '\(site.disks)' --disk a.img --target '\(site.root)/store'")
+        refuses("protect v --disks-dir '\(site.disks)' --disk b.img --target '\(site.root)/store'", "VM v is already protected")
+        refuses("protect w --disks-dir '\(site.disks)' --disk a.img --target '\(site.root)/store'", "disk a.img is already protected by VM v")
+        refuses("snapshot nope", "unknown VM nope")
+        refuses("points nope --target '\(site.root)/store'", "unknown VM nope in target store")
+        site.mount()
+        waitProtected(site, "v")
+        Shell.must("\"$RFS\" snapshot v")
+        refuses("export v --target '\(site.root)/store' --point 99 --disk a.img --to '\(site.root)/x'", "recovery point 99 not found for VM v")
+        refuses("export v --target '\(site.root)/store' --point latest-app --disk a.img --to '\(site.root)/x'", "no app-consistent recovery point")
+        refuses("export v --target '\(site.root)/store' --point latest --disk z.img --to '\(site.root)/x'", "disk z.img is not part of VM v")
+        #expect(!FileManager.default.fileExists(atPath: site.root + "/x"))
+        refuses("unprotect nope --disks-dir '\(site.disks)'", "unknown VM nope")
+        site.unmount()
+    }
+}
