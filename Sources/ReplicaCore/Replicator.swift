@@ -20,6 +20,12 @@ public final class Replicator: @unchecked Sendable {
         public var lagSeconds: Double?
         public var pendingBytes: Int64
         public var lastError: String?
+        /// Per recent cycle: seconds from the previous cut (the oldest write it shipped could
+        /// be acknowledged right after it) to this cycle's point being committed at the target.
+        public var recentLags: [Double] = []
+        /// Log bytes committed at the target (records with their data), and the seconds the commits took.
+        public var appliedBytes: Int64 = 0
+        public var applySeconds: Double = 0
     }
 
     let disks: DiskSet
@@ -30,6 +36,7 @@ public final class Replicator: @unchecked Sendable {
     private var states: [String: VMState] = [:]
     private var lastCycle: [String: Double] = [:]
     private var lastAppPoint: [String: Double] = [:]
+    private var lastCut: [String: UInt64] = [:]
     private var running = true
 
     public init(disks: DiskSet, flushImages: @escaping ([String]) throws -> Void) {
@@ -72,7 +79,8 @@ public final class Replicator: @unchecked Sendable {
                     continue
                 }
                 let now = Self.now()
-                let interval = max(vm.policy.copyFrequency, 1)
+                // Continuous: a new cycle as soon as the last one ended (the tick is 100 ms).
+                let interval = vm.policy.copyFrequency == 0 ? 0.1 : vm.policy.copyFrequency
                 let (lastApp, last) = stateLock.withLock { () -> (Double?, Double) in
                     if lastAppPoint[vm.name] == nil { lastAppPoint[vm.name] = now }
                     return (lastAppPoint[vm.name], lastCycle[vm.name] ?? 0)
@@ -162,10 +170,17 @@ public final class Replicator: @unchecked Sendable {
             guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
             logs[disk] = try j.sealedLogs()
         }
+        let shippedBytes = try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) }
+        let commitStart = Self.now()
         let point = try store.commit(vm: vm.name, logs: logs, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+        let committed = Self.now()
         for path in logs.values.joined() { try FileSystem.remove(path) }
         try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention)
-        stateLock.withLock { lastCycle[vm.name] = Self.now() }
+        let previousCut = stateLock.withLock { () -> UInt64? in
+            lastCycle[vm.name] = committed
+            defer { lastCut[vm.name] = cutTime }
+            return lastCut[vm.name]
+        }
         let pending = vm.disks.compactMap { disks.journal(named: $0)?.state.logBytes }.reduce(0, +)
         update(vm.name) {
             $0.state = "protected"
@@ -174,6 +189,12 @@ public final class Replicator: @unchecked Sendable {
             $0.lagSeconds = Self.now() - Double(cutTime) / 1e9
             $0.pendingBytes = pending
             $0.lastError = nil
+            if let previousCut {
+                $0.recentLags.append(committed - Double(previousCut) / 1e9)
+                if $0.recentLags.count > 2000 { $0.recentLags.removeFirst($0.recentLags.count - 2000) }
+            }
+            $0.appliedBytes += shippedBytes
+            $0.applySeconds += committed - commitStart
         }
         return point
     }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Replication benchmark (issue 3): under a sustained fio write load through the mount with
+# continuous replication, the lag from a write's acknowledgement to its recovery point being
+# committed at the target (p50, p99 over the cycles), and the target's apply throughput as a
+# ratio of the disk's own sequential write speed measured in the same run. Run as root.
+#   bash Tools/bench-replication.sh [--rate 50m] [--seconds 30] [--out FILE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=50m SECONDS_LOAD=30 OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rate) RATE=$2; shift 2;;
+    --seconds) SECONDS_LOAD=$2; shift 2;;
+    --out) OUT=$2; shift 2;;
+    *) echo "usage: $0 [--rate 50m] [--seconds 30] [--out FILE]" >&2; exit 2;;
+  esac
+done
+export PATH="/opt/swift/usr/bin:$PATH"
+RFS=${REPLICAFS_BIN:-$PWD/.build-release/release/replicafs}
+[ -x "$RFS" ] || swift build -c release --scratch-path .build-release >/dev/null
+W=${BENCH_DIR:-/var/tmp/replicafs-bench-repl}
+cleanup() { mountpoint -q "$W/mnt" && { "$RFS" unmount "$W/mnt" || umount -l "$W/mnt"; } || true; }
+trap cleanup EXIT
+cleanup
+rm -rf "$W" && mkdir -p "$W/disks" "$W/mnt" "$W/store"
+
+# Disk baseline: sequential 1 MiB writes with a final fsync into the store's filesystem.
+disk_mbs=$(fio --name=disk --filename="$W/store/baseline" --rw=write --bs=1M --size=1G --end_fsync=1 \
+  --ioengine=psync --output-format=json | python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6)')
+rm -f "$W/store/baseline"
+
+fio --name=prep --filename="$W/disks/vm.img" --rw=write --bs=1M --size=1G --output=/dev/null
+fio --name=prep --filename="$W/disks/bulk.img" --rw=write --bs=1M --size=512M --output=/dev/null
+"$RFS" mount "$W/disks" "$W/mnt" >/dev/null
+"$RFS" protect bench --disks-dir "$W/disks" --disk vm.img --target "$W/store" --copy-frequency continuous --retention 1h >/dev/null
+for i in $(seq 1 600); do "$RFS" status "$W/mnt" | grep -q "VM bench: protected" && break; sleep 0.1; done
+fio --name=load --filename="$W/mnt/vm.img" --rw=randwrite --bs=64k --size=1G --rate="$RATE" \
+  --ioengine=psync --time_based --runtime="$SECONDS_LOAD" --output-format=json > "$W/load.json"
+sleep 3
+"$RFS" status "$W/mnt" --json > "$W/status.json"
+
+# Bulk apply: 512 MiB logged through the mount, then one snapshot ships and applies it all
+# (verify checksums, save undo pre-images, apply, fsync, commit).
+"$RFS" protect bulk --disks-dir "$W/disks" --disk bulk.img --target "$W/store" --copy-frequency 1h >/dev/null
+for i in $(seq 1 600); do "$RFS" status "$W/mnt" | grep -q "VM bulk: protected" && break; sleep 0.1; done
+"$RFS" snapshot bulk >/dev/null
+dd if=/dev/urandom of="$W/mnt/bulk.img" bs=1M count=512 conv=notrunc,fsync status=none
+t0=$(date +%s.%N); "$RFS" snapshot bulk >/dev/null; t1=$(date +%s.%N)
+bulk_mbs=$(python3 -c "print(512*1048576/1e6/($t1-$t0))")
+"$RFS" unmount "$W/mnt" >/dev/null
+
+report=$(python3 - "$W/status.json" "$W/load.json" "$disk_mbs" "$RATE" "$SECONDS_LOAD" "$bulk_mbs" <<'PY'
+import json, sys
+status = [v for v in json.load(open(sys.argv[1]))[0]["vms"] if v["vm"] == "bench"][0]
+bulk = float(sys.argv[6])
+load = json.load(open(sys.argv[2]))["jobs"][0]["write"]["bw_bytes"] / 1e6
+disk = float(sys.argv[3])
+lags = sorted(status["recentLags"])
+pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]
+apply_mbs = status["appliedBytes"] / 1e6 / max(status["applySeconds"], 1e-9)
+print(f"| sustained write load through the mount | {load:.1f} MB/s (fio randwrite 64 KiB, --rate {sys.argv[4]}, {sys.argv[5]} s) |")
+print(f"| replication cycles measured | {len(lags)} |")
+print(f"| lag, write to committed point: p50 | {pick(0.5):.2f} s |")
+print(f"| lag, write to committed point: p99 | {pick(0.99):.2f} s |")
+print(f"| disk's sequential write (fio 1 MiB + fsync, store filesystem) | {disk:.0f} MB/s |")
+print(f"| bulk apply: 512 MiB shipped and committed by one snapshot | {bulk:.0f} MB/s = {bulk/disk:.2f}x the disk |")
+print(f"| commit throughput during the continuous cycles (log bytes / commit time, per-cycle fsyncs included) | {apply_mbs:.0f} MB/s = {apply_mbs/disk:.2f}x the disk |")
+PY
+)
+{
+  echo "## Replication lag and apply throughput"
+  echo
+  echo "- command: \`bash Tools/bench-replication.sh --rate $RATE --seconds $SECONDS_LOAD\`"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel $(uname -r); $(nproc) CPUs"
+  echo
+  echo "| measure | value |"
+  echo "|---|---|"
+  echo "$report"
+} | tee ${OUT:+"$OUT"}
