@@ -30,6 +30,12 @@ public struct FileDescriptor: Sendable, Hashable {
         _ = Glibc.close(rawValue)
     }
 
+    /// Runs `body` and closes the descriptor afterwards.
+    public func withClose<T>(_ body: (FileDescriptor) throws -> T) rethrows -> T {
+        defer { close() }
+        return try body(self)
+    }
+
     /// Reads up to `count` bytes at `offset`; short only at end of file.
     @discardableResult
     public func pread(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws -> Int {

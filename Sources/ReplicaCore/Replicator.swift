@@ -121,38 +121,57 @@ public final class Replicator: @unchecked Sendable {
         }
     }
 
-    /// Copy the disks while writes go on; the logs cut just before the copy started make it consistent.
+    /// Copy the disks while writes go on; the logs cut just before the copy started make it
+    /// consistent. An initial copy a crash interrupted resumes where it stopped: the logs since
+    /// its cut are still at the source (the restarted daemon continues the same chains).
     private func initialReplication(_ vm: ProtectedVM, _ store: TargetStore) throws {
         let journals = try vm.disks.map { disk -> ImageJournal in
             guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
             return j
         }
-        try flushImages(vm.disks)
-        _ = try disks.rotate()
         var chains: [String: (chain: String, nextLSN: UInt64)] = [:]
-        var covered: [String] = []
-        for j in journals {
-            let active = j.activeLog
-            chains[j.name] = (active.chain, active.firstLSN)
-            covered += try j.sealedLogs()
+        let resumed = store.initialCopy(vm.name)
+        if let resumed {
+            for d in resumed.disks { chains[d.name] = (d.chain, d.nextLSN) }
+        } else {
+            try flushImages(vm.disks)
+            _ = try disks.rotate()
+            for j in journals {
+                let active = j.activeLog
+                chains[j.name] = (active.chain, active.firstLSN)
+            }
         }
         let total = max(1, journals.reduce(Int64(0)) { $0 + ((try? $1.image.size()) ?? 0) })
+        let already = resumed?.disks.reduce(Int64(0)) { $0 + ($1.done ? ((try? FileSystem.stat(disks.directory + "/" + $1.name).st_size).map(Int64.init) ?? 0) : $1.copiedTo) } ?? 0
         var copied: Int64 = 0
         let started = Self.now()
-        update(vm.name) { $0.state = "initial replication"; $0.initialPercent = 0 }
-        try store.create(vm: vm.name, seeds: journals.map { ($0.name, $0.image.path) }, chains: chains) { n in
+        let rateLimit = ProcessInfo.processInfo.environment["REPLICAFS_INITIAL_COPY_RATE"].flatMap(Double.init)
+        update(vm.name) { $0.state = "initial replication"; $0.initialPercent = Double(already) * 100 / Double(total) }
+        var sources: [String: String] = [:]
+        for j in journals { sources[j.name] = j.image.path }
+        try store.seed(vm: vm.name, sources: sources, chains: chains) { n in
             copied += n
-            self.update(vm.name) { $0.initialPercent = min(100, Double(copied) * 100 / Double(total)) }
+            self.update(vm.name) { $0.initialPercent = min(100, Double(already + copied) * 100 / Double(total)) }
+            if let rateLimit, rateLimit > 0 {
+                // Bandwidth limit for the copy (and a way for tests to interrupt it midway).
+                let ahead = Double(copied) / rateLimit - (Self.now() - started)
+                if ahead > 0 { usleep(UInt32(min(ahead, 1) * 1e6)) }
+            }
         }
-        // The copy holds everything in the logs sealed before it: they need not travel.
-        for path in covered { try FileSystem.remove(path) }
+        // Logs wholly before each chain's start are in the copy: they need not travel.
+        for j in journals {
+            for path in try j.sealedLogs() where try LogScanner.scan(path).nextLSN <= chains[j.name]!.nextLSN {
+                try FileSystem.remove(path)
+            }
+        }
         let seconds = max(Self.now() - started, 0.001)
         update(vm.name) {
             $0.state = "protected"
             $0.initialPercent = 100
             $0.lastError = nil
         }
-        FileHandle.standardError.write(Data("replicafs: \(vm.name): initial replication copied \(copied) bytes in \(String(format: "%.1f", seconds)) s\n".utf8))
+        let how = resumed != nil ? "resumed at \(already) bytes and copied" : "copied"
+        FileHandle.standardError.write(Data("replicafs: \(vm.name): initial replication \(how) \(copied) bytes in \(String(format: "%.1f", seconds)) s\n".utf8))
     }
 
     /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.

@@ -8,10 +8,13 @@ import Glibc
 public enum SparseCopy {
     /// Returns the number of data bytes copied.
     @discardableResult
-    public static func copy(from source: String, to destination: String, progress: ((Int64) -> Void)? = nil) throws -> Int64 {
+    /// `resumeAt` continues an interrupted copy from that offset (the destination is kept);
+    /// `progress` gets the bytes copied by each chunk and the offset reached.
+    public static func copy(from source: String, to destination: String, resumeAt: Int64 = 0,
+                            progress: ((Int64, Int64) -> Void)? = nil) throws -> Int64 {
         let src = try FileDescriptor.open(source, O_RDONLY)
         defer { src.close() }
-        let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | (resumeAt == 0 ? O_TRUNC : 0), mode: 0o644)
         defer { dst.close() }
         let size = try src.size()
         try dst.truncate(to: size)
@@ -19,7 +22,7 @@ public enum SparseCopy {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
         defer { buffer.deallocate() }
         var copied: Int64 = 0
-        var at: Int64 = 0
+        var at: Int64 = resumeAt
         while at < size {
             let dataStart: Int64
             do { dataStart = try src.lseek(at, whence: RFS_SEEK_DATA) } catch let e as SystemError where e.errno == ENXIO { break }
@@ -32,7 +35,7 @@ public enum SparseCopy {
                 try dst.pwrite(buffer, count: got, offset: pos)
                 pos += Int64(got)
                 copied += Int64(got)
-                progress?(Int64(got))
+                progress?(Int64(got), pos)
             }
             at = dataEnd
         }

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,25 +42,87 @@ public final class TargetStore {
 
     public func hasVM(_ vm: String) -> Bool { FileSystem.exists(catalogPath(vm)) }
 
-    /// Registers a VM and seeds each replica disk from a point-in-time copy of the source
-    /// (holes are not copied). `seeds` maps disk name to the file to copy.
-    /// `chains` gives, per disk, the source chain and the LSN the first delta must start at
-    /// (the copy was taken after that cut), when known.
-    public func create(vm: String, seeds: [(disk: String, path: String)], chains: [String: (chain: String, nextLSN: UInt64)] = [:],
-                       progress: ((Int64) -> Void)? = nil) throws {
+    /// An initial replication in progress: where each disk's chain starts and how far its
+    /// copy got, so that a copy interrupted by a crash resumes there.
+    public struct InitialCopy: Codable, Sendable {
+        public struct Disk: Codable, Sendable {
+            public var name: String
+            public var chain: String
+            public var nextLSN: UInt64
+            /// Offset below which the replica holds the copy.
+            public var copiedTo: Int64
+            public var done: Bool
+        }
+        public var disks: [Disk]
+    }
+
+    func initialPath(_ vm: String) -> String { vmDirectory(vm) + "/initial.json" }
+
+    public func initialCopy(_ vm: String) -> InitialCopy? {
+        guard let bytes = try? FileSystem.readFile(initialPath(vm)) else { return nil }
+        return try? JSONDecoder().decode(InitialCopy.self, from: Data(bytes))
+    }
+
+    func saveInitial(_ vm: String, _ state: InitialCopy) throws {
+        let data = try JSONEncoder().encode(state)
+        try FileSystem.writeFile(initialPath(vm) + ".tmp", String(decoding: data, as: UTF8.self))
+        try FileDescriptor.open(initialPath(vm) + ".tmp", O_RDONLY).withClose { try $0.fsync() }
+        guard rename(initialPath(vm) + ".tmp", initialPath(vm)) == 0 else { throw SystemError.current("rename", initialPath(vm)) }
+    }
+
+    /// Starts (or, if one was interrupted, resumes) the initial copy of a VM: each disk is
+    /// copied from `sources` (holes skipped) while the source keeps writing; `chains` says where
+    /// each disk's logs continue after the cut taken before the copy. The catalog, written
+    /// last, marks the VM replicated. Returns the bytes copied by this call.
+    @discardableResult
+    public func seed(vm: String, sources: [String: String], chains: [String: (chain: String, nextLSN: UInt64)],
+                     progress: ((Int64) -> Void)? = nil) throws -> Int64 {
         guard !hasVM(vm) else { throw ReplicaError("VM \(vm) already has a replica in \(root)") }
         try FileSystem.mkdirs(vmDirectory(vm) + "/replica")
         try FileSystem.mkdirs(vmDirectory(vm) + "/points")
-        for seed in seeds { try SparseCopy.copy(from: seed.path, to: replicaPath(vm, seed.disk), progress: progress) }
+        var state = initialCopy(vm) ?? InitialCopy(disks: sources.keys.sorted().map { name in
+            InitialCopy.Disk(name: name, chain: chains[name]?.chain ?? "", nextLSN: chains[name]?.nextLSN ?? 0, copiedTo: 0, done: false)
+        })
+        try saveInitial(vm, state)
+        var copied: Int64 = 0
+        for i in state.disks.indices where !state.disks[i].done {
+            let disk = state.disks[i]
+            guard let source = sources[disk.name] else { throw ReplicaError("disk \(disk.name) of VM \(vm) has no source") }
+            var lastSaved = disk.copiedTo
+            try SparseCopy.copy(from: source, to: replicaPath(vm, disk.name), resumeAt: disk.copiedTo) { n, reached in
+                copied += n
+                progress?(n)
+                if reached - lastSaved >= 32 << 20 {
+                    // Durable progress: the replica's bytes first, then the mark that says so.
+                    if let fd = try? FileDescriptor.open(self.replicaPath(vm, disk.name), O_WRONLY) { try? fd.fdatasync(); fd.close() }
+                    state.disks[i].copiedTo = reached
+                    try? self.saveInitial(vm, state)
+                    lastSaved = reached
+                }
+            }
+            state.disks[i].done = true
+            try saveInitial(vm, state)
+        }
         try FileSystem.fsyncDirectory(vmDirectory(vm) + "/replica")
-        var catalog = StoreCatalog(vm: vm, disks: seeds.map(\.disk))
+        var catalog = StoreCatalog(vm: vm, disks: state.disks.map(\.name))
         for i in catalog.disks.indices {
-            if let c = chains[catalog.disks[i].name] {
-                catalog.disks[i].chain = c.chain
-                catalog.disks[i].nextLSN = c.nextLSN
+            let d = state.disks[i]
+            if !d.chain.isEmpty {
+                catalog.disks[i].chain = d.chain
+                catalog.disks[i].nextLSN = d.nextLSN
             }
         }
         try catalog.save(catalogPath(vm))
+        _ = unlink(initialPath(vm))
+        return copied
+    }
+
+    /// Registers a VM from point-in-time copies of its disks (no chain yet: the first shipped
+    /// logs start it).
+    public func create(vm: String, seeds: [(disk: String, path: String)]) throws {
+        var sources: [String: String] = [:]
+        for s in seeds { sources[s.disk] = s.path }
+        try seed(vm: vm, sources: sources, chains: [:])
     }
 
     /// Removes a VM's replica and its points.

@@ -55,6 +55,33 @@ struct ReplicationTests {
         #expect(try JSONDecoder().decode([Row].self, from: Data(points.utf8)).count >= 2)
     }
 
+    @Test("an initial copy interrupted by kill -9 resumes where it stopped and ends equal to the source")
+    func initialCopyResumes() throws {
+        let site = Site("resume")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' && dd if=/dev/urandom of='\(site.disks)/big.img' bs=1M count=160 status=none")
+        // A 32 MB/s copy limit makes the copy take about five seconds.
+        Shell.must("REPLICAFS_INITIAL_COPY_RATE=32000000 \"$RFS\" mount '\(site.disks)' '\(site.mnt)'")
+        protect(site, "r", disks: ["big.img"], extra: "--copy-frequency 1h")
+        Shell.must("for i in $(seq 1 200); do grep -q '\"copiedTo\":[1-9]' '\(site.root)/store/r/initial.json' 2>/dev/null && exit 0; sleep 0.05; done; exit 1")
+        // Writes keep coming during the copy.
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/big.img' bs=64k count=64 seek=100 conv=notrunc,fsync status=none")
+        let pid = try #require(site.daemonPID())
+        Shell.must("kill -9 \(pid)")
+        let progress = Shell.must("cat '\(site.root)/store/r/initial.json'")
+        #expect(progress.contains("\"done\":false"))
+        #expect(!FileManager.default.fileExists(atPath: site.root + "/store/r/catalog.json"))
+        site.mount()
+        waitProtected(site, "r")
+        let log = Shell.must("cat /run/replicafs/*.log 2>/dev/null | grep 'r: initial replication' | tail -1")
+        #expect(log.contains("resumed at"), "daemon log: \(log)")
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/big.img' bs=4k count=16 seek=7 conv=notrunc status=none")
+        let sum = Shell.sha256(site.mnt + "/big.img")
+        Shell.must("\"$RFS\" snapshot r")
+        #expect(Shell.sha256(export(site, "r", point: "latest", disk: "big.img")) == sum)
+        site.unmount()
+    }
+
     @Test("points across the window each export their own pattern; retention prunes the oldest")
     func pointsAcrossTheWindow() throws {
         let site = Site("window")
