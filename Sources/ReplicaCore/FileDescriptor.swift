@@ -30,12 +30,6 @@ public struct FileDescriptor: Sendable, Hashable {
         _ = Glibc.close(rawValue)
     }
 
-    /// Runs `body` and closes the descriptor afterwards.
-    public func withClose<T>(_ body: (FileDescriptor) throws -> T) rethrows -> T {
-        defer { close() }
-        return try body(self)
-    }
-
     /// Reads up to `count` bytes at `offset`; short only at end of file.
     @discardableResult
     public func pread(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws -> Int {
@@ -209,6 +203,23 @@ public enum FileSystem {
         defer { fd.close() }
         var bytes = Array(text.utf8)
         try bytes.withUnsafeMutableBytes { try fd.pwrite($0.baseAddress!, count: $0.count, offset: 0) }
+    }
+
+    /// Replaces `path` with `bytes` all at once: written to a temporary file, fsynced, renamed
+    /// over it, and the directory fsynced, so a crash leaves the old or the new file, never a mix.
+    public static func writeAtomically(_ path: String, _ bytes: UnsafeRawBufferPointer) throws {
+        let tmp = path + ".tmp"
+        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        do {
+            if bytes.count > 0 { try fd.pwrite(bytes.baseAddress!, count: bytes.count, offset: 0) }
+            try fd.fsync()
+        } catch {
+            fd.close()
+            throw error
+        }
+        fd.close()
+        guard rename(tmp, path) == 0 else { throw SystemError.current("rename", path) }
+        try fsyncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? ".")
     }
 
     public static func readFile(_ path: String) throws -> [UInt8] {

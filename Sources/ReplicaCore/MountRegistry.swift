@@ -52,8 +52,7 @@ public struct MountRegistry {
         try FileSystem.mkdirs(runDirectory, mode: 0o700)
         let data = try JSONEncoder().encode(entry)
         let path = paths(for: entry.mountpoint).entry
-        try FileSystem.writeFile(path + ".tmp", String(decoding: data, as: UTF8.self))
-        guard rename(path + ".tmp", path) == 0 else { throw SystemError.current("rename", path) }
+        try data.withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
     }
 
     public func lookup(_ mountpoint: String) -> Entry? {

@@ -62,7 +62,6 @@ public struct ProtectedVM: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let path = Self.path(disksDir: disksDir, vm: name)
-        try FileSystem.writeFile(path + ".tmp", String(decoding: try encoder.encode(self), as: UTF8.self))
-        guard rename(path + ".tmp", path) == 0 else { throw SystemError.current("rename", path) }
+        try encoder.encode(self).withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
     }
 }

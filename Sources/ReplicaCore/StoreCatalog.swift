@@ -40,17 +40,6 @@ public struct StoreCatalog: Codable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(self)
-        let tmp = path + ".tmp"
-        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-        do {
-            try data.withUnsafeBytes { try fd.pwrite($0.baseAddress!, count: $0.count, offset: 0) }
-            try fd.fsync()
-        } catch {
-            fd.close()
-            throw error
-        }
-        fd.close()
-        guard rename(tmp, path) == 0 else { throw SystemError.current("rename", path) }
-        try FileSystem.fsyncDirectory(String(path[..<path.lastIndex(of: "/")!]))
+        try data.withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
     }
 }

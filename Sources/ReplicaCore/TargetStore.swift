@@ -65,9 +65,7 @@ public final class TargetStore {
 
     func saveInitial(_ vm: String, _ state: InitialCopy) throws {
         let data = try JSONEncoder().encode(state)
-        try FileSystem.writeFile(initialPath(vm) + ".tmp", String(decoding: data, as: UTF8.self))
-        try FileDescriptor.open(initialPath(vm) + ".tmp", O_RDONLY).withClose { try $0.fsync() }
-        guard rename(initialPath(vm) + ".tmp", initialPath(vm)) == 0 else { throw SystemError.current("rename", initialPath(vm)) }
+        try data.withUnsafeBytes { try FileSystem.writeAtomically(initialPath(vm), $0) }
     }
 
     /// Starts (or, if one was interrupted, resumes) the initial copy of a VM: each disk is
@@ -216,6 +214,7 @@ public final class TargetStore {
     }
 
     /// Writes a disk's bytes as of `selector` to `destination`.
+    @discardableResult
     public func export(vm: String, point selector: PointSelector, disk: String, to destination: String) throws -> RecoveryPoint {
         try withLock(vm, exclusive: false) {
             let catalog = try StoreCatalog.load(catalogPath(vm))
