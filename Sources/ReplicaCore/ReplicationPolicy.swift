@@ -11,8 +11,20 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
     /// Shell commands run around an app-consistent cut (fsfreeze -f / -u, a database checkpoint).
     public var quiesce: String?
     public var thaw: String?
+    /// Compress logs in transit (zlib).
+    public var compress = false
 
     public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        copyFrequency = try c.decode(Double.self, forKey: .copyFrequency)
+        retention = try c.decode(Double.self, forKey: .retention)
+        appConsistentEvery = try c.decodeIfPresent(Double.self, forKey: .appConsistentEvery)
+        quiesce = try c.decodeIfPresent(String.self, forKey: .quiesce)
+        thaw = try c.decodeIfPresent(String.self, forKey: .thaw)
+        compress = try c.decodeIfPresent(Bool.self, forKey: .compress) ?? false
+    }
 
     /// Parses "continuous", "30s", "5m", "15m", "2h", "1d" or plain seconds.
     public static func seconds(_ text: String) throws -> Double {

@@ -26,6 +26,9 @@ public final class Replicator: @unchecked Sendable {
         /// Log bytes committed at the target (records with their data), and the seconds the commits took.
         public var appliedBytes: Int64 = 0
         public var applySeconds: Double = 0
+        /// Log bytes shipped, and the bytes that crossed to the target (less when compressed).
+        public var logBytesShipped: Int64 = 0
+        public var bytesSent: Int64 = 0
     }
 
     let disks: DiskSet
@@ -191,7 +194,9 @@ public final class Replicator: @unchecked Sendable {
         }
         let shippedBytes = try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) }
         let commitStart = Self.now()
-        let point = try store.commit(vm: vm.name, logs: logs, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+        let (received, sent) = try transfer(logs, vm: vm, store: store)
+        defer { for path in received.values.joined() where !logs.values.joined().contains(path) { try? FileSystem.remove(path) } }
+        let point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
         let committed = Self.now()
         for path in logs.values.joined() { try FileSystem.remove(path) }
         try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention)
@@ -214,8 +219,34 @@ public final class Replicator: @unchecked Sendable {
             }
             $0.appliedBytes += shippedBytes
             $0.applySeconds += committed - commitStart
+            $0.logBytesShipped += shippedBytes
+            $0.bytesSent += sent
         }
         return point
+    }
+
+    /// Moves the sealed logs to the target. Uncompressed, the target reads them where they lie
+    /// (a local store). Compressed, each crosses as zlib frames into the store's incoming
+    /// directory and is inflated there, as a remote receiver would. Returns the logs as the
+    /// target sees them and the bytes that crossed.
+    private func transfer(_ logs: [String: [String]], vm: ProtectedVM, store: TargetStore) throws -> ([String: [String]], Int64) {
+        guard vm.policy.compress else {
+            return (logs, try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) })
+        }
+        let incoming = store.root + "/" + vm.name + "/incoming"
+        try FileSystem.mkdirs(incoming)
+        var sent: Int64 = 0
+        var received: [String: [String]] = [:]
+        for (disk, paths) in logs {
+            received[disk] = try paths.map { path in
+                let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
+                sent += try ZlibFrames.compress(path, to: incoming + "/" + name + ".z")
+                try ZlibFrames.decompress(incoming + "/" + name + ".z", to: incoming + "/" + name)
+                try FileSystem.remove(incoming + "/" + name + ".z")
+                return incoming + "/" + name
+            }
+        }
+        return (received, sent)
     }
 
     private func update(_ vm: String, _ change: (inout VMState) -> Void) {

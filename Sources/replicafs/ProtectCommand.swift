@@ -21,6 +21,7 @@ struct ProtectCommand: ParsableCommand {
     @Option(help: "Interval of scheduled app-consistent points (1h to 12h); off when absent.") var appConsistentEvery: String?
     @Option(help: "Command run before an app-consistent cut (e.g. fsfreeze -f /mnt/fs).") var quiesce: String?
     @Option(help: "Command run after an app-consistent cut, also when it failed.") var thaw: String?
+    @Flag(help: "Compress logs in transit (zlib).") var compress = false
 
     func run() throws {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
@@ -49,6 +50,7 @@ struct ProtectCommand: ParsableCommand {
         if let every = appConsistentEvery { policy.appConsistentEvery = try ReplicationPolicy.seconds(every) }
         policy.quiesce = quiesce
         policy.thaw = thaw
+        policy.compress = compress
         try ProtectedVM(name: vm, disks: disks, target: store.root, policy: policy).save(disksDir: dir)
         print("protected \(vm): \(disks.joined(separator: ", ")) -> \(store.root)")
     }

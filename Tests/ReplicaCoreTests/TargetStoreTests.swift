@@ -130,6 +130,23 @@ struct TargetStoreTests {
         #expect(try read(dir + "/first") == atPoint1)
     }
 
+    @Test func zlibFramesRoundTripAndRefuseDamage() throws {
+        defer { cleanup() }
+        let src = dir + "/src", z = dir + "/src.z", back = dir + "/back"
+        let text = (0..<300_000).map { UInt8(truncatingIfNeeded: ($0 / 7) % 26 + 97) } + (0..<5_000_000).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        try Data(text).write(to: URL(fileURLWithPath: src))
+        let size = try ZlibFrames.compress(src, to: z)
+        #expect(size < Int64(text.count))
+        try ZlibFrames.decompress(z, to: back)
+        #expect(try read(back) == text)
+        var damaged = try read(z)
+        damaged[100] ^= 0xff
+        try Data(damaged).write(to: URL(fileURLWithPath: z))
+        #expect(throws: ReplicaError.self) { try ZlibFrames.decompress(z, to: back) }
+        try Data(damaged.prefix(50)).write(to: URL(fileURLWithPath: z))
+        #expect(throws: ReplicaError.self) { try ZlibFrames.decompress(z, to: back) }
+    }
+
     @Test func refusesBrokenChainsForeignLogsAndUnknownNames() throws {
         defer { cleanup() }
         try fill(disks + "/a.img", size: 64 << 10, seed: 4)
