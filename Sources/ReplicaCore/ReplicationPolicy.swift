@@ -13,6 +13,8 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
     public var thaw: String?
     /// Compress logs in transit (zlib).
     public var compress = false
+    /// When the initial replication may start (seconds since the epoch); nil is now.
+    public var initialAt: Double?
 
     public init() {}
 
@@ -24,6 +26,23 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
         quiesce = try c.decodeIfPresent(String.self, forKey: .quiesce)
         thaw = try c.decodeIfPresent(String.self, forKey: .thaw)
         compress = try c.decodeIfPresent(Bool.self, forKey: .compress) ?? false
+        initialAt = try c.decodeIfPresent(Double.self, forKey: .initialAt)
+    }
+
+    /// Parses `--initial`: "now", "HH:MM" (the next such time, local), or an ISO-8601 time.
+    public static func startTime(_ text: String, now: Date = Date()) throws -> Double? {
+        if text == "now" { return nil }
+        let parts = text.split(separator: ":")
+        if parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0..<24).contains(h), (0..<60).contains(m) {
+            var cal = Calendar.current
+            cal.timeZone = TimeZone.current
+            guard let next = cal.nextDate(after: now, matching: DateComponents(hour: h, minute: m), matchingPolicy: .nextTime) else {
+                throw ReplicaError("bad --initial time '\(text)'")
+            }
+            return next.timeIntervalSince1970
+        }
+        if let date = ISO8601DateFormatter().date(from: text) { return date.timeIntervalSince1970 }
+        throw ReplicaError("bad --initial time '\(text)': use now, HH:MM or an ISO-8601 time such as 2026-11-23T18:30:00Z")
     }
 
     /// Parses "continuous", "30s", "5m", "15m", "2h", "1d" or plain seconds.

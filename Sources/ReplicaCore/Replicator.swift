@@ -29,6 +29,11 @@ public final class Replicator: @unchecked Sendable {
         /// Log bytes shipped, and the bytes that crossed to the target (less when compressed).
         public var logBytesShipped: Int64 = 0
         public var bytesSent: Int64 = 0
+        /// During the initial copy: its speed and the estimated seconds left.
+        public var initialMBps: Double?
+        public var initialETASeconds: Double?
+        /// When a scheduled initial replication will start.
+        public var initialScheduledAt: String?
     }
 
     let disks: DiskSet
@@ -78,6 +83,13 @@ public final class Replicator: @unchecked Sendable {
             do {
                 let store = try TargetStore(root: vm.target)
                 if !store.hasVM(vm.name) {
+                    if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
+                        update(vm.name) {
+                            $0.state = "initial replication scheduled"
+                            $0.initialScheduledAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
+                        }
+                        continue
+                    }
                     try cycleLock.withLock { try initialReplication(vm, store) }
                     continue
                 }
@@ -154,7 +166,13 @@ public final class Replicator: @unchecked Sendable {
         for j in journals { sources[j.name] = j.image.path }
         try store.seed(vm: vm.name, sources: sources, chains: chains) { n in
             copied += n
-            self.update(vm.name) { $0.initialPercent = min(100, Double(already + copied) * 100 / Double(total)) }
+            let elapsed = max(Self.now() - started, 0.001)
+            let rate = Double(copied) / elapsed
+            self.update(vm.name) {
+                $0.initialPercent = min(100, Double(already + copied) * 100 / Double(total))
+                $0.initialMBps = rate / 1e6
+                $0.initialETASeconds = rate > 0 ? Double(max(0, total - already - copied)) / rate : nil
+            }
             if let rateLimit, rateLimit > 0 {
                 // Bandwidth limit for the copy (and a way for tests to interrupt it midway).
                 let ahead = Double(copied) / rateLimit - (Self.now() - started)
@@ -171,6 +189,8 @@ public final class Replicator: @unchecked Sendable {
         update(vm.name) {
             $0.state = "protected"
             $0.initialPercent = 100
+            $0.initialETASeconds = 0
+            $0.initialScheduledAt = nil
             $0.lastError = nil
         }
         let how = resumed != nil ? "resumed at \(already) bytes and copied" : "copied"

@@ -22,6 +22,7 @@ struct ProtectCommand: ParsableCommand {
     @Option(help: "Command run before an app-consistent cut (e.g. fsfreeze -f /mnt/fs).") var quiesce: String?
     @Option(help: "Command run after an app-consistent cut, also when it failed.") var thaw: String?
     @Flag(help: "Compress logs in transit (zlib).") var compress = false
+    @Option(help: "When the initial replication starts: now, HH:MM (next, local time) or an ISO-8601 time.") var initial = "now"
 
     func run() throws {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
@@ -51,6 +52,7 @@ struct ProtectCommand: ParsableCommand {
         policy.quiesce = quiesce
         policy.thaw = thaw
         policy.compress = compress
+        policy.initialAt = try ReplicationPolicy.startTime(initial)
         try ProtectedVM(name: vm, disks: disks, target: store.root, policy: policy).save(disksDir: dir)
         print("protected \(vm): \(disks.joined(separator: ", ")) -> \(store.root)")
     }
@@ -142,5 +144,47 @@ struct ExportCommand: ParsableCommand {
         guard !FileSystem.exists(to) else { throw ReplicaError("\(to) already exists: export will not overwrite it") }
         let p = try TargetStore(root: target).export(vm: vm, point: selector, disk: disk, to: to)
         print("exported \(disk) of \(vm) at point \(p.id) to \(to)")
+    }
+}
+
+struct JobsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs", abstract: "Replication jobs of the running mounts, with progress.")
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Job: Codable {
+        var vm: String
+        var job: String
+        var state: String
+        var percent: Double?
+        var mbPerSecond: Double?
+        var etaSeconds: Double?
+        var lastPoint: Int?
+        var lastError: String?
+    }
+
+    func run() throws {
+        var jobs: [Job] = []
+        for entry in MountRegistry().all() where MountRegistry.isAlive(entry.pid) {
+            guard let status = try? call(entry, .status).status else { continue }
+            for v in status.vms {
+                let initial = v.state.hasPrefix("initial replication")
+                jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
+                                state: v.state.hasSuffix("scheduled") ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected"),
+                                percent: initial ? v.initialPercent : nil, mbPerSecond: initial ? v.initialMBps : nil,
+                                etaSeconds: initial ? v.initialETASeconds : nil, lastPoint: v.lastPoint, lastError: v.lastError))
+            }
+        }
+        if json { return try printJSON(jobs) }
+        if jobs.isEmpty { print("no replication jobs") }
+        for j in jobs {
+            var line = "\(j.vm)\t\(j.job)\t\(j.state)"
+            if let p = j.percent { line += String(format: "\t%.0f%%", p) }
+            if let r = j.mbPerSecond { line += String(format: "\t%.1f MB/s", r) }
+            if let e = j.etaSeconds { line += String(format: "\tETA %.0f s", e) }
+            if let p = j.lastPoint { line += "\tlast point \(p)" }
+            if let e = j.lastError { line += "\tLAST ERROR: \(e)" }
+            print(line)
+        }
     }
 }

@@ -75,7 +75,11 @@ struct StatusCommand: ParsableCommand {
                 print("  \(i.name): \(i.size) bytes, log #\(i.sequence) \(i.records) records \(i.logBytes) bytes\(crash)\(err)")
             }
             for v in s.vms {
-                let pct = v.state == "initial replication" ? " \(Int(v.initialPercent ?? 0))%" : ""
+                var pct = v.state == "initial replication" ? " \(Int(v.initialPercent ?? 0))%" : ""
+                if let eta = v.initialETASeconds, v.state == "initial replication" {
+                    pct += String(format: " (%.1f MB/s, ETA %.0f s)", v.initialMBps ?? 0, eta)
+                }
+                if let at = v.initialScheduledAt { pct += " at \(at)" }
                 let last = v.lastPoint.map { ", last point \($0) at \(v.lastPointTime ?? "?")" } ?? ""
                 let lag = v.lagSeconds.map { String(format: ", lag %.1f s", $0) } ?? ""
                 let err = v.lastError.map { ", LAST ERROR: \($0)" } ?? ""

@@ -64,6 +64,8 @@ struct ReplicationTests {
         Shell.must("REPLICAFS_INITIAL_COPY_RATE=32000000 \"$RFS\" mount '\(site.disks)' '\(site.mnt)'")
         protect(site, "r", disks: ["big.img"], extra: "--copy-frequency 1h")
         Shell.must("for i in $(seq 1 200); do grep -q '\"copiedTo\":[1-9]' '\(site.root)/store/r/initial.json' 2>/dev/null && exit 0; sleep 0.05; done; exit 1")
+        let jobs = Shell.must("\"$RFS\" jobs")
+        #expect(jobs.contains("r\tinitial replication\trunning") && jobs.contains("MB/s") && jobs.contains("ETA"), "jobs: \(jobs)")
         // Writes keep coming during the copy.
         Shell.must("dd if=/dev/urandom of='\(site.mnt)/big.img' bs=64k count=64 seek=100 conv=notrunc,fsync status=none")
         let pid = try #require(site.daemonPID())
@@ -169,6 +171,26 @@ struct ReplicationTests {
         let got = Shell.must("cd '\(site.root)/check' && find before -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum")
         #expect(got == expected)
         #expect(Shell.must("sqlite3 '\(site.root)/check/db.sqlite' 'pragma integrity_check; select x from t;'") == "ok\n42")
+    }
+
+    @Test("a scheduled initial replication waits; a snapshot starts it at once")
+    func scheduledInitial() throws {
+        let site = Site("sched")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' && truncate -s 8M '\(site.disks)/s.img'")
+        site.mount()
+        protect(site, "s", disks: ["s.img"], extra: "--initial 2099-01-01T00:00:00Z")
+        Shell.must("for i in $(seq 1 50); do \"$RFS\" status '\(site.mnt)' | grep -q 'VM s: initial replication scheduled at 2099-01-01' && exit 0; sleep 0.1; done; exit 1")
+        #expect(Shell.must("\"$RFS\" jobs").contains("scheduled for 2099-01-01T00:00:00Z"))
+        #expect(!FileManager.default.fileExists(atPath: site.root + "/store/s"))
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/s.img' bs=4k count=10 conv=notrunc status=none")
+        let sum = Shell.sha256(site.mnt + "/s.img")
+        Shell.must("\"$RFS\" snapshot s --wait")
+        #expect(Shell.sha256(export(site, "s", point: "latest", disk: "s.img")) == sum)
+        #expect(Shell.must("\"$RFS\" jobs").contains("s\tdelta replication\tprotected"))
+        let bad = Shell.run("touch '\(site.disks)/t.img' && \"$RFS\" protect t --disks-dir '\(site.disks)' --disk t.img --target '\(site.root)/store' --initial tomorrow")
+        #expect(!bad.ok && bad.stderr.contains("bad --initial time 'tomorrow'"))
+        site.unmount()
     }
 
     @Test("bad input: unknown VM, foreign disk, unwritable target, duplicate protection, missing point")
