@@ -18,9 +18,15 @@ public struct LogApplier {
     /// Verifies `paths` as one chain, in sequence order whatever order they were given in.
     public init(paths: [String]) throws {
         guard !paths.isEmpty else { throw ReplicaError("no change logs given") }
+        try self.init(scans: try paths.map { try LogScanner.scan($0) })
+    }
+
+    /// Verifies logs already scanned as one chain.
+    public init(scans unsorted: [LogScan]) throws {
+        guard !unsorted.isEmpty else { throw ReplicaError("no change logs given") }
         var scans: [LogScan] = []
-        for path in paths {
-            let scan = try LogScanner.scan(path)
+        for scan in unsorted {
+            let path = scan.path
             switch scan.tail {
             case .clean: break
             case .torn(let offset, let reason):

@@ -164,14 +164,14 @@ public final class TargetStore {
                     throw ReplicaError("disk \(disk) is not part of VM \(vm)")
                 }
                 let entry = catalog.disks[index]
-                var fresh: [String] = []
+                var fresh: [LogScan] = []
                 for path in paths {
                     let scan = try LogScanner.scan(path)
                     if let next = entry.nextLSN, scan.nextLSN <= next, entry.chain == scan.header.chainHex { continue }
-                    fresh.append(path)
+                    fresh.append(scan)
                 }
                 guard !fresh.isEmpty else { plans.append((index, nil)); continue }
-                let applier = try LogApplier(paths: fresh)
+                let applier = try LogApplier(scans: fresh)
                 let first = applier.scans[0].header
                 if let chain = entry.chain, chain != first.chainHex {
                     throw ReplicaError("\(applier.scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required")
@@ -281,42 +281,28 @@ public final class TargetStore {
         let fd = try FileDescriptor.open(replica, O_RDONLY)
         defer { fd.close() }
         let oldSize = try fd.size()
+        // Every range the logs touch, from their scans; a size change may cut anything above
+        // it. Saving more than strictly needed is harmless: each saved byte is pre-point state.
         var ranges = RangeSet()
-        var size = oldSize
         for scan in scans {
-            _ = try LogScanner.scan(scan.path) { header, _ in
-                switch header.type {
-                case .write, .zero:
-                    ranges.insert(header.offset..<(header.offset + header.extent))
-                    if header.type == .write { size = max(size, Int64(header.offset + header.extent)) }
-                case .setSize:
-                    if Int64(header.offset) < size { ranges.insert(header.offset..<UInt64(size)) }
-                    size = Int64(header.offset)
-                case .marker, .seal: break
-                }
-            }
+            scan.ranges.ranges.forEach { ranges.insert($0) }
+            for size in scan.sizeChanges where Int64(size) < oldSize { ranges.insert(size..<UInt64(oldSize)) }
         }
         ranges.normalize()
-        let undo = try ChangeLog.create(path: path, header: LogHeader(
+        let undo = try DirectLogWriter(path: path, header: LogHeader(
             imageName: disk, chainID: [UInt8](repeating: 0, count: 16), sequence: pointID, firstLSN: 1,
             createdNanos: Clock.nowNanos(), imageSize: UInt64(oldSize)))
-        let chunk = 1 << 20
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { buffer.deallocate() }
         for range in ranges.ranges {
             var at = Int64(range.lowerBound)
             let end = min(Int64(range.upperBound), oldSize)
             while at < end {
-                let n = try fd.pread(into: buffer, count: Int(min(Int64(chunk), end - at)), offset: at)
+                let n = try undo.appendWrite(from: fd, offset: at, count: Int(min(Int64(DirectLogWriter.maxData), end - at)))
                 guard n > 0 else { break }
-                let data = UnsafeRawBufferPointer(start: buffer, count: n)
-                try undo.appendWrite(data, offset: UInt64(at), dataCRC: Checksum.crc32c(data))
                 at += Int64(n)
             }
         }
         try undo.appendSetSize(UInt64(oldSize))
         try undo.seal(reason: .rotation, cutID: pointID)
-        try undo.sync()
     }
 
     func applyUndo(_ path: String, to target: FileDescriptor) throws {
