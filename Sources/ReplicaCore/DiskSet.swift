@@ -176,17 +176,19 @@ public final class DiskSet: @unchecked Sendable {
 
     public func journal(named name: String) -> ImageJournal? { images.first { $0.name == name } }
 
-    /// Seals the active log of every image at one cut and opens the next ones. Writers wait
-    /// only while the new log files are created; the sealed logs are synced after.
-    public func rotate() throws -> Rotation {
+    /// Seals the active log of every image (or of the images named in `only`: one VM's disks)
+    /// at one cut and opens the next ones. Writers wait only while the new log files are
+    /// created; the sealed logs are synced after.
+    public func rotate(only names: Set<String>? = nil) throws -> Rotation {
         try cutLock.withLock {
             guard !closed else { throw ReplicaError("disk set \(directory) is closed") }
             lastCutID += 1
             let cut = lastCutID
-            images.forEach { $0.lockForCut() }
+            let cutting = names.map { n in images.filter { n.contains($0.name) } } ?? images
+            cutting.forEach { $0.lockForCut() }
             var sealedLogs: [ChangeLog] = []
             var failure: Error?
-            for journal in images {
+            for journal in cutting {
                 do {
                     sealedLogs.append(try journal.cutLocked(cutID: cut, reason: .rotation))
                 } catch {
@@ -194,7 +196,7 @@ public final class DiskSet: @unchecked Sendable {
                     break
                 }
             }
-            images.forEach { $0.unlockAfterCut() }
+            cutting.forEach { $0.unlockAfterCut() }
             for log in sealedLogs {
                 try log.sync()
                 try log.markReadOnly()

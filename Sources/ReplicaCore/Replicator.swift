@@ -103,7 +103,8 @@ public final class Replicator: @unchecked Sendable {
                 if let every = vm.policy.appConsistentEvery, let lastApp, now - lastApp >= every {
                     _ = try snapshot(vm.name, appConsistent: true)
                 } else if now - last >= interval {
-                    _ = try cycleLock.withLock { try cycle(vm, store, consistency: .crash) }
+                    // Continuous mode skips cuts with nothing logged: no empty points 10 times a second.
+                    _ = try cycleLock.withLock { try cycle(vm, store, consistency: .crash, skipIfIdle: vm.policy.copyFrequency == 0) }
                 }
             } catch {
                 update(vm.name) { $0.lastError = "\(error)" }
@@ -119,12 +120,12 @@ public final class Replicator: @unchecked Sendable {
         return try cycleLock.withLock {
             let store = try TargetStore(root: vm.target)
             if !store.hasVM(vm.name) { try initialReplication(vm, store) }
-            guard appConsistent else { return try cycle(vm, store, consistency: .crash) }
+            guard appConsistent else { return try cycle(vm, store, consistency: .crash)! }
             if let quiesce = vm.policy.quiesce { try Self.runHook(quiesce, what: "quiesce") }
             var thawError: Error?
             let point: RecoveryPoint
             do {
-                point = try cycle(vm, store, consistency: .app)
+                point = try cycle(vm, store, consistency: .app)!
             } catch {
                 if let thaw = vm.policy.thaw { do { try Self.runHook(thaw, what: "thaw") } catch { thawError = error } }
                 throw error
@@ -150,7 +151,7 @@ public final class Replicator: @unchecked Sendable {
             for d in resumed.disks { chains[d.name] = (d.chain, d.nextLSN) }
         } else {
             try flushImages(vm.disks)
-            _ = try disks.rotate()
+            _ = try disks.rotate(only: Set(vm.disks))
             for j in journals {
                 let active = j.activeLog
                 chains[j.name] = (active.chain, active.firstLSN)
@@ -198,15 +199,25 @@ public final class Replicator: @unchecked Sendable {
     }
 
     /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.
-    private func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency) throws -> RecoveryPoint {
+    @discardableResult
+    private func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency,
+                       skipIfIdle: Bool = false) throws -> RecoveryPoint? {
         let cutTime = Clock.nowNanos()
         try flushImages(vm.disks)
+        if skipIfIdle, vm.disks.allSatisfy({ (disks.journal(named: $0)?.state.records ?? 0) == 0 }) {
+            // Nothing logged before this moment: the next write shipped is younger than it.
+            stateLock.withLock {
+                lastCycle[vm.name] = Self.now()
+                lastCut[vm.name] = cutTime
+            }
+            return nil
+        }
         if consistency == .app {
             for disk in vm.disks {
                 try disks.journal(named: disk)?.mark(Marker(kind: .appConsistent, cutID: 0, timeNanos: cutTime, label: vm.name))
             }
         }
-        let rotation = try disks.rotate()
+        let rotation = try disks.rotate(only: Set(vm.disks))
         var logs: [String: [String]] = [:]
         for disk in vm.disks {
             guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }

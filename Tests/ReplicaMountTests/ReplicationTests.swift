@@ -173,6 +173,33 @@ struct ReplicationTests {
         #expect(Shell.must("sqlite3 '\(site.root)/check/db.sqlite' 'pragma integrity_check; select x from t;'") == "ok\n42")
     }
 
+    @Test("continuous mode ships writes within seconds, cuts nothing while idle, and leaves other images alone")
+    func continuousMode() throws {
+        let site = Site("cont")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' && truncate -s 16M '\(site.disks)/a.img' && truncate -s 16M '\(site.disks)/b.img'")
+        site.mount()
+        protect(site, "c", disks: ["a.img"], extra: "--copy-frequency continuous")
+        waitProtected(site, "c")
+        Shell.must("sleep 1.5")
+        let idle = Shell.must("\"$RFS\" points c --target '\(site.root)/store'")
+        #expect(idle.contains("no recovery points yet"), "idle cycles cut points: \(idle)")
+        #expect(site.logs(of: "b.img").count == 1, "the unprotected image was rotated: \(site.logs(of: "b.img"))")
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/a.img' bs=64k count=16 seek=5 conv=notrunc status=none")
+        let sum = Shell.sha256(site.mnt + "/a.img")
+        // No snapshot: the continuous cycles alone bring the writes to the target (a cycle may
+        // cut in the middle of dd, so wait for the latest point to hold all of it).
+        var shipped = false
+        for _ in 0..<50 where !shipped {
+            if Shell.run("\"$RFS\" points c --target '\(site.root)/store' | grep -q crash").ok {
+                shipped = Shell.sha256(export(site, "c", point: "latest", disk: "a.img")) == sum
+            }
+            if !shipped { Shell.must("sleep 0.1") }
+        }
+        #expect(shipped, "the writes did not reach the target within 5 s")
+        site.unmount()
+    }
+
     @Test("a scheduled initial replication waits; a snapshot starts it at once")
     func scheduledInitial() throws {
         let site = Site("sched")
