@@ -102,12 +102,24 @@ public final class DiskSet: @unchecked Sendable {
 
     /// Finds and checks the chain of `name`'s logs; returns a full scan of the newest one.
     private static func latestLog(of name: String, in directory: String, files: [String]) throws -> LogScan? {
-        let logs = files.compactMap { f -> (String, UInt64)? in
+        var logs = files.compactMap { f -> (String, UInt64)? in
             guard let p = LogName.parse(f), p.image == name else { return nil }
             return (f, p.sequence)
         }.sorted { $0.1 < $1.1 }
-        guard let newest = logs.last else { return nil }
-        let scan = try LogScanner.scan(directory + "/" + newest.0)
+        guard var newest = logs.last else { return nil }
+        var scan = try LogScanner.scan(directory + "/" + newest.0)
+        if !scan.isSealed, scan.recordCount == 0, logs.count >= 2 {
+            // A rotation interrupted between creating the next log and sealing this one: the
+            // next log holds only its header; drop it and recover the one it was to follow.
+            let previous = logs[logs.count - 2]
+            let prevScan = try LogScanner.scan(directory + "/" + previous.0)
+            if !prevScan.isSealed {
+                try FileSystem.remove(directory + "/" + newest.0)
+                logs.removeLast()
+                newest = previous
+                scan = prevScan
+            }
+        }
         for (file, seq) in logs {
             let path = directory + "/" + file
             let header = try readHeader(path)
@@ -197,8 +209,9 @@ public final class DiskSet: @unchecked Sendable {
                 }
             }
             cutting.forEach { $0.unlockAfterCut() }
-            for log in sealedLogs {
+            for (journal, log) in zip(cutting, sealedLogs) {
                 try log.sync()
+                journal.sealedLogIsDurable(log)
                 try log.markReadOnly()
             }
             if let failure { throw failure }

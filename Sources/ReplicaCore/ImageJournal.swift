@@ -17,7 +17,9 @@ public final class ImageJournal: @unchecked Sendable {
     private let rangeFreed = Condition()
     private var log: ChangeLog
     /// Byte ranges whose record is logged but whose image write has not finished.
-    private var inFlight: [Range<Int64>] = []
+    private var inFlight: [(range: Range<Int64>, lsn: UInt64)] = []
+    /// The log sealed by the last cut, until its seal is durable: an fsync syncs it first.
+    private var sealedNotDurable: ChangeLog?
     /// Fault-injection point for tests: runs between the log append and the image write,
     /// where a slow thread would let a later overlapping write overtake it.
     var beforeImageWrite: (@Sendable () -> Void)?
@@ -42,7 +44,7 @@ public final class ImageJournal: @unchecked Sendable {
         let crc = Checksum.crc32c(data)
         let range = offset..<(offset + Int64(data.count))
         lock.lock()
-        while inFlight.contains(where: { $0.overlaps(range) }) { rangeFreed.wait(lock) }
+        while inFlight.contains(where: { $0.range.overlaps(range) }) { rangeFreed.wait(lock) }
         let mark = log.position
         do {
             try log.appendWrite(data, offset: UInt64(offset), dataCRC: crc)
@@ -52,7 +54,8 @@ public final class ImageJournal: @unchecked Sendable {
         }
         let appendedEnd = log.end
         let appendedTo = log
-        inFlight.append(range)
+        let lsn = mark.lsn
+        inFlight.append((range, lsn))
         lock.unlock()
 
         var failure: Error?
@@ -64,7 +67,7 @@ public final class ImageJournal: @unchecked Sendable {
         }
 
         lock.lock()
-        inFlight.remove(at: inFlight.firstIndex(of: range)!)
+        inFlight.remove(at: inFlight.firstIndex { $0.lsn == lsn && $0.range == range }!)
         if let failure {
             // The image did not take the write: take it back out of the log if nothing follows
             // it, otherwise the log now claims a change the image lacks and says so.
@@ -127,9 +130,24 @@ public final class ImageJournal: @unchecked Sendable {
 
     /// Makes the log and then the image durable. Writers keep going meanwhile.
     public func sync(dataOnly: Bool) throws {
-        let current = lock.withLock { log }
+        let (sealed, current) = lock.withLock { (sealedNotDurable, log) }
+        // A write acknowledged before a cut is in the sealed log: it must be durable too.
+        if let sealed { try sealed.sync() }
         try current.sync()
         if dataOnly { try image.fdatasync() } else { try image.fsync() }
+    }
+
+    /// Called once a cut's sealed log is durable.
+    func sealedLogIsDurable(_ sealed: ChangeLog) {
+        lock.withLock { if sealedNotDurable === sealed { sealedNotDurable = nil } }
+    }
+
+    /// Waits until every image write logged before LSN `lsn` has reached the image, so a copy
+    /// of the image taken afterwards holds everything the logs before that LSN hold.
+    public func waitForWrites(before lsn: UInt64) {
+        lock.withLock {
+            while inFlight.contains(where: { $0.lsn < lsn }) { rangeFreed.wait(lock) }
+        }
     }
 
     /// Appends a marker to the active log (app-consistent points, notes).
@@ -181,6 +199,7 @@ public final class ImageJournal: @unchecked Sendable {
             throw error
         }
         log = next
+        sealedNotDurable = old
         return old
     }
 

@@ -155,6 +155,8 @@ public final class Replicator: @unchecked Sendable {
             for j in journals {
                 let active = j.activeLog
                 chains[j.name] = (active.chain, active.firstLSN)
+                // Writes logged before the cut must be in the image before the copy reads it.
+                j.waitForWrites(before: active.firstLSN)
             }
         }
         let total = max(1, journals.reduce(Int64(0)) { $0 + ((try? $1.image.size()) ?? 0) })

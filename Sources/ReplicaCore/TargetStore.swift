@@ -216,7 +216,12 @@ public final class TargetStore {
     /// Writes a disk's bytes as of `selector` to `destination`.
     @discardableResult
     public func export(vm: String, point selector: PointSelector, disk: String, to destination: String) throws -> RecoveryPoint {
-        try withLock(vm, exclusive: false) {
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        // A commit a crash interrupted is finished or rolled back first.
+        if try FileSystem.list(vmDirectory(vm) + "/points").contains(where: { $0.hasSuffix(".pending") }) {
+            try recover(vm: vm)
+        }
+        return try withLock(vm, exclusive: false) {
             let catalog = try StoreCatalog.load(catalogPath(vm))
             guard catalog.disks.contains(where: { $0.name == disk }) else {
                 throw ReplicaError("disk \(disk) is not part of VM \(vm)")
@@ -227,6 +232,9 @@ public final class TargetStore {
             defer { target.close() }
             for later in catalog.points.filter({ $0.id > point.id }).sorted(by: { $0.id > $1.id }) {
                 let undo = pointDirectory(vm, later.id) + "/" + disk + ".undo.hrl"
+                guard FileSystem.isDirectory(pointDirectory(vm, later.id)) else {
+                    throw ReplicaError("undo data of point \(later.id) of VM \(vm) is missing: cannot go back past it")
+                }
                 guard FileSystem.exists(undo) else { continue } // the disk did not change at that point
                 try applyUndo(undo, to: target)
             }

@@ -123,7 +123,8 @@ extension FuseServer {
                     let fd = try FileDescriptor.open(at: server.directoryFD, name, O_RDONLY)
                     fi.pointee.fh = UInt64(fd.rawValue)
                     fi.pointee.direct_io = 1 // a growing file: always read fresh
-                    fuse_reply_open(req, fi)
+                    // If the open was interrupted, no RELEASE will come: close it here.
+                    if fuse_reply_open(req, fi) != 0 { fd.close() }
                 } catch {
                     fuse_reply_err(req, FuseServer.errno(of: error))
                 }

@@ -193,6 +193,32 @@ struct HRLFormatTests {
         #expect(offset == Int64(LogHeader.size))
     }
 
+    /// A daemon killed inside a rotation leaves the next log with only its header and the
+    /// previous one unsealed: the next mount drops the empty log and recovers the previous.
+    @Test func aRotationInterruptedByACrashRecovers() throws {
+        defer { cleanup() }
+        let disks = dir + "/disks"
+        try FileSystem.mkdirs(disks)
+        let image = try makeImage("disks/a.img", size: 65536)
+        let base = try makeImage("base.img", size: 65536)
+        var set: DiskSet? = try DiskSet.open(directory: disks)
+        try write(set!.images[0], [1, 2, 3], at: 100)
+        let active = set!.images[0].activeLog
+        set = nil // killed
+        _ = try ChangeLog.create(path: disks + "/" + LogName.make(image: "a.img", sequence: active.sequence + 1),
+                                 header: LogHeader(imageName: "a.img", chainID: try LogScanner.scan(disks + "/a.img.000001.hrl").header.chainID,
+                                                   sequence: active.sequence + 1, firstLSN: 4, createdNanos: 0, imageSize: 65536))
+        set = try DiskSet.open(directory: disks)
+        #expect(set!.images[0].recoveredFromCrash)
+        try write(set!.images[0], [9], at: 0)
+        try set!.close()
+        set = nil
+        let logs = try FileSystem.list(disks).filter(LogName.isLog).map { disks + "/" + $0 }
+        #expect(logs.count == 2)
+        try LogApplier(paths: logs).apply(to: base)
+        #expect(try FileSystem.readFile(base) == FileSystem.readFile(image))
+    }
+
     @Test func applyRefusesGapsForeignAndDuplicates() throws {
         defer { cleanup() }
         for name in ["a", "b"] {

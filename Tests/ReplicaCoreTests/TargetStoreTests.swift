@@ -119,6 +119,9 @@ struct TargetStoreTests {
         try applier.apply(to: store.replicaPath("vm", "a.img"))
         #expect(try read(store.replicaPath("vm", "a.img")) != atPoint1)
 
+        // An export meanwhile finishes the recovery first and never sees the half-applied state.
+        try store.export(vm: "vm", point: .latest, disk: "a.img", to: dir + "/during")
+        #expect(try read(dir + "/during") == atPoint1)
         try store.recover(vm: "vm")
         #expect(try read(store.replicaPath("vm", "a.img")) == atPoint1)
         #expect(try store.points("vm").map(\.id) == [1])
