@@ -18,6 +18,9 @@ public final class ImageJournal: @unchecked Sendable {
     private var log: ChangeLog
     /// Byte ranges whose record is logged but whose image write has not finished.
     private var inFlight: [(range: Range<Int64>, lsn: UInt64)] = []
+    /// Size changes and fallocates waiting for the in-flight writes to drain; new writes hold
+    /// back meanwhile, so a steady stream of writes cannot starve them.
+    private var exclusiveWaiting = 0
     /// The log sealed by the last cut, until its seal is durable: an fsync syncs it first.
     private var sealedNotDurable: ChangeLog?
     /// Fault-injection point for tests: runs between the log append and the image write,
@@ -44,7 +47,7 @@ public final class ImageJournal: @unchecked Sendable {
         let crc = Checksum.crc32c(data)
         let range = offset..<(offset + Int64(data.count))
         lock.lock()
-        while inFlight.contains(where: { $0.range.overlaps(range) }) { rangeFreed.wait(lock) }
+        while exclusiveWaiting > 0 || inFlight.contains(where: { $0.range.overlaps(range) }) { rangeFreed.wait(lock) }
         let mark = log.position
         do {
             try log.appendWrite(data, offset: UInt64(offset), dataCRC: crc)
@@ -125,7 +128,11 @@ public final class ImageJournal: @unchecked Sendable {
 
     /// Size changes and fallocate wait for every in-flight image write (they may touch any byte).
     private func waitForInFlightWrites() {
+        exclusiveWaiting += 1
         while !inFlight.isEmpty { rangeFreed.wait(lock) }
+        exclusiveWaiting -= 1
+        // Writers held back re-check once the caller releases the lock.
+        rangeFreed.broadcast()
     }
 
     /// Makes the log and then the image durable. Writers keep going meanwhile.
