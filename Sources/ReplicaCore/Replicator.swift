@@ -141,6 +141,8 @@ public final class Replicator: @unchecked Sendable {
     /// consistent. An initial copy a crash interrupted resumes where it stopped: the logs since
     /// its cut are still at the source (the restarted daemon continues the same chains).
     private func initialReplication(_ vm: ProtectedVM, _ store: TargetStore) throws {
+        // Another caller (a snapshot, or the schedule) may have done it while this one waited.
+        guard !store.hasVM(vm.name) else { return }
         let journals = try vm.disks.map { disk -> ImageJournal in
             guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
             return j
