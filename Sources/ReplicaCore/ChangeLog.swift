@@ -17,7 +17,9 @@ public final class ChangeLog {
     public private(set) var seal: Seal?
     /// Set when an append failed and could not be rolled back; the log takes no more records.
     public private(set) var broken: SystemError?
+    /// Set once the log's directory entry has been synced; fsyncs race to set it.
     private var directoryDurable = false
+    private let directoryLock = Lock()
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: RecordHeader.size, alignment: 8)
 
     private init(path: String, header: LogHeader, fd: FileDescriptor, end: Int64, nextLSN: UInt64) {
@@ -99,9 +101,11 @@ public final class ChangeLog {
     /// Makes every appended record durable (and, once, the log's directory entry).
     public func sync() throws {
         try fd.fdatasync()
-        if !directoryDurable {
-            try FileSystem.fsyncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? ".")
-            directoryDurable = true
+        try directoryLock.withLock {
+            if !directoryDurable {
+                try FileSystem.fsyncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? ".")
+                directoryDurable = true
+            }
         }
     }
 

@@ -62,7 +62,9 @@ public final class DiskSet: @unchecked Sendable {
             // Validate every image and its logs before touching any of them.
             var plans: [(name: String, fd: FileDescriptor, latest: LogScan?)] = []
             var lastCut: UInt64 = 0
-            defer { if plans.count < names.count { plans.forEach { $0.fd.close() } } }
+            // Image descriptors not yet owned by a journal are closed on any failure.
+            var handedOff = 0
+            defer { plans[handedOff...].forEach { $0.fd.close() } }
             for name in names {
                 guard name.utf8.count <= LogHeader.maxNameBytes else {
                     throw ReplicaError("image name too long (over \(LogHeader.maxNameBytes) bytes): \(name)")
@@ -74,8 +76,7 @@ public final class DiskSet: @unchecked Sendable {
                 } catch let e as SystemError {
                     throw ReplicaError("cannot open image \(path): \(e.message)")
                 }
-                let st = try fd.stat()
-                guard (st.st_mode & S_IFMT) == S_IFREG else {
+                guard let st = try? fd.stat(), (st.st_mode & S_IFMT) == S_IFREG else {
                     fd.close()
                     throw ReplicaError("image \(path) is not a regular file")
                 }
@@ -92,6 +93,7 @@ public final class DiskSet: @unchecked Sendable {
             var journals: [ImageJournal] = []
             for plan in plans {
                 journals.append(try startJournal(plan.name, image: plan.fd, latest: plan.latest, directory: directory))
+                handedOff += 1
             }
             return DiskSet(directory: directory, images: journals, lockFile: lockFile, lastCutID: lastCut)
         } catch {
