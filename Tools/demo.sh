@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a demo site under Mounts/demo. It creates a disk
 # image, mounts it through ReplicaFS, runs a workload (ext4 on a loop device, files, an
-# SQLite database, raw dd writes), rotates the logs at a cut, unmounts, shows the logs,
-# and proves they replay onto the original image to the same bytes. Run as root.
+# SQLite database, raw dd writes), rotates the logs at a cut, protects the disk to a target
+# store, cuts a recovery point and exports it (equal to the source), unmounts, and replays
+# the logs left at the source onto the export to the same bytes. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Tools/setup.sh
@@ -18,12 +19,11 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-rm -rf "$SITE" && mkdir -p "$DISKS" "$MNT" "$FS"
+rm -rf "$SITE" && mkdir -p "$DISKS" "$MNT" "$FS" "$SITE/store"
 
 step() { printf '\n== %s\n' "$*"; }
-step "a 256 MiB sparse disk image, and a copy of it as it is now"
+step "a 256 MiB sparse disk image"
 truncate -s 256M "$DISKS/vm1-os.img"
-cp --sparse=always "$DISKS/vm1-os.img" "$SITE/vm1-os.base.img"
 
 step "replicafs mount $DISKS $MNT"
 "$RFS" mount "$DISKS" "$MNT"
@@ -43,19 +43,33 @@ step "replicafs rotate: seal the logs at one cut, keep writing into the next"
 dd if=/dev/urandom of="$MNT/vm1-os.img" bs=4k count=256 seek=50000 conv=notrunc,fsync status=none
 "$RFS" status "$MNT"
 
+step "replicafs protect: replicate the disk to a target store (the secondary site)"
+"$RFS" protect demo-vm --disks-dir "$DISKS" --disk vm1-os.img --target "$SITE/store" --copy-frequency 30s
+for i in $(seq 1 300); do "$RFS" status "$MNT" | grep -q "VM demo-vm: protected" && break; sleep 0.1; done
+dd if=/dev/urandom of="$MNT/vm1-os.img" bs=64k count=32 seek=1000 conv=notrunc status=none
+"$RFS" snapshot demo-vm --wait
+"$RFS" points demo-vm --target "$SITE/store"
+"$RFS" export demo-vm --target "$SITE/store" --point latest --disk vm1-os.img --to "$SITE/exported.img"
+a=$(sha256sum < "$MNT/vm1-os.img" | cut -c1-64)
+b=$(sha256sum < "$SITE/exported.img" | cut -c1-64)
+echo "source   sha256 $a"
+echo "exported sha256 $b"
+[ "$a" = "$b" ] || { echo "demo: the exported recovery point differs from the source" >&2; exit 1; }
+"$RFS" unprotect demo-vm --disks-dir "$DISKS"
+
 step "replicafs unmount (logs sealed with a clean-shutdown record)"
 "$RFS" unmount "$MNT"
 ls -l "$DISKS"
 
-step "replicafs log show (the second log)"
-"$RFS" log show "$(ls "$DISKS"/*.hrl | sed -n 2p)"
+step "replicafs log show (the last log)"
+"$RFS" log show "$(ls "$DISKS"/*.hrl | tail -1)"
 
-step "replicafs log apply: replay every log onto the copy taken before the workload"
-"$RFS" log apply "$DISKS"/*.hrl --to "$SITE/vm1-os.base.img"
+step "replicafs log apply: the logs left at the source replay onto the exported point"
+"$RFS" log apply "$DISKS"/*.hrl --to "$SITE/exported.img"
 a=$(sha256sum < "$DISKS/vm1-os.img" | cut -c1-64)
-b=$(sha256sum < "$SITE/vm1-os.base.img" | cut -c1-64)
+b=$(sha256sum < "$SITE/exported.img" | cut -c1-64)
 echo "image    sha256 $a"
 echo "replayed sha256 $b"
 [ "$a" = "$b" ] || { echo "demo: MISMATCH between the image and its replayed logs" >&2; exit 1; }
-e2fsck -fn "$SITE/vm1-os.base.img" >/dev/null && echo "replayed image passes e2fsck -fn"
+e2fsck -fn "$SITE/exported.img" >/dev/null 2>&1 && echo "replayed image passes e2fsck -fn"
 echo "demo: the logs reproduce the disk byte for byte"
