@@ -229,7 +229,8 @@ public final class Replicator: @unchecked Sendable {
         }
         let shippedBytes = try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) }
         let commitStart = Self.now()
-        let (received, sent) = try transfer(logs, vm: vm, store: store)
+        let (received, compressedBytes) = try transfer(logs, vm: vm, store: store)
+        let sent = compressedBytes ?? shippedBytes
         defer { for path in received.values.joined() where !logs.values.joined().contains(path) { try? FileSystem.remove(path) } }
         let point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
         let committed = Self.now()
@@ -263,11 +264,9 @@ public final class Replicator: @unchecked Sendable {
     /// Moves the sealed logs to the target. Uncompressed, the target reads them where they lie
     /// (a local store). Compressed, each crosses as zlib frames into the store's incoming
     /// directory and is inflated there, as a remote receiver would. Returns the logs as the
-    /// target sees them and the bytes that crossed.
-    private func transfer(_ logs: [String: [String]], vm: ProtectedVM, store: TargetStore) throws -> ([String: [String]], Int64) {
-        guard vm.policy.compress else {
-            return (logs, try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) })
-        }
+    /// target sees them and, when compressed, the bytes that crossed.
+    private func transfer(_ logs: [String: [String]], vm: ProtectedVM, store: TargetStore) throws -> ([String: [String]], Int64?) {
+        guard vm.policy.compress else { return (logs, nil) }
         let incoming = store.root + "/" + vm.name + "/incoming"
         try FileSystem.mkdirs(incoming)
         var sent: Int64 = 0

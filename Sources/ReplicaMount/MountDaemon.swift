@@ -32,6 +32,16 @@ public struct MountDaemon {
         return realParent == "/" ? "/" + name : realParent + "/" + name
     }
 
+    /// Pushes the kernel's cached writes of these images through the mount, where they are
+    /// logged, and makes them durable: an fsync of each file via the mountpoint.
+    public static func flush(_ images: [String], in mountpoint: String) throws {
+        for name in images {
+            let fd = try FileDescriptor.open(mountpoint + "/" + name, O_RDONLY)
+            defer { fd.close() }
+            try fd.fsync()
+        }
+    }
+
     /// Checks everything that can be checked before mounting; returns the absolute mountpoint.
     /// A stale replicafs mount (its daemon killed) is lazily unmounted here.
     public func preflight() throws -> String {
@@ -86,14 +96,7 @@ public struct MountDaemon {
             let paths = registry.paths(for: mp)
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
             let mounted = mp
-            replicator = Replicator(disks: disks) { names in
-                // Push the kernel's cached writes through the mount, where they are logged.
-                for name in names {
-                    let fd = try FileDescriptor.open(mounted + "/" + name, O_RDONLY)
-                    defer { fd.close() }
-                    try fd.fsync()
-                }
-            }
+            replicator = Replicator(disks: disks) { names in try Self.flush(names, in: mounted) }
             control = try ControlServer(path: paths.socket, server: server, replicator: replicator)
             try server.mount()
             try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: disks.directory, socket: paths.socket))

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaMount
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct JobsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs", abstract: "Replication jobs of the running mounts, with progress.")
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Job: Codable {
+        var vm: String
+        var job: String
+        var state: String
+        var percent: Double?
+        var mbPerSecond: Double?
+        var etaSeconds: Double?
+        var lastPoint: Int?
+        var lastError: String?
+    }
+
+    func run() throws {
+        var jobs: [Job] = []
+        for entry in MountRegistry().all() where MountRegistry.isAlive(entry.pid) {
+            guard let status = try? call(entry, .status).status else { continue }
+            for v in status.vms {
+                let initial = v.state.hasPrefix("initial replication")
+                jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
+                                state: v.state.hasSuffix("scheduled") ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected"),
+                                percent: initial ? v.initialPercent : nil, mbPerSecond: initial ? v.initialMBps : nil,
+                                etaSeconds: initial ? v.initialETASeconds : nil, lastPoint: v.lastPoint, lastError: v.lastError))
+            }
+        }
+        if json { return try printJSON(jobs) }
+        if jobs.isEmpty { print("no replication jobs") }
+        for j in jobs {
+            var line = "\(j.vm)\t\(j.job)\t\(j.state)"
+            if let p = j.percent { line += String(format: "\t%.0f%%", p) }
+            if let r = j.mbPerSecond { line += String(format: "\t%.1f MB/s", r) }
+            if let e = j.etaSeconds { line += String(format: "\tETA %.0f s", e) }
+            if let p = j.lastPoint { line += "\tlast point \(p)" }
+            if let e = j.lastError { line += "\tLAST ERROR: \(e)" }
+            print(line)
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaMount
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct PointsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "points", abstract: "List a VM's recovery points from the target store alone.")
+    @Argument(help: "VM name.") var vm: String
+    @Option(help: "Target store directory.") var target: String
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Row: Codable {
+        var id: Int
+        var time: String
+        var consistency: String
+        var cut: UInt64
+        var disks: [String: Int64]
+        init(_ p: RecoveryPoint) {
+            id = p.id
+            time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(p.timeNanos) / 1e9))
+            consistency = p.consistency.rawValue
+            cut = p.cut
+            disks = p.diskSizes
+        }
+    }
+
+    func run() throws {
+        let rows = try TargetStore(root: target).points(vm).map(Row.init)
+        if json { return try printJSON(rows) }
+        if rows.isEmpty { print("\(vm): no recovery points yet") }
+        for r in rows { print("\(r.id)\t\(r.time)\t\(r.consistency)\tcut \(r.cut)") }
+    }
+}

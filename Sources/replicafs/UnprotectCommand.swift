@@ -1,0 +1,24 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaMount
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct UnprotectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unprotect", abstract: "End a VM's protection.")
+    @Argument(help: "VM name.") var vm: String
+    @Option(help: "Directory holding the VM's images.") var disksDir: String
+    @Flag(help: "Also delete the replica and its recovery points from the target store.") var deleteReplica = false
+
+    func run() throws {
+        let dir = try FileSystem.realPath(disksDir)
+        guard let config = ProtectedVM.all(disksDir: dir).first(where: { $0.name == vm }) else {
+            throw ReplicaError("unknown VM \(vm): not protected in \(dir)")
+        }
+        try FileSystem.remove(ProtectedVM.path(disksDir: dir, vm: vm))
+        if deleteReplica { try TargetStore(root: config.target).delete(vm: vm) }
+        print("unprotected \(vm)\(deleteReplica ? " and deleted its replica" : "")")
+    }
+}
