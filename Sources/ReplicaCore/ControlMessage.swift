@@ -2,7 +2,11 @@ import Foundation
 
 /// A request to a running mount daemon over its control socket (one JSON line each way).
 public struct ControlRequest: Codable, Sendable {
-    public enum Operation: String, Codable, Sendable { case rotate, status, ping, snapshot }
+    public enum Operation: String, Codable, Sendable {
+        case rotate, status, ping, snapshot
+        /// Failover mounts: refuse further writes (after flushing), for a failback's final copy.
+        case freeze
+    }
     public var op: Operation
     /// For `snapshot`: the VM and whether to quiesce first.
     public var vm: String?
@@ -21,14 +25,16 @@ public struct ControlResponse: Codable, Sendable {
     public var rotation: DiskSet.Rotation?
     public var status: MountStatus?
     public var point: RecoveryPoint?
+    public var failover: FailoverStatus?
 
     public init(ok: Bool, error: String? = nil, rotation: DiskSet.Rotation? = nil, status: MountStatus? = nil,
-                point: RecoveryPoint? = nil) {
+                point: RecoveryPoint? = nil, failover: FailoverStatus? = nil) {
         self.ok = ok
         self.error = error
         self.rotation = rotation
         self.status = status
         self.point = point
+        self.failover = failover
     }
 }
 
@@ -47,5 +53,41 @@ public struct MountStatus: Codable, Sendable {
         self.disksDir = disksDir
         self.writebackCache = writebackCache
         self.images = images
+    }
+}
+
+/// What a running failover mount reports about itself.
+public struct FailoverStatus: Codable, Sendable {
+    public struct Disk: Codable, Sendable {
+        public var name: String
+        public var size: Int64
+        /// Bytes written since the failover (whole 4 KiB blocks).
+        public var writtenBytes: Int64
+        /// Undo log bytes mapped to present the point.
+        public var overlayBytes: Int
+        public init(name: String, size: Int64, writtenBytes: Int64, overlayBytes: Int) {
+            self.name = name
+            self.size = size
+            self.writtenBytes = writtenBytes
+            self.overlayBytes = overlayBytes
+        }
+    }
+    public var pid: Int32
+    public var vm: String
+    public var store: String
+    public var kind: String
+    public var point: Int
+    public var mountpoint: String
+    public var frozen: Bool
+    public var disks: [Disk]
+    public init(pid: Int32, vm: String, store: String, kind: String, point: Int, mountpoint: String, frozen: Bool, disks: [Disk]) {
+        self.pid = pid
+        self.vm = vm
+        self.store = store
+        self.kind = kind
+        self.point = point
+        self.mountpoint = mountpoint
+        self.frozen = frozen
+        self.disks = disks
     }
 }

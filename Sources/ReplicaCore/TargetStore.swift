@@ -155,6 +155,9 @@ public final class TargetStore {
     public func commit(vm: String, logs: [String: [String]], consistency: RecoveryPoint.Consistency,
                        cut: UInt64, timeNanos: UInt64 = Clock.nowNanos()) throws -> RecoveryPoint {
         try withLock(vm, exclusive: true) {
+            if let failover = failoverState(vm), failover.kind != .test {
+                throw ReplicaError("VM \(vm) is failed over (\(failover.kind.rawValue) failover to point \(failover.point.id)): the store takes no replication until failback")
+            }
             try recoverLocked(vm)
             var catalog = try StoreCatalog.load(catalogPath(vm))
             // 1. Verify everything before touching anything.
@@ -251,7 +254,9 @@ public final class TargetStore {
             var catalog = try StoreCatalog.load(catalogPath(vm))
             guard let latest = catalog.points.last else { return [] }
             let cutoff = nowNanos > UInt64(retentionSeconds * 1e9) ? nowNanos - UInt64(retentionSeconds * 1e9) : 0
-            let expired = catalog.points.filter { $0.timeNanos < cutoff && $0.id != latest.id }.map(\.id)
+            // A failover in progress keeps its point and every later one (it reads through their undo).
+            let keepFrom = failoverState(vm)?.point.id ?? Int.max
+            let expired = catalog.points.filter { $0.timeNanos < cutoff && $0.id != latest.id && $0.id < keepFrom }.map(\.id)
             catalog.points.removeAll { expired.contains($0.id) }
             try catalog.save(catalogPath(vm))
             // The oldest kept point's own undo leads to a pruned state: it goes too.
@@ -286,9 +291,7 @@ public final class TargetStore {
     /// Saves the replica's current bytes of every range the logs will change, and its size,
     /// as an HRL log that restores them when applied in file order.
     func writeUndo(replica: String, scans: [LogScan], to path: String, disk: String, pointID: UInt64) throws {
-        let fd = try FileDescriptor.open(replica, O_RDONLY)
-        defer { fd.close() }
-        let oldSize = try fd.size()
+        let oldSize = Int64(try FileSystem.stat(replica).st_size)
         // Every range the logs touch, from their scans; a size change may cut anything above
         // it. Saving more than strictly needed is harmless: each saved byte is pre-point state.
         var ranges = RangeSet()
@@ -296,6 +299,15 @@ public final class TargetStore {
             scan.ranges.ranges.forEach { ranges.insert($0) }
             for size in scan.sizeChanges where Int64(size) < oldSize { ranges.insert(size..<UInt64(oldSize)) }
         }
+        try writeUndo(replica: replica, ranges: ranges, to: path, disk: disk, pointID: pointID)
+    }
+
+    /// Saves the replica's current bytes of `ranges`, and its size, as an undo log.
+    func writeUndo(replica: String, ranges unsorted: RangeSet, to path: String, disk: String, pointID: UInt64) throws {
+        let fd = try FileDescriptor.open(replica, O_RDONLY)
+        defer { fd.close() }
+        let oldSize = try fd.size()
+        var ranges = unsorted
         ranges.normalize()
         let undo = try DirectLogWriter(path: path, header: LogHeader(
             imageName: disk, chainID: [UInt8](repeating: 0, count: 16), sequence: pointID, firstLSN: 1,
@@ -348,14 +360,14 @@ public final class TargetStore {
         try withLock(vm, exclusive: true) { try recoverLocked(vm) }
     }
 
-    private func withLock<T>(_ vm: String, exclusive: Bool, _ body: () throws -> T) throws -> T {
+    func withLock<T>(_ vm: String, exclusive: Bool, _ body: () throws -> T) throws -> T {
         let fd = try FileDescriptor.open(vmDirectory(vm) + "/.lock", O_RDWR | O_CREAT, mode: 0o600)
         defer { fd.close() }
         try fd.lock(exclusive: exclusive)
         return try body()
     }
 
-    private func removeTree(_ path: String) throws {
+    func removeTree(_ path: String) throws {
         for name in try FileSystem.list(path) { try FileSystem.remove(path + "/" + name) }
         if rmdir(path) != 0 && errno != ENOENT { throw SystemError.current("rmdir", path) }
     }

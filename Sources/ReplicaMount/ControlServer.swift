@@ -4,17 +4,18 @@ import ReplicaCore
 import Glibc
 #endif
 
-/// Answers `rotate` and `status` requests on the mount's control socket, one thread.
+/// Answers requests on a daemon's control socket, one at a time on one thread: one JSON
+/// line in, one out. What each request does is the daemon's `handler`; its errors are
+/// answered as `ok: false` with their text.
 final class ControlServer: @unchecked Sendable {
+    typealias Handler = (ControlRequest) throws -> ControlResponse
     private let socket: UnixSocket
-    private let server: FuseServer
-    private let replicator: Replicator
+    private let handler: Handler
     private var thread: Thread?
 
-    init(path: String, server: FuseServer, replicator: Replicator) throws {
+    init(path: String, handler: @escaping Handler) throws {
         socket = try UnixSocket.listen(at: path)
-        self.server = server
-        self.replicator = replicator
+        self.handler = handler
     }
 
     func start() {
@@ -39,22 +40,7 @@ final class ControlServer: @unchecked Sendable {
     private func handle(_ client: UnixSocket) {
         var response: ControlResponse
         do {
-            let request = try JSONDecoder().decode(ControlRequest.self, from: try client.receiveLine())
-            switch request.op {
-            case .ping:
-                response = ControlResponse(ok: true)
-            case .rotate:
-                response = ControlResponse(ok: true, rotation: try server.disks.rotate())
-            case .status:
-                var status = MountStatus(
-                    pid: getpid(), mountpoint: server.mountpoint, disksDir: server.disks.directory,
-                    writebackCache: server.options.writebackCache, images: server.disks.states)
-                status.vms = replicator.vmStates
-                response = ControlResponse(ok: true, status: status)
-            case .snapshot:
-                guard let vm = request.vm else { throw ReplicaError("snapshot needs a VM name") }
-                response = ControlResponse(ok: true, point: try replicator.snapshot(vm, appConsistent: request.appConsistent ?? false))
-            }
+            response = try handler(try JSONDecoder().decode(ControlRequest.self, from: try client.receiveLine()))
         } catch {
             response = ControlResponse(ok: false, error: "\(error)")
         }

@@ -199,21 +199,7 @@ extension FuseServer {
         ops.readdir = { req, ino, size, off, _ in
             let server = FuseServer.from(req)
             guard ino == FuseServer.rootInode else { fuse_reply_err(req, ENOTDIR); return }
-            let entries = server.directoryEntries()
-            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
-            defer { buffer.deallocate() }
-            var used = 0
-            var index = Int(off)
-            while index < entries.count {
-                var st = stat()
-                st.st_ino = __ino_t(entries[index].1)
-                st.st_mode = entries[index].2
-                let need = fuse_add_direntry(req, buffer + used, size - used, entries[index].0, &st, off_t(index + 1))
-                if need > size - used { break }
-                used += need
-                index += 1
-            }
-            fuse_reply_buf(req, buffer, used)
+            FuseSession.replyDirectory(req, server.directoryEntries(), size: size, offset: off)
         }
 
         ops.releasedir = { req, _, _ in fuse_reply_err(req, 0) }

@@ -12,7 +12,7 @@ public final class FuseServer: @unchecked Sendable {
     public let disks: DiskSet
     public let mountpoint: String
     public let options: MountOptions
-    private var session: OpaquePointer?
+    private let session: FuseSession
     let directoryFD: FileDescriptor
     private let logInodes = Lock()
     private var inodeOfLog: [String: fuse_ino_t] = [:]
@@ -24,84 +24,35 @@ public final class FuseServer: @unchecked Sendable {
     static let rootInode: fuse_ino_t = 1
     static let imageInodeBase: fuse_ino_t = 2
     static let stableTimeout: Double = 3600
-    /// Set once a clean unmount has been requested (unmount command or SIGTERM).
-    public private(set) var unmountRequested = false
 
     public init(disks: DiskSet, mountpoint: String, options: MountOptions) throws {
         self.disks = disks
         self.mountpoint = mountpoint
         self.options = options
+        session = FuseSession(mountpoint: mountpoint, options: options)
         directoryFD = try FileDescriptor.open(disks.directory, O_RDONLY | O_DIRECTORY)
     }
 
-    deinit {
-        directoryFD.close()
-        if let session { fuse_session_destroy(session) }
-    }
+    deinit { directoryFD.close() }
 
     // MARK: lifecycle
 
     /// Creates the session and mounts it; after this returns the mount is live.
     public func mount() throws {
-        var argv = ["replicafs", "-o", mountOptionString()]
-        var cargs = argv.map { strdup($0) }
-        defer { cargs.forEach { free($0) } }
-        var ops = Self.operations()
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        let se = cargs.withUnsafeMutableBufferPointer { buf in
-            rfs_session_new(Int32(buf.count), buf.baseAddress, &ops, me)
-        }
-        argv.removeAll()
-        guard let se else { throw ReplicaError("cannot create a FUSE session (bad mount options?)") }
-        guard fuse_session_mount(se, mountpoint) == 0 else {
-            fuse_session_destroy(se)
-            throw ReplicaError("cannot mount \(mountpoint): the kernel refused the FUSE mount")
-        }
-        session = se
-        tuneBackingDeviceInfo()
-        // A daemon that backs a loop device must not be throttled by the reclaim it serves.
-        _ = rfs_set_io_flusher()
-    }
-
-    /// Sets the mount's readahead and dirty-page share in /sys/class/bdi (root only; best effort:
-    /// without it the mount works, only slower).
-    private func tuneBackingDeviceInfo() {
-        // The device comes from mountinfo: stat-ing our own mountpoint before the session
-        // loop runs would wait for ourselves.
-        guard geteuid() == 0, let device = MountTable.mount(at: mountpoint)?.device else { return }
-        let bdi = "/sys/class/bdi/\(device)"
-        try? FileSystem.writeFile(bdi + "/read_ahead_kb", "\(options.readaheadKiB)\n")
-        try? FileSystem.writeFile(bdi + "/max_ratio", "\(options.dirtyRatio)\n")
+        try session.mount(operations: Self.operations(), userdata: Unmanaged.passUnretained(self).toOpaque(),
+                          fsname: "replicafs:\(disks.directory)")
     }
 
     /// Serves requests until the filesystem is unmounted, then seals every log cleanly.
     public func run(beforeClose: () -> Void = {}) throws {
-        guard let se = session else { return }
-        let rc = rfs_session_loop_mt(se, 0, 10, options.maxThreads)
-        if rc != 0 || !unmountRequested && MountTable.mount(at: mountpoint)?.fsType == "fuse.replicafs" {
-            fuse_session_unmount(se)
-        }
+        session.run()
         beforeClose()
         try disks.close()
     }
 
     /// Asks the kernel to unmount (dirty pages are written back through us first). Returns
     /// an error text when the mount is busy; the daemon then keeps serving.
-    public func requestUnmount() -> String? {
-        unmountRequested = true
-        if let error = Unmounter.unmount(mountpoint) {
-            unmountRequested = false
-            return error
-        }
-        return nil
-    }
-
-    private func mountOptionString() -> String {
-        var o = ["fsname=replicafs:\(disks.directory.replacingAll(",", with: "_"))", "subtype=replicafs",
-                 "default_permissions"]
-        if options.allowOther { o.append("allow_other") }
-        return o.joined(separator: ",")
-    }
+    public func requestUnmount() -> String? { session.requestUnmount() }
 
     // MARK: inodes
 
@@ -163,11 +114,5 @@ public final class FuseServer: @unchecked Sendable {
 
     static func from(_ req: fuse_req_t?) -> FuseServer {
         Unmanaged<FuseServer>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
-    }
-}
-
-extension String {
-    func replacingAll(_ a: Character, with b: String) -> String {
-        split(separator: a, omittingEmptySubsequences: false).joined(separator: b)
     }
 }

@@ -45,12 +45,27 @@ public struct MountDaemon {
     /// Checks everything that can be checked before mounting; returns the absolute mountpoint.
     /// A stale replicafs mount (its daemon killed) is lazily unmounted here.
     public func preflight() throws -> String {
+        try Self.checkFuseDevice()
+        guard FileSystem.exists(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
+        guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) is not a directory") }
+        let mp = try Self.checkMountpoint(mountpoint, registry: registry)
+        let realDisks = try FileSystem.realPath(disksDir)
+        if mp == realDisks || mp.hasPrefix(realDisks + "/") {
+            throw ReplicaError("mountpoint \(mp) lies inside the disks directory \(realDisks)")
+        }
+        return mp
+    }
+
+    public static func checkFuseDevice() throws {
         guard FileSystem.exists("/dev/fuse") else {
             throw ReplicaError("no /dev/fuse: the fuse kernel module is not loaded (modprobe fuse) or the device is not in this container")
         }
-        guard FileSystem.exists(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
-        guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) is not a directory") }
-        let mp = try Self.absolutePath(mountpoint)
+    }
+
+    /// Checks that `mountpoint` is an empty directory nothing is mounted on; returns its
+    /// absolute path. A stale replicafs mount (its daemon killed) is lazily unmounted here.
+    public static func checkMountpoint(_ mountpoint: String, registry: MountRegistry) throws -> String {
+        let mp = try absolutePath(mountpoint)
         if let mounted = MountTable.mount(at: mp) {
             guard mounted.fsType == "fuse.replicafs" else {
                 throw ReplicaError("mountpoint \(mp) is already mounted (\(mounted.fsType) from \(mounted.source))")
@@ -69,21 +84,38 @@ public struct MountDaemon {
         guard FileSystem.exists(mp) else { throw ReplicaError("mountpoint \(mp) does not exist") }
         guard FileSystem.isDirectory(mp) else { throw ReplicaError("mountpoint \(mp) is not a directory") }
         guard try FileSystem.list(mp).isEmpty else { throw ReplicaError("mountpoint \(mp) is not empty") }
-        let realDisks = try FileSystem.realPath(disksDir)
-        if mp == realDisks || mp.hasPrefix(realDisks + "/") {
-            throw ReplicaError("mountpoint \(mp) lies inside the disks directory \(realDisks)")
-        }
         return mp
+    }
+
+    /// Blocks SIGTERM, SIGINT and SIGHUP in every thread (call before starting any) and returns
+    /// the set, for `watchStopSignals`.
+    static func blockStopSignals() -> sigset_t {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        return signals
+    }
+
+    /// One thread waits for the stop signals and asks for a clean unmount at each.
+    static func watchStopSignals(_ signals: sigset_t, requestUnmount: @escaping @Sendable () -> String?) {
+        let thread = Thread {
+            var waitSet = signals
+            var sig: Int32 = 0
+            while sigwait(&waitSet, &sig) == 0 {
+                if let problem = requestUnmount() {
+                    FileHandle.standardError.write(Data("replicafs: signal \(sig): not stopping: \(problem)\n".utf8))
+                }
+            }
+        }
+        thread.start()
     }
 
     /// Mounts and serves until unmounted. `ready` is called once the mount is live (or with
     /// the error that prevented it). SIGTERM, SIGINT and SIGHUP unmount cleanly.
     public func run(ready: (Error?) -> Void) throws {
         // Block the stop signals in every thread; one thread waits for them.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        let signals = Self.blockStopSignals()
 
         let server: FuseServer
         let control: ControlServer
@@ -97,7 +129,9 @@ public struct MountDaemon {
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
             let mounted = mp
             replicator = Replicator(disks: disks) { names in try Self.flush(names, in: mounted) }
-            control = try ControlServer(path: paths.socket, server: server, replicator: replicator)
+            control = try ControlServer(path: paths.socket) { [server, replicator] request in
+                try Self.answer(request, server: server, replicator: replicator)
+            }
             try server.mount()
             try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: disks.directory, socket: paths.socket))
         } catch {
@@ -106,17 +140,7 @@ public struct MountDaemon {
         }
         control.start()
         replicator.start()
-        let stopSignals = signals
-        let signalThread = Thread {
-            var waitSet = stopSignals
-            var sig: Int32 = 0
-            while sigwait(&waitSet, &sig) == 0 {
-                if let problem = server.requestUnmount() {
-                    FileHandle.standardError.write(Data("replicafs: signal \(sig): not stopping: \(problem)\n".utf8))
-                }
-            }
-        }
-        signalThread.start()
+        Self.watchStopSignals(signals) { server.requestUnmount() }
         ready(nil)
         defer {
             replicator.stop()
@@ -124,5 +148,26 @@ public struct MountDaemon {
             registry.remove(mp)
         }
         try server.run(beforeClose: { replicator.stopAndWait() })
+    }
+
+    /// What the protected mount's control socket does.
+    static func answer(_ request: ControlRequest, server: FuseServer, replicator: Replicator) throws -> ControlResponse {
+        switch request.op {
+        case .ping:
+            return ControlResponse(ok: true)
+        case .rotate:
+            return ControlResponse(ok: true, rotation: try server.disks.rotate())
+        case .status:
+            var status = MountStatus(
+                pid: getpid(), mountpoint: server.mountpoint, disksDir: server.disks.directory,
+                writebackCache: server.options.writebackCache, images: server.disks.states)
+            status.vms = replicator.vmStates
+            return ControlResponse(ok: true, status: status)
+        case .snapshot:
+            guard let vm = request.vm else { throw ReplicaError("snapshot needs a VM name") }
+            return ControlResponse(ok: true, point: try replicator.snapshot(vm, appConsistent: request.appConsistent ?? false))
+        case .freeze:
+            throw ReplicaError("freeze is for failover mounts")
+        }
     }
 }

@@ -26,3 +26,26 @@ func daemonProtecting(_ vm: String) throws -> MountRegistry.Entry {
     }
     throw ReplicaError("unknown VM \(vm): no running mount protects it")
 }
+
+/// Unmounts a replicafs mount (protected or failover) cleanly and waits for its daemon to
+/// exit, which is when its logs or copy-on-write layers are durable.
+func stopMount(_ mountpoint: String, timeout: Double = 120) throws {
+    let mp = try MountDaemon.absolutePath(mountpoint)
+    guard let mounted = MountTable.mount(at: mp) else { throw ReplicaError("\(mp) is not mounted") }
+    guard mounted.fsType == "fuse.replicafs" else {
+        throw ReplicaError("\(mp) is not a replicafs mount (it is \(mounted.fsType))")
+    }
+    let registry = MountRegistry()
+    let entry = registry.lookup(mp)
+    let alive = entry.map { MountRegistry.isAlive($0.pid) } ?? false
+    if let problem = Unmounter.unmount(mp, lazy: !alive) { throw ReplicaError(problem) }
+    guard let entry, alive else {
+        registry.remove(mp)
+        return
+    }
+    let deadline = Date().addingTimeInterval(timeout)
+    while MountRegistry.isAlive(entry.pid) {
+        if Date() > deadline { throw ReplicaError("daemon pid \(entry.pid) did not exit within \(Int(timeout)) s") }
+        usleep(20_000)
+    }
+}

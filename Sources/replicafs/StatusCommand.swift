@@ -19,9 +19,22 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let entries = try mountpoint.map { [try daemonEntry($0)] }
             ?? MountRegistry().all().filter { MountRegistry.isAlive($0.pid) }
-        let statuses = try entries.compactMap { try call($0, .status).status }
-        if json { return try printJSON(statuses) }
-        if statuses.isEmpty { print("no replicafs mounts running") }
+        let responses = try entries.map { try call($0, .status) }
+        let statuses = responses.compactMap(\.status)
+        let failovers = responses.compactMap(\.failover)
+        if json {
+            // One array: protected mounts, then failover mounts (each object has its pid and mountpoint).
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let objects = try statuses.map { try encoder.encode($0) } + failovers.map { try encoder.encode($0) }
+            print("[" + objects.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ",\n") + "]")
+            return
+        }
+        if statuses.isEmpty && failovers.isEmpty { print("no replicafs mounts running") }
+        for f in failovers {
+            print("\(f.mountpoint) <- VM \(f.vm) at point \(f.point) of \(f.store) (\(f.kind) failover, pid \(f.pid)\(f.frozen ? ", frozen for failback" : ""))")
+            for d in f.disks { print("  \(d.name): \(d.size) bytes, \(d.writtenBytes) bytes written since the failover") }
+        }
         for s in statuses {
             print("\(s.mountpoint) <- \(s.disksDir) (pid \(s.pid), writeback cache \(s.writebackCache ? "on" : "off"))")
             for i in s.images {

@@ -19,24 +19,8 @@ struct UnmountCommand: ParsableCommand {
 
     func run() throws {
         let mp = try MountDaemon.absolutePath(mountpoint)
-        guard let mounted = MountTable.mount(at: mp) else { throw ReplicaError("\(mp) is not mounted") }
-        guard mounted.fsType == "fuse.replicafs" else {
-            throw ReplicaError("\(mp) is not a replicafs mount (it is \(mounted.fsType))")
-        }
-        let registry = MountRegistry()
-        let entry = registry.lookup(mp)
-        let alive = entry.map { MountRegistry.isAlive($0.pid) } ?? false
-        if let problem = Unmounter.unmount(mp, lazy: !alive) { throw ReplicaError(problem) }
-        guard let entry, alive else {
-            registry.remove(mp)
-            print("unmounted \(mp) (its daemon was already gone: the logs will be repaired at the next mount)")
-            return
-        }
-        let deadline = Date().addingTimeInterval(timeout)
-        while MountRegistry.isAlive(entry.pid) {
-            if Date() > deadline { throw ReplicaError("daemon pid \(entry.pid) did not exit within \(Int(timeout)) s") }
-            usleep(20_000)
-        }
-        print("unmounted \(mp)")
+        let wasAlive = MountRegistry().lookup(mp).map { MountRegistry.isAlive($0.pid) } ?? false
+        try stopMount(mp, timeout: timeout)
+        print(wasAlive ? "unmounted \(mp)" : "unmounted \(mp) (its daemon was already gone: the logs will be repaired at the next mount)")
     }
 }

@@ -1,0 +1,78 @@
+import Foundation
+import ReplicaCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything the failover mount's daemon process does: open the VM's disks at the failover's
+/// recovery point (no copy), mount them, answer its control socket (status, freeze), serve
+/// until unmounted (or SIGTERM), then make every write durable.
+public struct FailoverDaemon {
+    public let store: TargetStore
+    public let vm: String
+    public let options: MountOptions
+    public let registry: MountRegistry
+
+    public init(store: TargetStore, vm: String, options: MountOptions, registry: MountRegistry = MountRegistry()) {
+        self.store = store
+        self.vm = vm
+        self.options = options
+        self.registry = registry
+    }
+
+    /// Mounts and serves until unmounted. `ready` is called once the mount is live, with the
+    /// seconds opening and mounting took, or with the error that prevented it.
+    public func run(ready: (Result<Double, Error>) -> Void) throws {
+        let signals = MountDaemon.blockStopSignals()
+        let started = Clock.nowNanos()
+        let server: FailoverServer
+        let control: ControlServer
+        let state: FailoverState
+        do {
+            try MountDaemon.checkFuseDevice()
+            guard let s = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover in \(store.root)") }
+            state = s
+            let mp = try MountDaemon.checkMountpoint(state.mountpoint, registry: registry)
+            let dir = store.failoverDirectory(vm)
+            let disks = try state.disks.map {
+                try FailoverDisk(store: store, vm: vm, disk: $0, point: state.point, live: state.kind == .test, directory: dir)
+            }
+            server = try FailoverServer(disks: disks, directory: dir, mountpoint: mp, options: options)
+            let paths = registry.paths(for: mp)
+            try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
+            let storeRoot = store.root
+            control = try ControlServer(path: paths.socket) { [server] request in
+                switch request.op {
+                case .ping:
+                    return ControlResponse(ok: true)
+                case .freeze:
+                    try server.freeze()
+                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
+                case .status:
+                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
+                default:
+                    throw ReplicaError("\(request.op.rawValue) is not something a failover mount does")
+                }
+            }
+            try server.mount(label: vm)
+            try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: dir, socket: paths.socket))
+        } catch {
+            ready(.failure(error))
+            throw error
+        }
+        control.start()
+        MountDaemon.watchStopSignals(signals) { server.requestUnmount() }
+        ready(.success(Double(Clock.nowNanos() - started) / 1e9))
+        defer {
+            control.stop()
+            registry.remove(server.mountpoint)
+        }
+        try server.run()
+    }
+
+    static func status(_ server: FailoverServer, _ state: FailoverState, _ store: String) -> FailoverStatus {
+        FailoverStatus(pid: getpid(), vm: state.vm, store: store, kind: state.kind.rawValue, point: state.point.id,
+                       mountpoint: server.mountpoint, frozen: server.disks.contains { $0.frozen },
+                       disks: server.disks.map { .init(name: $0.name, size: $0.size, writtenBytes: $0.writtenBytes, overlayBytes: $0.overlayBytes) })
+    }
+}

@@ -1,0 +1,103 @@
+import CFuse
+import ReplicaCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One libfuse low-level session on one mountpoint: create and mount it with an operation
+/// table and its userdata, serve on libfuse's worker threads, unmount. Shared by the
+/// protected mount (`FuseServer`) and the failover mount (`FailoverServer`).
+final class FuseSession: @unchecked Sendable {
+    let mountpoint: String
+    let options: MountOptions
+    private var session: OpaquePointer?
+    /// Set once a clean unmount has been requested (unmount command or SIGTERM).
+    private(set) var unmountRequested = false
+
+    init(mountpoint: String, options: MountOptions) {
+        self.mountpoint = mountpoint
+        self.options = options
+    }
+
+    deinit { if let session { fuse_session_destroy(session) } }
+
+    /// Creates the session and mounts it; after this returns the mount is live.
+    func mount(operations: fuse_lowlevel_ops, userdata: UnsafeMutableRawPointer, fsname: String) throws {
+        var o = ["fsname=\(fsname.replacingAll(",", with: "_"))", "subtype=replicafs", "default_permissions"]
+        if options.allowOther { o.append("allow_other") }
+        let argv = ["replicafs", "-o", o.joined(separator: ",")]
+        var cargs = argv.map { strdup($0) }
+        defer { cargs.forEach { free($0) } }
+        var ops = operations
+        let se = cargs.withUnsafeMutableBufferPointer { buf in
+            rfs_session_new(Int32(buf.count), buf.baseAddress, &ops, userdata)
+        }
+        guard let se else { throw ReplicaError("cannot create a FUSE session (bad mount options?)") }
+        guard fuse_session_mount(se, mountpoint) == 0 else {
+            fuse_session_destroy(se)
+            throw ReplicaError("cannot mount \(mountpoint): the kernel refused the FUSE mount")
+        }
+        session = se
+        tuneBackingDeviceInfo()
+        // A daemon that backs a loop device must not be throttled by the reclaim it serves.
+        _ = rfs_set_io_flusher()
+    }
+
+    /// Sets the mount's readahead and dirty-page share in /sys/class/bdi (root only; best effort:
+    /// without it the mount works, only slower).
+    private func tuneBackingDeviceInfo() {
+        // The device comes from mountinfo: stat-ing our own mountpoint before the session
+        // loop runs would wait for ourselves.
+        guard geteuid() == 0, let device = MountTable.mount(at: mountpoint)?.device else { return }
+        let bdi = "/sys/class/bdi/\(device)"
+        try? FileSystem.writeFile(bdi + "/read_ahead_kb", "\(options.readaheadKiB)\n")
+        try? FileSystem.writeFile(bdi + "/max_ratio", "\(options.dirtyRatio)\n")
+    }
+
+    /// Serves requests until the filesystem is unmounted (or the session fails, when it is
+    /// unmounted here).
+    func run() {
+        guard let se = session else { return }
+        let rc = rfs_session_loop_mt(se, 0, 10, options.maxThreads)
+        if rc != 0 || !unmountRequested && MountTable.mount(at: mountpoint)?.fsType == "fuse.replicafs" {
+            fuse_session_unmount(se)
+        }
+    }
+
+    /// Asks the kernel to unmount (dirty pages are written back through us first). Returns
+    /// an error text when the mount is busy; the daemon then keeps serving.
+    func requestUnmount() -> String? {
+        unmountRequested = true
+        if let error = Unmounter.unmount(mountpoint) {
+            unmountRequested = false
+            return error
+        }
+        return nil
+    }
+}
+
+extension FuseSession {
+    /// Answers READDIR with the entries from index `offset` on that fit in `size` bytes.
+    static func replyDirectory(_ req: fuse_req_t?, _ entries: [(String, fuse_ino_t, mode_t)], size: Int, offset: off_t) {
+        let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
+        defer { buffer.deallocate() }
+        var used = 0
+        var index = Int(offset)
+        while index < entries.count {
+            var st = stat()
+            st.st_ino = __ino_t(entries[index].1)
+            st.st_mode = entries[index].2
+            let need = fuse_add_direntry(req, buffer + used, size - used, entries[index].0, &st, off_t(index + 1))
+            if need > size - used { break }
+            used += need
+            index += 1
+        }
+        fuse_reply_buf(req, buffer, used)
+    }
+}
+
+extension String {
+    func replacingAll(_ a: Character, with b: String) -> String {
+        split(separator: a, omittingEmptySubsequences: false).joined(separator: b)
+    }
+}

@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaMount
+
+/// `replicafs failback`: bring a failed-over VM home. minimize-downtime copies the differing
+/// blocks while the VM runs, then stops its writes (freeze) and copies the final delta;
+/// full-download stops the writes first and copies whole disks. Then the switch: the failover
+/// mount goes, the store's replica is rebased on the disks now at home (earlier points kept),
+/// and protection runs in the original direction again once the disks directory is mounted.
+struct FailbackCommand: ParsableCommand {
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        case minimizeDowntime = "minimize-downtime"
+        case fullDownload = "full-download"
+    }
+
+    static let configuration = CommandConfiguration(
+        commandName: "failback", abstract: "Fail a failed-over VM back to its original site (or a new one).")
+
+    @Argument(help: "VM name.") var vm: String
+    @Option(help: "Target store directory the VM failed over from.") var target: String
+    @Option(help: "minimize-downtime or full-download.") var mode: Mode
+    @Option(help: "The disks directory to fail back to (default: the original site; created if gone).") var to: String?
+    @Option(help: "Block size for the checksum comparison, in bytes.") var blockSize = 1 << 20
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Report: Codable {
+        var vm: String
+        var mode: String
+        var to: String
+        /// Bytes sent while the VM kept running, and during the downtime.
+        var bytesSentRunning: Int64
+        var bytesSentFinal: Int64
+        var bytesSent: Int64
+        var diskBytes: Int64
+        var downtimeSeconds: Double
+        var seconds: Double
+        var point: Int
+    }
+
+    func run() throws {
+        let started = Date()
+        let store = try TargetStore(root: target)
+        var (state, destination) = try failedOverVM(vm, store: store, to: to)
+        let say: (String) -> Void = { line in if !json { print(line) } }
+        // 1. While the VM runs: copy what differs (minimize-downtime only).
+        var running = ReverseSyncReport(disks: [:], compared: 0, sent: 0, seconds: 0)
+        if mode == .minimizeDowntime {
+            say("failback step 1/4: copying differing blocks while VM \(vm) keeps running")
+            running = try reverseSync(state, to: destination, blockSize: blockSize, quiet: json, step: "failback")
+        }
+        // 2. Stop the VM's writes: push the kernel's cached writes through, then freeze.
+        say("failback step 2/4: stopping writes on \(state.mountpoint)")
+        let downtimeStart = Date()
+        do {
+            try MountDaemon.flush(state.disks, in: state.mountpoint)
+            let entry = try daemonEntry(state.mountpoint)
+            _ = try call(entry, .freeze)
+        } catch {
+            throw ReplicaError("failback step 2 (stop writes) failed: \(error); the VM keeps running on the failover mount: run failback again")
+        }
+        // 3. The final delta (or every byte).
+        say("failback step 3/4: copying the final changes")
+        let final: ReverseSyncReport
+        do {
+            final = try reverseSync(state, to: destination, blockSize: blockSize, quiet: json, step: "failback",
+                                    fullCopy: mode == .fullDownload)
+        } catch {
+            throw ReplicaError("failback step 3 (final copy) failed: \(error); the failover mount is frozen: run failback again to retry")
+        }
+        // 4. Switch: the failover mount goes, the replica follows the disks now at home.
+        say("failback step 4/4: switching VM \(vm) back to \(destination)")
+        let point: RecoveryPoint
+        do {
+            try stopMount(state.mountpoint)
+            for log in try TargetStore.logs(in: destination, of: state.disks) { try FileSystem.remove(log) }
+            var sources: [String: String] = [:]
+            for d in state.disks { sources[d] = destination + "/" + d }
+            (point, _) = try store.rebase(vm: vm, sources: sources, blockSize: blockSize)
+            if !ProtectedVM.all(disksDir: destination).contains(where: { $0.name == vm }) {
+                // Failing back to a new location: protection goes with the disks.
+                try ProtectedVM(name: vm, disks: state.disks, target: store.root, policy: ReplicationPolicy()).save(disksDir: destination)
+            }
+            try store.discardFailover(vm: vm)
+        } catch {
+            throw ReplicaError("failback step 4 (switch) failed: \(error); the disks at \(destination) are complete: run failback again to finish the switch")
+        }
+        state.reverseTo = destination
+        let diskBytes = try state.disks.reduce(Int64(0)) { $0 + Int64(try FileSystem.stat(destination + "/" + $1).st_size) }
+        let report = Report(vm: vm, mode: mode.rawValue, to: destination, bytesSentRunning: running.sent, bytesSentFinal: final.sent,
+                            bytesSent: running.sent + final.sent, diskBytes: diskBytes,
+                            downtimeSeconds: Date().timeIntervalSince(downtimeStart), seconds: Date().timeIntervalSince(started),
+                            point: point.id)
+        if json { return try printJSON(report) }
+        print("failed back VM \(vm) to \(destination) (\(mode.rawValue)): \(report.bytesSent) bytes sent of \(diskBytes) (\(running.sent) while running, \(final.sent) in \(String(format: "%.1f", report.downtimeSeconds)) s of downtime); store point \(point.id) holds the failed-back disks")
+        print("next: `replicafs mount \(destination) <mountpoint>` resumes protection to \(store.root)")
+    }
+}
