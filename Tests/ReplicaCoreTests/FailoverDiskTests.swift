@@ -1,0 +1,143 @@
+import Foundation
+import Testing
+@testable import ReplicaCore
+
+/// Failed-over disks without a mount: every point reads as its export; writes, truncates and
+/// hole punches through the copy-on-write layer match a plain byte array, survive a reopen,
+/// and never touch the store; a live view stays at its point while commits go on.
+struct FailoverDiskTests {
+    let base: TargetStoreTests
+
+    init() throws { base = try TargetStoreTests() }
+
+    func readAll(_ disk: FailoverDisk) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0xEE, count: Int(disk.size))
+        let n = try out.withUnsafeMutableBytes { try disk.read(into: $0.baseAddress!, count: $0.count, offset: 0) }
+        #expect(n == out.count)
+        return out
+    }
+
+    /// Builds vm1 with points 1...4 (writes, a shrink, a grow, a punched hole) and returns
+    /// the store, the disk set still open, and each point's bytes of a.img and b.img.
+    func makeStore(points: Int = 4) throws -> (TargetStore, DiskSet, [Int: [String: [UInt8]]], Set<String>) {
+        try base.fill(base.disks + "/a.img", size: 256 << 10, seed: 1)
+        try base.fill(base.disks + "/b.img", size: 128 << 10, seed: 2)
+        let store = try TargetStore(root: base.storeDir)
+        try store.create(vm: "vm1", seeds: [("a.img", base.disks + "/a.img"), ("b.img", base.disks + "/b.img")])
+        let set = try DiskSet.open(directory: base.disks)
+        var shipped = Set<String>()
+        var expected: [Int: [String: [UInt8]]] = [:]
+        for k in 1...points {
+            try commitRound(k, store: store, set: set, shipped: &shipped)
+            expected[k] = ["a.img": try base.read(base.disks + "/a.img"), "b.img": try base.read(base.disks + "/b.img")]
+        }
+        return (store, set, expected, shipped)
+    }
+
+    func commitRound(_ k: Int, store: TargetStore, set: DiskSet, shipped: inout Set<String>) throws {
+        let a = try #require(set.journal(named: "a.img")), b = try #require(set.journal(named: "b.img"))
+        try base.write(a, UInt8(k), count: 10_000, at: Int64(k * 7_000))
+        try base.write(b, UInt8(k), count: 5_000, at: Int64(k * 3_000))
+        if k == 3 { try b.setSize(100 << 10) }
+        if k == 4 { try a.setSize(300 << 10); try base.write(a, 9, count: 100, at: (300 << 10) - 50) }
+        if k == 2 { try a.fallocate(mode: 0x01 | 0x02, offset: 8192, length: 4096) }
+        let rotation = try set.rotate()
+        let logs = ["a.img": try base.sealedLogs("a.img", after: &shipped), "b.img": try base.sealedLogs("b.img", after: &shipped)]
+        try store.commit(vm: "vm1", logs: logs, consistency: .crash, cut: rotation.cutID, timeNanos: Clock.nowNanos())
+    }
+
+    @Test func everyPointReadsAsItsStateWithoutACopy() throws {
+        defer { base.cleanup() }
+        let (store, set, expected, _) = try makeStore()
+        defer { try? set.close() }
+        for k in 1...4 {
+            let point = try #require(try store.points("vm1").first { $0.id == k })
+            for disk in ["a.img", "b.img"] {
+                let dir = base.dir + "/fo-\(k)-\(disk)"
+                try FileSystem.mkdirs(dir)
+                let d = try FailoverDisk(store: store, vm: "vm1", disk: disk, point: point, live: false, directory: dir)
+                #expect(try readAll(d) == expected[k]![disk]!, "point \(k) disk \(disk)")
+                #expect(k < 4 || d.overlayBytes == 0, "the latest point maps no undo data")
+            }
+        }
+    }
+
+    @Test func writesMatchAPlainFileSurviveReopenAndLeaveTheStoreAlone() throws {
+        defer { base.cleanup() }
+        let (store, set, expected, _) = try makeStore()
+        try set.close()
+        let point = try #require(try store.points("vm1").first { $0.id == 2 })
+        let dir = base.dir + "/fo"
+        try FileSystem.mkdirs(dir)
+        var model = expected[2]!["a.img"]!
+        var rng = SystemRandomNumberGenerator()
+        do {
+            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+            for step in 0..<300 {
+                switch Int.random(in: 0..<10, using: &rng) {
+                case 0:
+                    // Grow or shrink, unaligned.
+                    let size = Int.random(in: 50_000...400_000, using: &rng)
+                    try d.setSize(Int64(size))
+                    if size < model.count { model.removeLast(model.count - size) } else { model += [UInt8](repeating: 0, count: size - model.count) }
+                case 1:
+                    // Punch a hole or zero a range (size kept).
+                    guard model.count > 10 else { continue }
+                    let off = Int.random(in: 0..<model.count, using: &rng)
+                    let len = Int.random(in: 1...30_000, using: &rng)
+                    try d.fallocate(mode: Bool.random(using: &rng) ? 0x01 | 0x02 : 0x10 | 0x01, offset: Int64(off), length: Int64(len))
+                    for i in off..<min(off + len, model.count) { model[i] = 0 }
+                default:
+                    // A write anywhere, also past the end (the gap reads zeros).
+                    let off = Int.random(in: 0..<(model.count + 20_000), using: &rng)
+                    let bytes = (0..<Int.random(in: 1...20_000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                    try bytes.withUnsafeBytes { try d.write($0, offset: Int64(off)) }
+                    if off + bytes.count > model.count { model += [UInt8](repeating: 0, count: off + bytes.count - model.count) }
+                    model.replaceSubrange(off..<(off + bytes.count), with: bytes)
+                }
+                if step % 25 == 0 { #expect(try readAll(d) == model, "after step \(step)") }
+            }
+            #expect(try readAll(d) == model)
+            try d.sync()
+        }
+        // Reopened from its saved layer (as after a daemon restart): the same bytes.
+        let again = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+        #expect(try readAll(again) == model)
+        // The store did not change: every point still exports as before.
+        for k in 1...4 {
+            let out = base.dir + "/export-\(k)"
+            try store.export(vm: "vm1", point: .id(k), disk: "a.img", to: out)
+            #expect(try base.read(out) == expected[k]!["a.img"]!, "point \(k)")
+        }
+    }
+
+    @Test func aLiveViewStaysAtItsPointWhileCommitsGoOn() throws {
+        defer { base.cleanup() }
+        let (store, set, expected, shipped0) = try makeStore(points: 2)
+        defer { try? set.close() }
+        var shipped = shipped0
+        let point = try #require(try store.points("vm1").first { $0.id == 1 })
+        let dir = base.dir + "/drill"
+        try FileSystem.mkdirs(dir)
+        let a = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: true, directory: dir)
+        let b = try FailoverDisk(store: store, vm: "vm1", disk: "b.img", point: point, live: true, directory: dir)
+        #expect(try readAll(a) == expected[1]!["a.img"]!)
+        for k in 3...5 {
+            try commitRound(k, store: store, set: set, shipped: &shipped)
+            #expect(try readAll(a) == expected[1]!["a.img"]!, "after commit \(k)")
+            #expect(try readAll(b) == expected[1]!["b.img"]!, "after commit \(k)")
+        }
+        // Pruning the undo logs the view mapped does not change what it reads.
+        try store.prune(vm: "vm1", retentionSeconds: 0)
+        #expect(try readAll(a) == expected[1]!["a.img"]!)
+    }
+
+    @Test func theCopyOnWriteMapRefusesDamage() throws {
+        let words: [UInt64] = [1, 0, ~0]
+        var bytes = CowLayer.encode(size: 12345, words: words)
+        let decoded = try #require(CowLayer.decode(bytes))
+        #expect(decoded.0 == 12345 && decoded.1 == words)
+        bytes[20] ^= 0x40
+        #expect(CowLayer.decode(bytes) == nil)
+    }
+}
