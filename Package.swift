@@ -9,6 +9,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // YAML for recovery plan files.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // System libraries: libfuse3 (the kernel interface) and zlib (CRC-32 checksums, compression).
@@ -19,7 +21,7 @@ let package = Package(
         // Linux calls the Glibc module does not expose to Swift (fallocate, flock, stat).
         .systemLibrary(name: "CLinux"),
         // The FUSE-free core: HRL format, change logs, disk sets, log apply, control protocol.
-        .target(name: "ReplicaCore", dependencies: ["CZlib", "CLinux"]),
+        .target(name: "ReplicaCore", dependencies: ["CZlib", "CLinux", .product(name: "Yams", package: "Yams")]),
         // The thin FUSE glue: a low-level libfuse session that routes I/O into ReplicaCore.
         .target(name: "ReplicaMount", dependencies: ["CFuse", "ReplicaCore"]),
         .executableTarget(name: "replicafs", dependencies: [
