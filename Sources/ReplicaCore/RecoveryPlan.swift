@@ -108,7 +108,9 @@ public struct RecoveryPlan: Sendable, Equatable {
 
         func string(_ node: Node?, _ key: String, in what: String) throws -> String? {
             guard let node else { return nil }
-            guard case .scalar(let s) = node, node.null == nil else { throw fail(node, "'\(key)' in \(what) must be a text value") }
+            guard case .scalar(let s) = node, !(s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string)) else {
+                throw fail(node, "'\(key)' in \(what) must be a text value")
+            }
             let text = s.string.trimmingCharacters(in: .whitespaces)
             guard !text.isEmpty else { throw fail(node, "'\(key)' in \(what) is empty") }
             guard !text.contains(where: { $0.isNewline }) || key == "pre" || key == "post" else {
@@ -130,8 +132,8 @@ public struct RecoveryPlan: Sendable, Equatable {
             return text
         }
 
-        func list(_ node: Node?, _ key: String, in what: String) throws -> [Node] {
-            guard let node else { throw fail(nil, "\(what) has no '\(key)'") }
+        func list(_ node: Node?, _ key: String, in what: String, parent: Node) throws -> [Node] {
+            guard let node else { throw fail(parent, "\(what) has no '\(key)'") }
             guard case .sequence(let seq) = node else { throw fail(node, "'\(key)' in \(what) must be a list") }
             guard !seq.isEmpty else { throw fail(node, "'\(key)' in \(what) is empty") }
             return Array(seq)
@@ -163,13 +165,13 @@ public struct RecoveryPlan: Sendable, Equatable {
             var groups: [Group] = []
             var seenVMs: Set<String> = []
             var seenMounts: [String: String] = [:]
-            for groupNode in try list(top["groups"], "groups", in: "the plan") {
+            for groupNode in try list(top["groups"], "groups", in: "the plan", parent: root) {
                 let g = try mapping(groupNode, "a group", allowed: ["name", "pre", "post", "vms"])
                 guard let groupName = try string(g["name"], "name", in: "a group") else { throw fail(groupNode, "a group has no 'name'") }
                 let what = "group \(groupName)"
                 guard !groups.contains(where: { $0.name == groupName }) else { throw fail(g["name"], "group \(groupName) is named twice") }
                 var vms: [VM] = []
-                for vmNode in try list(g["vms"], "vms", in: what) {
+                for vmNode in try list(g["vms"], "vms", in: what, parent: groupNode) {
                     let v = try mapping(vmNode, "a VM of \(what)", allowed: ["name", "point", "target", "mount", "disksDir"])
                     guard let vmName = try string(v["name"], "name", in: "a VM of \(what)") else { throw fail(vmNode, "a VM of \(what) has no 'name'") }
                     guard ProtectedVM.validName(vmName) else { throw fail(v["name"], "bad VM name '\(vmName)': use letters, digits, - _ .") }
