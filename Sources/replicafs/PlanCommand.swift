@@ -80,7 +80,7 @@ struct PlanCommand: ParsableCommand {
     /// failure takes back what it created, so a failed step leaves no trace.
     static func failover(_ vm: RecoveryPlan.VM, exe: String, networks: FailoverNetworks?, test: Bool, planned: Bool) throws {
         let failoverDir = vm.target + "/" + vm.name + "/failover"
-        var wroteNetworks = false, createdFailoverDir = false, createdMount = false
+        var wroteNetworks = false, createdFailoverDir = false
         // Only for a VM the store holds and that is not failed over already (then `failover`
         // refuses, and its state must stay as it is).
         let busy = ((try? FileSystem.list(failoverDir)) ?? []).contains { $0 != "network.json" }
@@ -88,10 +88,14 @@ struct PlanCommand: ParsableCommand {
             createdFailoverDir = try networks.save(store: vm.target)
             wroteNetworks = true
         }
-        if !FileSystem.exists(vm.mount) {
-            try FileSystem.mkdirs(vm.mount)
-            createdMount = true
+        // The mountpoint and any of its parents that are missing; taken away again on failure.
+        var createdDirs: [String] = []
+        var dir = vm.mount
+        while !dir.isEmpty, dir != "/", !FileSystem.exists(dir) {
+            createdDirs.append(dir)
+            dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
         }
+        if !createdDirs.isEmpty { try FileSystem.mkdirs(vm.mount) }
         var argv = [exe, "failover", vm.name, "--target", vm.target, "--point", vm.point, "--mount", vm.mount]
         if test { argv.append("--test") }
         if planned {
@@ -103,7 +107,9 @@ struct PlanCommand: ParsableCommand {
         } catch {
             if wroteNetworks { _ = unlink(FailoverNetworks.path(store: vm.target, vm: vm.name)) }
             if createdFailoverDir { _ = rmdir(failoverDir) }
-            if createdMount { _ = rmdir(vm.mount) }
+            for dir in createdDirs {
+                if rmdir(dir) != 0 { break }
+            }
             throw error
         }
     }

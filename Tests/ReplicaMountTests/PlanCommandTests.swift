@@ -78,4 +78,35 @@ struct PlanCommandTests {
         #expect(!FileManager.default.fileExists(atPath: site.root + "/pre-ran"))
         #expect(!FileManager.default.fileExists(atPath: site.root + "/failover"))
     }
+
+    @Test("a VM whose failover fails leaves no network.json, failover directory or mountpoint behind")
+    func failedFailoverLeavesNoTrace() throws {
+        let site = Site("plan-trace")
+        defer { site.cleanup() }
+        let store = site.root + "/store"
+        Shell.must("mkdir -p '\(store)' && dd if=/dev/urandom of='\(site.disks)/db1.img' bs=1M count=4 status=none")
+        site.mount()
+        Shell.must("\"$RFS\" protect db1 --disks-dir '\(site.disks)' --disk db1.img --target '\(store)' --copy-frequency 1h --network prod-lan")
+        Shell.must("\"$RFS\" snapshot db1 --wait")
+        #expect(FileManager.default.fileExists(atPath: store + "/db1/catalog.json"))
+        // Point 999 does not exist: the failover fails after the plan wrote network.json and
+        // created the mountpoint (and its missing parents).
+        let plan = """
+            name: drill
+            target: store
+            mountRoot: fo/deeper
+            point: 999
+            networkMapping: {prod-lan: dr-lan}
+            groups:
+              - name: only
+                vms: [{name: db1}]
+            """
+        try plan.write(toFile: site.root + "/plan.yaml", atomically: true, encoding: .utf8)
+        let r = Shell.run("\"$RFS\" plan test-failover '\(site.root)/plan.yaml'")
+        #expect(!r.ok)
+        #expect(r.stdout.contains("failed VMs: db1; groups not started: none"), "\(r.stdout)")
+        #expect(r.stderr.split(separator: "\n").last?.contains("plan drill: test-failover stopped: VM db1 failed") == true, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: store + "/db1/failover"))
+        #expect(!FileManager.default.fileExists(atPath: site.root + "/fo"))
+    }
 }
