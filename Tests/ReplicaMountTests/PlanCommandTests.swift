@@ -109,4 +109,21 @@ struct PlanCommandTests {
         #expect(!FileManager.default.fileExists(atPath: store + "/db1/failover"))
         #expect(!FileManager.default.fileExists(atPath: site.root + "/fo"))
     }
+
+    @Test("the replicator writes the store's vm.json when it seeds the replica")
+    func seedingWritesVMMetadata() throws {
+        let site = Site("plan-seed")
+        defer { site.cleanup() }
+        let store = site.root + "/store"
+        Shell.must("mkdir -p '\(store)' && truncate -s 4M '\(site.disks)/db1.img'")
+        // Protected while no daemon runs; the store's copy is lost before the first seed.
+        Shell.must("\"$RFS\" protect db1 --disks-dir '\(site.disks)' --disk db1.img --target '\(store)' --copy-frequency 1h --network prod-lan")
+        Shell.must("rm '\(store)/db1/vm.json'")
+        site.mount()
+        Shell.must("\"$RFS\" snapshot db1 --wait")
+        struct Meta: Decodable { var vm: String; var disks: [String]; var networks: [String] }
+        let meta = try JSONDecoder().decode(Meta.self, from: Data(Shell.must("cat '\(store)/db1/vm.json'").utf8))
+        #expect(meta.vm == "db1" && meta.disks == ["db1.img"] && meta.networks == ["prod-lan"])
+        site.unmount()
+    }
 }
