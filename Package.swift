@@ -11,6 +11,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // SHA-256 per block for resync (BoringSSL-backed on Linux).
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        // YAML for recovery plan files.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // System libraries: libfuse3 (the kernel interface) and zlib (CRC-32 checksums, compression).
@@ -22,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         // The FUSE-free core: HRL format, change logs, disk sets, log apply, control protocol.
         .target(name: "ReplicaCore", dependencies: [
-            "CZlib", "CLinux", .product(name: "Crypto", package: "swift-crypto"),
+            "CZlib", "CLinux", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Yams", package: "Yams"),
         ]),
         // The thin FUSE glue: a low-level libfuse session that routes I/O into ReplicaCore.
         .target(name: "ReplicaMount", dependencies: ["CFuse", "ReplicaCore"]),

@@ -62,12 +62,16 @@ public struct ProtectedVM: Codable, Sendable, Equatable {
     public var disks: [String]
     public var target: String
     public var policy: ReplicationPolicy
+    /// Source network names the VM is attached to (`protect --network`), mapped by recovery
+    /// plans at failover; nil in settings written before networks were recorded.
+    public var networks: [String]?
 
-    public init(name: String, disks: [String], target: String, policy: ReplicationPolicy) {
+    public init(name: String, disks: [String], target: String, policy: ReplicationPolicy, networks: [String]? = nil) {
         self.name = name
         self.disks = disks
         self.target = target
         self.policy = policy
+        self.networks = networks
     }
 
     public static func directory(disksDir: String) -> String { disksDir + "/.replicafs/vms" }

@@ -184,6 +184,10 @@ public final class Replicator: @unchecked Sendable {
                 if ahead > 0 { usleep(UInt32(min(ahead, 1) * 1e6)) }
             }
         }
+        // The store keeps the VM's disks and networks for failover without the primary.
+        do { try VMMetadata(vm).save(store: store.root) } catch {
+            FileHandle.standardError.write(Data("replicafs: \(vm.name): cannot save vm.json at the target: \(error)\n".utf8))
+        }
         // Logs wholly before each chain's start are in the copy: they need not travel.
         for j in journals {
             for path in try j.sealedLogs() where try LogScanner.scan(path).nextLSN <= chains[j.name]!.nextLSN {

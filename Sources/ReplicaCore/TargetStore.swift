@@ -138,6 +138,7 @@ public final class TargetStore {
             }
         }
         _ = unlink(vmDirectory(vm) + "/.lock")
+        _ = unlink(vmDirectory(vm) + "/vm.json")
         _ = rmdir(vmDirectory(vm))
     }
 

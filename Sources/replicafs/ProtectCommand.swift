@@ -23,6 +23,7 @@ struct ProtectCommand: ParsableCommand {
     @Option(help: "Command run after an app-consistent cut, also when it failed.") var thaw: String?
     @Flag(help: "Compress logs in transit (zlib).") var compress = false
     @Option(help: "When the initial replication starts: now, HH:MM (next, local time) or an ISO-8601 time.") var initial = "now"
+    @Option(name: .customLong("network"), help: "A source network the VM is attached to (repeat); recovery plans map it at failover.") var networks: [String] = []
 
     func run() throws {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
@@ -53,7 +54,14 @@ struct ProtectCommand: ParsableCommand {
         policy.thaw = thaw
         policy.compress = compress
         policy.initialAt = try ReplicationPolicy.startTime(initial)
-        try ProtectedVM(name: vm, disks: disks, target: store.root, policy: policy).save(disksDir: dir)
+        for network in networks where network.isEmpty || network.contains(where: { $0.isNewline || $0 == "/" }) {
+            throw ReplicaError("bad network name '\(network)'")
+        }
+        guard Set(networks).count == networks.count else { throw ReplicaError("a network is named twice") }
+        let protected = ProtectedVM(name: vm, disks: disks, target: store.root, policy: policy, networks: networks.isEmpty ? nil : networks)
+        // The store learns the VM's disks and networks now, so a plan can map them without the primary.
+        try VMMetadata(protected).save(store: store.root)
+        try protected.save(disksDir: dir)
         print("protected \(vm): \(disks.joined(separator: ", ")) -> \(store.root)")
     }
 }
