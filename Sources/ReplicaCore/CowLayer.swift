@@ -35,7 +35,7 @@ final class CowLayer: @unchecked Sendable {
             words = []
             try data.truncate(to: initialSize)
         }
-        ensureCapacity(size)
+        // The bitmap grows as blocks are written, so opening a 64 GiB disk costs what a 1 GiB one does.
     }
 
     deinit { data.close() }

@@ -1,0 +1,258 @@
+import Foundation
+import Testing
+
+/// Failover and failback on real mounts: recovery points mounted as writable disks, drills
+/// beside running replication, the primary gone, a planned round trip home, and bad input.
+@Suite(.serialized)
+struct FailoverTests {
+    func protect(_ site: Site, _ vm: String, disks: [String], extra: String = "") {
+        let d = disks.map { "--disk '\($0)'" }.joined(separator: " ")
+        Shell.must("\"$RFS\" protect \(vm) --disks-dir '\(site.disks)' \(d) --target '\(site.root)/store' \(extra)")
+    }
+
+    func waitProtected(_ site: Site, _ vm: String) {
+        Shell.must("for i in $(seq 1 300); do \"$RFS\" status '\(site.mnt)' | grep -q 'VM \(vm): protected' && exit 0; sleep 0.1; done; exit 1")
+    }
+
+    struct Point: Decodable { var id: Int; var consistency: String }
+    struct Failover: Decodable { var point: Int; var mountSeconds: Double; var kind: String }
+
+    func snapshot(_ vm: String, app: Bool = false) throws -> Point {
+        let out = Shell.must("\"$RFS\" snapshot \(vm) --wait --json \(app ? "--app-consistent" : "")")
+        return try JSONDecoder().decode(Point.self, from: Data(out.utf8))
+    }
+
+    func export(_ site: Site, _ vm: String, point: String, disk: String) -> String {
+        let out = "\(site.root)/export-\(point)-\(disk)"
+        Shell.must("rm -f '\(out)' && \"$RFS\" export \(vm) --target '\(site.root)/store' --point \(point) --disk \(disk) --to '\(out)'")
+        return out
+    }
+
+    /// Fails over and registers the mount for cleanup.
+    @discardableResult
+    func failover(_ site: Site, _ vm: String, _ args: String, mount: String) throws -> Failover {
+        Shell.must("mkdir -p '\(mount)'")
+        site.extraMounts.append(mount)
+        let out = Shell.must("\"$RFS\" failover \(vm) --target '\(site.root)/store' --mount '\(mount)' --json \(args)")
+        return try JSONDecoder().decode(Failover.self, from: Data(out.utf8))
+    }
+
+    func isMounted(_ path: String) -> Bool { Shell.run("grep -q ' \(path) ' /proc/mounts").ok }
+
+    @Test("test failover at an older point while writes and replication go on: the drill sees the point, changes nothing, and cleanup leaves no trace")
+    func testFailoverDrill() throws {
+        let site = Site("drill")
+        defer { site.cleanup() }
+        let fm = site.root + "/drill"
+        Shell.must("mkdir -p '\(site.root)/store' && dd if=/dev/urandom of='\(site.disks)/os.img' bs=1M count=32 status=none && truncate -s 16M '\(site.disks)/data.img'")
+        site.mount()
+        protect(site, "vm1", disks: ["os.img", "data.img"], extra: "--copy-frequency 1s")
+        waitProtected(site, "vm1")
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/os.img' bs=1M count=2 seek=4 conv=notrunc status=none && dd if=/dev/urandom of='\(site.mnt)/data.img' bs=1M count=1 seek=3 conv=notrunc status=none")
+        let older = try snapshot("vm1")
+        let os1 = Shell.sha256(site.mnt + "/os.img"), data1 = Shell.sha256(site.mnt + "/data.img")
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/os.img' bs=1M count=3 seek=8 conv=notrunc status=none")
+        _ = try snapshot("vm1")
+        let before = Shell.must("ls -a '\(site.root)/store/vm1'")
+
+        let drill = try failover(site, "vm1", "--point \(older.id) --test", mount: fm)
+        #expect(drill.point == older.id && drill.kind == "test")
+        #expect(Shell.sha256(fm + "/os.img") == os1)
+        #expect(Shell.sha256(fm + "/data.img") == data1)
+        // Replication goes on (a writer on the source, 1 s cycles) while the drill reads its point.
+        let pointsBefore = Shell.must("\"$RFS\" points vm1 --target '\(site.root)/store' | wc -l")
+        Shell.must("fio --name=w --filename='\(site.mnt)/os.img' --rw=randwrite --bs=4k --size=32M --ioengine=psync --time_based --runtime=3 --output=/dev/null & for i in 1 2 3; do sleep 1; sha256sum '\(fm)/os.img' | grep -q \(os1) || exit 1; done; wait")
+        Shell.must("sleep 1.5")
+        let pointsAfter = Shell.must("\"$RFS\" points vm1 --target '\(site.root)/store' | wc -l")
+        #expect(Int(pointsAfter)! > Int(pointsBefore)!, "replication stopped during the drill")
+        #expect(Shell.sha256(fm + "/os.img") == os1, "the drill moved off its point")
+        // The drill's writes stay in the drill.
+        Shell.must("dd if=/dev/urandom of='\(fm)/os.img' bs=64k count=16 seek=1 conv=notrunc,fsync status=none && dd if=/dev/urandom of='\(fm)/data.img' bs=4k count=1 seek=5 conv=notrunc,fsync status=none")
+        let drilled = Shell.sha256(fm + "/os.img")
+        #expect(drilled != os1)
+        let source = Shell.sha256(site.mnt + "/os.img")
+        #expect(source != drilled)
+        let latest = try snapshot("vm1")
+        #expect(Shell.sha256(export(site, "vm1", point: String(latest.id), disk: "os.img")) == Shell.sha256(site.mnt + "/os.img"))
+        #expect(Shell.sha256(export(site, "vm1", point: String(older.id), disk: "os.img")) == os1)
+        #expect(Shell.sha256(export(site, "vm1", point: String(older.id), disk: "data.img")) == data1)
+        let status = Shell.must("\"$RFS\" status")
+        #expect(status.contains("VM vm1 at point \(older.id)") && status.contains("test failover"), "status: \(status)")
+
+        Shell.must("\"$RFS\" failover cleanup vm1 --target '\(site.root)/store'")
+        #expect(!isMounted(fm))
+        #expect(!FileManager.default.fileExists(atPath: site.root + "/store/vm1/failover"))
+        #expect(Shell.must("ls -a '\(site.root)/store/vm1'") == before.replacingOccurrences(of: "failover\n", with: ""))
+        #expect(Shell.sha256(export(site, "vm1", point: String(older.id), disk: "os.img")) == os1)
+        site.unmount()
+    }
+
+    @Test("unplanned failover with the source gone: ext4 and SQLite come up at latest and latest-app; commit; full-download failback creates the disk")
+    func unplannedSourceGone() throws {
+        let site = Site("unpl")
+        defer { site.cleanup() }
+        let fm = site.root + "/fo", fs = site.root + "/fs", check = site.root + "/check"
+        Shell.must("mkdir -p '\(site.root)/store' '\(fs)' '\(check)' && truncate -s 96M '\(site.disks)/fs.img'")
+        site.mount()
+        Shell.must("mkfs.ext4 -q -F '\(site.mnt)/fs.img' && mount -o loop '\(site.mnt)/fs.img' '\(fs)'")
+        site.extraMounts.append(fs)
+        protect(site, "db", disks: ["fs.img"], extra: "--copy-frequency 1h --quiesce 'fsfreeze -f \(fs)' --thaw 'fsfreeze -u \(fs)'")
+        waitProtected(site, "db")
+        Shell.must("cp -a /usr/share/zoneinfo/America '\(fs)/tree' && sqlite3 '\(fs)/db.sqlite' 'create table t(x); insert into t values (7);'")
+        let tree = Shell.must("cd '\(fs)' && find tree -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum")
+        let app = try snapshot("db", app: true)
+        #expect(app.consistency == "app")
+        Shell.must("for i in $(seq 1 200); do echo line $i >> '\(fs)/after'; done; sqlite3 '\(fs)/db.sqlite' 'insert into t values (8);'")
+        Shell.must("sync -f '\(fs)/after'")
+        let crash = try snapshot("db")
+        // The primary site is lost: the daemon dies, the disks are gone.
+        let pid = try #require(site.daemonPID())
+        Shell.run("umount -l '\(fs)'; kill -9 \(pid); sleep 0.2; umount -l '\(site.mnt)'")
+        Shell.must("rm -rf '\(site.disks)'")
+
+        // Latest (crash-consistent): ext4 mounts (its journal replays into the failover's writable layer).
+        let latest = try failover(site, "db", "--point latest", mount: fm)
+        #expect(latest.point == crash.id && latest.kind == "unplanned")
+        Shell.must("mount -o loop '\(fm)/fs.img' '\(check)'")
+        site.extraMounts.append(check)
+        #expect(Shell.must("cd '\(check)' && find tree -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum") == tree)
+        #expect(Shell.must("wc -l < '\(check)/after'") == "200")
+        Shell.must("umount '\(check)' && e2fsck -fn '\(fm)/fs.img'")
+        // Not final yet: pick the app-consistent point instead.
+        Shell.must("\"$RFS\" failover cleanup db --target '\(site.root)/store'")
+        let appFO = try failover(site, "db", "--point latest-app", mount: fm)
+        #expect(appFO.point == app.id)
+        Shell.must("e2fsck -fn '\(fm)/fs.img'")
+        Shell.must("mount -o loop '\(fm)/fs.img' '\(check)'")
+        #expect(Shell.must("sqlite3 '\(check)/db.sqlite' 'pragma integrity_check; select x from t;'") == "ok\n7")
+        #expect(Shell.must("cd '\(check)' && find tree -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum") == tree)
+        Shell.must("echo written-after-failover > '\(check)/new' && umount '\(check)'")
+        Shell.must("\"$RFS\" failover commit db --target '\(site.root)/store'")
+        let points = Shell.must("\"$RFS\" points db --target '\(site.root)/store'")
+        let ids = points.split(separator: "\n").compactMap { Int($0.prefix(while: { $0 != "\t" })) }
+        #expect(!ids.isEmpty && ids.allSatisfy { $0 >= app.id }, "older points kept after commit: \(points)")
+        // Fail back to a new site: the disk is created there, equal to the failed-over one.
+        let failedOver = Shell.sha256(fm + "/fs.img")
+        let newSite = site.root + "/newsite"
+        let out = Shell.must("\"$RFS\" failback db --target '\(site.root)/store' --mode full-download --to '\(newSite)' --json")
+        #expect(out.contains("\"bytesSent\""))
+        #expect(Shell.sha256(newSite + "/fs.img") == failedOver)
+        #expect(!isMounted(fm))
+        #expect(FileManager.default.fileExists(atPath: newSite + "/.replicafs/vms/db.json"), "protection did not move with the disks")
+        Shell.must("e2fsck -fn '\(newSite)/fs.img' && mount -o loop,ro '\(newSite)/fs.img' '\(check)' && grep -q written-after-failover '\(check)/new' && umount '\(check)'")
+    }
+
+    @Test("planned failover round trip: no data lost, reprotect and minimize-downtime failback move about the changed bytes, then protection resumes at home")
+    func plannedRoundTrip() throws {
+        let site = Site("plan")
+        defer { site.cleanup() }
+        let fm = site.root + "/fo"
+        Shell.must("mkdir -p '\(site.root)/store' && dd if=/dev/urandom of='\(site.disks)/os.img' bs=1M count=64 status=none")
+        site.mount()
+        protect(site, "vm1", disks: ["os.img"], extra: "--copy-frequency 1h")
+        waitProtected(site, "vm1")
+        // Writes the replication has not shipped yet when the failover starts.
+        Shell.must("fio --name=w --filename='\(site.mnt)/os.img' --rw=randwrite --bs=4k --size=64M --ioengine=psync --runtime=2 --time_based --output=/dev/null")
+        let source = Shell.sha256(site.mnt + "/os.img")
+        let fo = try failover(site, "vm1", "--planned", mount: fm)
+        #expect(fo.kind == "planned")
+        #expect(!isMounted(site.mnt), "the source mount still takes writes")
+        #expect(Shell.sha256(fm + "/os.img") == source, "a planned failover lost data")
+        #expect(site.logs(of: "os.img").isEmpty, "logs left unshipped at the source")
+
+        // The VM runs at the secondary site and changes 3 MiB.
+        Shell.must("dd if=/dev/urandom of='\(fm)/os.img' bs=1M count=2 seek=10 conv=notrunc,fsync status=none && dd if=/dev/urandom of='\(fm)/os.img' bs=4k count=256 seek=9000 conv=notrunc,fsync status=none")
+        let changed: Int64 = 3 << 20
+        struct Sync: Decodable { var sent: Int64; var compared: Int64 }
+        let reprotect = try JSONDecoder().decode(Sync.self, from: Data(Shell.must("\"$RFS\" reprotect vm1 --target '\(site.root)/store' --json").utf8))
+        // More writes while reverse replication runs: the failback's final delta.
+        Shell.must("dd if=/dev/urandom of='\(fm)/os.img' bs=4k count=8 seek=100 conv=notrunc,fsync status=none")
+        let failedOver = Shell.sha256(fm + "/os.img")
+        struct Back: Decodable { var bytesSent: Int64; var bytesSentFinal: Int64; var diskBytes: Int64; var downtimeSeconds: Double }
+        let back = try JSONDecoder().decode(Back.self, from: Data(Shell.must("\"$RFS\" failback vm1 --target '\(site.root)/store' --mode minimize-downtime --json").utf8))
+        #expect(Shell.sha256(site.disks + "/os.img") == failedOver, "the original site differs from the failed-over disk")
+        #expect(!isMounted(fm))
+        let moved = reprotect.sent + back.bytesSent
+        print("planned round trip: changed \(changed + 32768) bytes, moved \(moved) (reprotect \(reprotect.sent), failback \(back.bytesSent), final \(back.bytesSentFinal)) of a \(back.diskBytes)-byte disk; downtime \(String(format: "%.2f", back.downtimeSeconds)) s")
+        #expect(reprotect.sent >= changed && reprotect.sent <= changed + (2 << 20), "reprotect sent \(reprotect.sent)")
+        #expect(moved <= changed + (4 << 20) && moved * 8 < back.diskBytes, "failback moved \(moved) bytes")
+        // Home again: protection runs in the original direction.
+        site.mount()
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/os.img' bs=4k count=4 seek=77 conv=notrunc status=none")
+        let home = Shell.sha256(site.mnt + "/os.img")
+        let p = try snapshot("vm1")
+        #expect(Shell.sha256(export(site, "vm1", point: String(p.id), disk: "os.img")) == home)
+        site.unmount()
+    }
+
+    @Test("failover mount time does not grow with disk size: 1 GiB and 64 GiB sparse disks")
+    func mountTimeDoesNotScale() throws {
+        let site = Site("size")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' && truncate -s 1G '\(site.disks)/small.img' && truncate -s 64G '\(site.disks)/big.img'")
+        site.mount()
+        protect(site, "small", disks: ["small.img"], extra: "--copy-frequency 1h")
+        protect(site, "big", disks: ["big.img"], extra: "--copy-frequency 1h")
+        for (vm, disk) in [("small", "small.img"), ("big", "big.img")] {
+            Shell.must("dd if=/dev/urandom of='\(site.mnt)/\(disk)' bs=1M count=4 seek=900 conv=notrunc status=none")
+            _ = try snapshot(vm)
+        }
+        var seconds: [String: Double] = [:]
+        var wall: [String: Double] = [:]
+        for vm in ["small", "big"] {
+            let fm = site.root + "/fo-" + vm
+            let t0 = Date()
+            let fo = try failover(site, vm, "--point latest --test", mount: fm)
+            wall[vm] = Date().timeIntervalSince(t0)
+            seconds[vm] = fo.mountSeconds
+            let disk = vm + ".img"
+            #expect(Shell.must("stat -c %s '\(fm)/\(disk)'") == (vm == "big" ? "68719476736" : "1073741824"))
+            #expect(Shell.must("dd if='\(fm)/\(disk)' bs=1M skip=900 count=4 status=none | sha256sum") == Shell.must("dd if='\(site.mnt)/\(disk)' bs=1M skip=900 count=4 status=none | sha256sum"))
+            Shell.must("\"$RFS\" failover cleanup \(vm) --target '\(site.root)/store'")
+        }
+        print("failover mount time: 1 GiB \(String(format: "%.4f", seconds["small"]!)) s (command \(String(format: "%.3f", wall["small"]!)) s), 64 GiB \(String(format: "%.4f", seconds["big"]!)) s (command \(String(format: "%.3f", wall["big"]!)) s)")
+        // 64 times the size: the daemon's open-and-mount time stays within a small factor (and a few ms).
+        #expect(seconds["big"]! < seconds["small"]! * 4 + 0.05, "mount time grew with size: \(seconds)")
+        #expect(wall["big"]! < wall["small"]! * 3 + 0.5, "failover command time grew with size: \(wall)")
+        site.unmount()
+    }
+
+    @Test("bad input: no such point, busy mountpoint, already failed over, commit or cleanup without a failover")
+    func badInput() throws {
+        let site = Site("fobad")
+        defer { site.cleanup() }
+        let fm = site.root + "/fo"
+        Shell.must("mkdir -p '\(site.root)/store' '\(fm)' && truncate -s 8M '\(site.disks)/a.img'")
+        site.mount()
+        protect(site, "vm1", disks: ["a.img"], extra: "--copy-frequency 1h")
+        waitProtected(site, "vm1")
+        _ = try snapshot("vm1")
+        let store = site.root + "/store"
+        let catalog = Shell.sha256(store + "/vm1/catalog.json")
+        func refused(_ args: String, _ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            let r = Shell.run("\"$RFS\" \(args)")
+            #expect(!r.ok, "accepted: \(args)", sourceLocation: sourceLocation)
+            #expect(r.stderr.contains(message) && r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+        }
+        refused("failover vm1 --target '\(store)' --point 99 --mount '\(fm)'", "recovery point 99 not found")
+        refused("failover ghost --target '\(store)' --mount '\(fm)'", "unknown VM ghost")
+        Shell.must("touch '\(fm)/busy'")
+        refused("failover vm1 --target '\(store)' --mount '\(fm)'", "is not empty")
+        Shell.must("rm '\(fm)/busy'")
+        refused("failover vm1 --target '\(store)' --mount '\(site.mnt)'", "already mounted by replicafs")
+        refused("failover commit vm1 --target '\(store)'", "has no failover to commit")
+        refused("failover cleanup vm1 --target '\(store)'", "has no failover to clean up")
+        refused("failback vm1 --target '\(store)' --mode full-download", "is not failed over")
+        #expect(!FileManager.default.fileExists(atPath: store + "/vm1/failover"))
+        try failover(site, "vm1", "--test", mount: fm)
+        let other = site.root + "/fo2"
+        Shell.must("mkdir -p '\(other)'")
+        refused("failover vm1 --target '\(store)' --mount '\(other)'", "already failed over")
+        refused("failover commit vm1 --target '\(store)'", "cannot be committed")
+        refused("failback vm1 --target '\(store)' --mode minimize-downtime", "test failover")
+        #expect(!isMounted(other))
+        #expect(Shell.sha256(store + "/vm1/catalog.json") == catalog, "bad input changed the catalog")
+        Shell.must("\"$RFS\" failover cleanup vm1 --target '\(store)'")
+        site.unmount()
+    }
+}
