@@ -55,6 +55,16 @@ b=$(sha256sum < "$SITE/exported.img" | cut -c1-64)
 echo "source   sha256 $a"
 echo "exported sha256 $b"
 [ "$a" = "$b" ] || { echo "demo: the exported recovery point differs from the source" >&2; exit 1; }
+
+step "replicafs failover --test: a DR drill mounts the point as a writable disk, no copy, replication untouched"
+mkdir -p "$SITE/drill"
+"$RFS" failover demo-vm --target "$SITE/store" --point latest --mount "$SITE/drill" --test
+c=$(sha256sum < "$SITE/drill/vm1-os.img" | cut -c1-64)
+echo "drill    sha256 $c"
+[ "$a" = "$c" ] || { echo "demo: the drill's disk differs from the recovery point" >&2; exit 1; }
+dd if=/dev/zero of="$SITE/drill/vm1-os.img" bs=64k count=4 conv=notrunc,fsync status=none
+"$RFS" status
+"$RFS" failover cleanup demo-vm --target "$SITE/store"
 "$RFS" unprotect demo-vm --disks-dir "$DISKS"
 
 step "replicafs unmount (logs sealed with a clean-shutdown record)"

@@ -20,12 +20,20 @@ struct JobsCommand: ParsableCommand {
         var etaSeconds: Double?
         var lastPoint: Int?
         var lastError: String?
+        /// Failover jobs: bytes the failed-over VM wrote since the failover.
+        var bytesWritten: Int64?
     }
 
     func run() throws {
         var jobs: [Job] = []
         for entry in MountRegistry().all() where MountRegistry.isAlive(entry.pid) {
-            guard let status = try? call(entry, .status).status else { continue }
+            guard let response = try? call(entry, .status) else { continue }
+            if let f = response.failover {
+                let written = f.disks.reduce(Int64(0)) { $0 + $1.writtenBytes }
+                jobs.append(Job(vm: f.vm, job: "\(f.kind) failover", state: f.frozen ? "frozen for failback" : "running on \(f.mountpoint)",
+                                lastPoint: f.point, lastError: nil, bytesWritten: written))
+            }
+            guard let status = response.status else { continue }
             for v in status.vms {
                 let initial = v.state.hasPrefix("initial replication")
                 jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
@@ -41,7 +49,8 @@ struct JobsCommand: ParsableCommand {
             if let p = j.percent { line += String(format: "\t%.0f%%", p) }
             if let r = j.mbPerSecond { line += String(format: "\t%.1f MB/s", r) }
             if let e = j.etaSeconds { line += String(format: "\tETA %.0f s", e) }
-            if let p = j.lastPoint { line += "\tlast point \(p)" }
+            if let p = j.lastPoint { line += j.job.hasSuffix("failover") ? "\tpoint \(p)" : "\tlast point \(p)" }
+            if let w = j.bytesWritten { line += "\t\(w) bytes written" }
             if let e = j.lastError { line += "\tLAST ERROR: \(e)" }
             print(line)
         }
