@@ -12,7 +12,8 @@ struct FailoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "failover",
         abstract: "Mount a VM's disks at a recovery point as writable files (test, planned or unplanned failover).",
-        subcommands: [FailoverStartCommand.self, FailoverCleanupCommand.self, FailoverCommitCommand.self, FailoverServeCommand.self],
+        subcommands: [FailoverStartCommand.self, FailoverCleanupCommand.self, FailoverCommitCommand.self, FailoverRemountCommand.self,
+                      FailoverServeCommand.self],
         defaultSubcommand: FailoverStartCommand.self)
 }
 
@@ -58,8 +59,7 @@ struct FailoverStartCommand: ParsableCommand {
         let state = try store.beginFailover(vm: vm, point: selector, kind: kind, mountpoint: mp, sourceDisksDir: source)
         let launched: DaemonLauncher.Launched
         do {
-            launched = try DaemonLauncher.launch(["failover", "serve", vm, "--target", store.root],
-                                                 logPath: registry.paths(for: mp).log, runDirectory: registry.runDirectory)
+            launched = try launchFailoverDaemon(vm, store: store, mountpoint: mp)
         } catch {
             try? store.discardFailover(vm: vm)
             throw error
@@ -148,6 +148,31 @@ struct FailoverCommitCommand: ParsableCommand {
         let state = try store.commitFailover(vm: vm)
         print("committed the \(state.kind.rawValue) failover of VM \(vm) at point \(state.point.id)")
     }
+}
+
+struct FailoverRemountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remount",
+        abstract: "Mount a failover again after its daemon died (or the machine restarted): every fsynced write is there.")
+    @Argument(help: "VM name.") var vm: String
+    @Option(help: "Target store directory.") var target: String
+
+    func run() throws {
+        let store = try TargetStore(root: target)
+        guard store.hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(store.root)") }
+        guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to remount") }
+        let registry = MountRegistry()
+        _ = try MountDaemon.checkMountpoint(state.mountpoint, registry: registry)
+        let launched = try launchFailoverDaemon(vm, store: store, mountpoint: state.mountpoint)
+        print("remounted the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)) on \(state.mountpoint) (daemon pid \(launched.pid))")
+    }
+}
+
+/// Starts the failover mount's daemon and waits until it serves.
+func launchFailoverDaemon(_ vm: String, store: TargetStore, mountpoint: String) throws -> DaemonLauncher.Launched {
+    let registry = MountRegistry()
+    return try DaemonLauncher.launch(["failover", "serve", vm, "--target", store.root],
+                                     logPath: registry.paths(for: mountpoint).log, runDirectory: registry.runDirectory)
 }
 
 /// The failover mount's daemon (started by `failover`; not for direct use).
