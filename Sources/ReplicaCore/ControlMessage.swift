@@ -6,6 +6,10 @@ public struct ControlRequest: Codable, Sendable {
         case rotate, status, ping, snapshot
         /// Failover mounts: refuse further writes (after flushing), for a failback's final copy.
         case freeze
+        /// Failover mounts: start logging every change for reverse replication (the cut).
+        case reprotect
+        /// Failover mounts: ship the reverse logs to the original site now.
+        case ship
     }
     public var op: Operation
     /// For `snapshot`: the VM and whether to quiesce first.
@@ -26,6 +30,8 @@ public struct ControlResponse: Codable, Sendable {
     public var status: MountStatus?
     public var point: RecoveryPoint?
     public var failover: FailoverStatus?
+    /// For `ship`: the data bytes applied at the original site.
+    public var shippedBytes: Int64?
 
     public init(ok: Bool, error: String? = nil, rotation: DiskSet.Rotation? = nil, status: MountStatus? = nil,
                 point: RecoveryPoint? = nil, failover: FailoverStatus? = nil) {

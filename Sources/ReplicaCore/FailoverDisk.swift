@@ -14,6 +14,8 @@ public final class FailoverDisk: @unchecked Sendable {
     private let lock = Lock()
     private var frozenFlag = false
     private var modified: timespec
+    /// While reprotected: every change, logged before it reaches the layer.
+    private var reverse: ReverseLog?
 
     /// Opens disk `disk` of `vm` at `point`; the writable layer lives in `directory`.
     /// `live`: replication may commit into the store meanwhile (a test failover).
@@ -37,6 +39,18 @@ public final class FailoverDisk: @unchecked Sendable {
         get { lock.withLock { frozenFlag } }
         set { lock.withLock { frozenFlag = newValue } }
     }
+
+    /// Starts logging every change into a new HRL chain in `directory` (reverse replication's cut).
+    public func startReverseLog(directory: String) throws {
+        try lock.withLock { reverse = try ReverseLog(directory: directory, disk: name, size: cow.size) }
+    }
+
+    /// Seals the reverse log and opens the next; returns the sealed log (nil when not logging).
+    public func rotateReverseLog() throws -> String? {
+        try lock.withLock { try reverse?.rotate(size: cow.size) }
+    }
+
+    public var isReverseLogging: Bool { lock.withLock { reverse != nil } }
 
     /// Reads up to `count` bytes at `offset`; fewer at the end of the disk.
     public func read(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws -> Int {
@@ -73,6 +87,7 @@ public final class FailoverDisk: @unchecked Sendable {
         try lock.withLock {
             try checkWritable()
             let end = offset + Int64(data.count)
+            try reverse?.write(data, offset: offset)
             if end > cow.size { try grow(to: end) }
             let bs = CowLayer.blockSize
             if offset % bs != 0 { try materialize(offset / bs) }
@@ -86,6 +101,7 @@ public final class FailoverDisk: @unchecked Sendable {
     public func setSize(_ newSize: Int64) throws {
         try lock.withLock {
             try checkWritable()
+            if newSize != cow.size { try reverse?.setSize(newSize) }
             if newSize > cow.size { try grow(to: newSize) } else if newSize < cow.size { try shrink(to: newSize) }
             touch()
         }
@@ -99,9 +115,16 @@ public final class FailoverDisk: @unchecked Sendable {
             let end = offset + length
             switch mode & ~RFS_FALLOC_KEEP_SIZE {
             case 0:
-                if !keep && end > cow.size { try grow(to: end) }
+                if !keep && end > cow.size {
+                    try reverse?.setSize(end)
+                    try grow(to: end)
+                }
             case RFS_FALLOC_PUNCH_HOLE where keep, RFS_FALLOC_ZERO_RANGE:
-                if !keep && end > cow.size { try grow(to: end) }
+                if !keep && end > cow.size {
+                    try reverse?.setSize(end)
+                    try grow(to: end)
+                }
+                try reverse?.zero(offset, min(end, cow.size) - offset)
                 try zero(offset, min(end, cow.size))
             default:
                 throw SystemError(errno: EOPNOTSUPP, operation: "fallocate", path: name)
@@ -112,7 +135,10 @@ public final class FailoverDisk: @unchecked Sendable {
 
     /// Makes every write so far durable.
     public func sync() throws {
-        try lock.withLock { try cow.save() }
+        try lock.withLock {
+            try reverse?.sync()
+            try cow.save()
+        }
     }
 
     // MARK: copy-on-write, called with the lock held

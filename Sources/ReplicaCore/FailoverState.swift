@@ -27,6 +27,10 @@ public struct FailoverState: Codable, Sendable {
     public var reverseSyncs = 0
     public var reverseBytesSent: Int64 = 0
     public var lastReverseSync: String?
+    /// Set once the original site holds the failed-over disks as of reverse replication's cut:
+    /// from then on the failover mount's daemon ships its reverse logs every `reverseInterval`.
+    public var reverseReady = false
+    public var reverseInterval: Double = 30
 
     public init(vm: String, kind: Kind, point: RecoveryPoint, mountpoint: String, disks: [String],
                 startedNanos: UInt64, sourceDisksDir: String?) {

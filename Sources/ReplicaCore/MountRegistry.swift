@@ -74,6 +74,12 @@ public struct MountRegistry {
         }
     }
 
-    /// True when a process with this pid exists.
-    public static func isAlive(_ pid: Int32) -> Bool { pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) }
+    /// True when a process with this pid exists and has not exited. A daemon that exited stays
+    /// a zombie until its parent (often init, here slow to reap) collects it: that is not alive.
+    public static func isAlive(_ pid: Int32) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? FileSystem.readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
+              close + 2 < stat.count else { return true }
+        return stat[close + 2] != UInt8(ascii: "Z")
+    }
 }

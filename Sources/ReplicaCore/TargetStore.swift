@@ -369,7 +369,10 @@ public final class TargetStore {
     }
 
     func removeTree(_ path: String) throws {
-        for name in try FileSystem.list(path) { try FileSystem.remove(path + "/" + name) }
+        for name in try FileSystem.list(path) {
+            let child = path + "/" + name
+            if FileSystem.isDirectory(child) { try removeTree(child) } else { try FileSystem.remove(child) }
+        }
         if rmdir(path) != 0 && errno != ENOENT { throw SystemError.current("rmdir", path) }
     }
 }

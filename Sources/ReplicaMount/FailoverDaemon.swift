@@ -27,6 +27,7 @@ public struct FailoverDaemon {
         let started = Clock.nowNanos()
         let server: FailoverServer
         let control: ControlServer
+        let shipper: ReverseShipper
         let state: FailoverState
         do {
             try MountDaemon.checkFuseDevice()
@@ -38,11 +39,28 @@ public struct FailoverDaemon {
                 try FailoverDisk(store: store, vm: vm, disk: $0, point: state.point, live: state.kind == .test, directory: dir)
             }
             server = try FailoverServer(disks: disks, directory: dir, mountpoint: mp, options: options)
+            shipper = ReverseShipper(disks: disks, logDirectory: dir + "/reverse")
+            if state.reverseReady {
+                // Changes made before this restart may be missing from the reverse logs: the next
+                // reprotect compares the disks again (a failback compares them meanwhile).
+                shipper.discard()
+                var s = state
+                s.reverseReady = false
+                try store.saveFailover(s)
+            }
             let paths = registry.paths(for: mp)
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
             let storeRoot = store.root
-            control = try ControlServer(path: paths.socket) { [server] request in
+            control = try ControlServer(path: paths.socket) { [server, shipper, store, vm] request in
                 switch request.op {
+                case .reprotect:
+                    try shipper.start()
+                    return ControlResponse(ok: true)
+                case .ship:
+                    guard let to = store.failoverState(vm)?.reverseTo else { throw ReplicaError("VM \(vm) is not reprotected") }
+                    var response = ControlResponse(ok: true)
+                    response.shippedBytes = try shipper.ship(to: to)
+                    return response
                 case .ping:
                     return ControlResponse(ok: true)
                 case .freeze:
@@ -61,6 +79,7 @@ public struct FailoverDaemon {
             throw error
         }
         control.start()
+        startReverseReplication(shipper)
         MountDaemon.watchStopSignals(signals) { server.requestUnmount() }
         ready(.success(Double(Clock.nowNanos() - started) / 1e9))
         defer {
@@ -68,6 +87,27 @@ public struct FailoverDaemon {
             registry.remove(server.mountpoint)
         }
         try server.run()
+    }
+
+    /// Once reprotect has synced the original site, ships the reverse logs at its interval.
+    private func startReverseReplication(_ shipper: ReverseShipper) {
+        let store = self.store, vm = self.vm
+        let thread = Thread {
+            var last = Date()
+            while true {
+                sleep(1)
+                guard let state = store.failoverState(vm) else { return }
+                guard state.reverseReady, let to = state.reverseTo, Date().timeIntervalSince(last) >= state.reverseInterval else { continue }
+                last = Date()
+                do {
+                    try shipper.ship(to: to)
+                } catch {
+                    FileHandle.standardError.write(Data("replicafs: reverse replication of \(vm) to \(to): \(error)\n".utf8))
+                }
+            }
+        }
+        thread.name = "replicafs-reverse"
+        thread.start()
     }
 
     static func status(_ server: FailoverServer, _ state: FailoverState, _ store: String) -> FailoverStatus {

@@ -166,8 +166,8 @@ public struct MountDaemon {
         case .snapshot:
             guard let vm = request.vm else { throw ReplicaError("snapshot needs a VM name") }
             return ControlResponse(ok: true, point: try replicator.snapshot(vm, appConsistent: request.appConsistent ?? false))
-        case .freeze:
-            throw ReplicaError("freeze is for failover mounts")
+        case .freeze, .reprotect, .ship:
+            throw ReplicaError("\(request.op.rawValue) is for failover mounts")
         }
     }
 }

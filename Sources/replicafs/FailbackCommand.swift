@@ -43,36 +43,50 @@ struct FailbackCommand: ParsableCommand {
         let store = try TargetStore(root: target)
         var (state, destination) = try failedOverVM(vm, store: store, to: to)
         let say: (String) -> Void = { line in if !json { print(line) } }
-        // 1. While the VM runs: copy what differs (minimize-downtime only).
+        let entry = try daemonEntry(state.mountpoint)
+        // Reprotected: the reverse logs carry every change since the original site was synced.
+        let viaLogs = state.reverseReady && state.reverseTo == destination
+        // 1. While the VM runs: bring the original site close (minimize-downtime only).
         var running = ReverseSyncReport(disks: [:], compared: 0, sent: 0, seconds: 0)
         if mode == .minimizeDowntime {
-            say("failback step 1/4: copying differing blocks while VM \(vm) keeps running")
-            running = try reverseSync(state, to: destination, blockSize: blockSize, quiet: json, step: "failback")
+            if viaLogs {
+                say("failback step 1/4: shipping the change logs while VM \(vm) keeps running")
+                running.sent = try call(entry, .ship).shippedBytes ?? 0
+            } else {
+                say("failback step 1/4: copying differing blocks while VM \(vm) keeps running")
+                running = try reverseSync(state, to: destination, blockSize: blockSize, quiet: json, step: "failback")
+            }
         }
         // 2. Stop the VM's writes: push the kernel's cached writes through, then freeze.
         say("failback step 2/4: stopping writes on \(state.mountpoint)")
         let downtimeStart = Date()
         do {
             try MountDaemon.flush(state.disks, in: state.mountpoint)
-            let entry = try daemonEntry(state.mountpoint)
             _ = try call(entry, .freeze)
         } catch {
             throw ReplicaError("failback step 2 (stop writes) failed: \(error); the VM keeps running on the failover mount: run failback again")
         }
         // 3. The final delta (or every byte).
         say("failback step 3/4: copying the final changes")
-        let final: ReverseSyncReport
+        var final = ReverseSyncReport(disks: [:], compared: 0, sent: 0, seconds: 0)
         do {
-            final = try reverseSync(state, to: destination, blockSize: blockSize, quiet: json, step: "failback",
-                                    fullCopy: mode == .fullDownload)
+            if mode == .minimizeDowntime && viaLogs {
+                final.sent = try call(entry, .ship).shippedBytes ?? 0
+            } else {
+                final = try reverseSync(state, to: destination, blockSize: blockSize, quiet: json, step: "failback",
+                                        fullCopy: mode == .fullDownload)
+            }
         } catch {
             throw ReplicaError("failback step 3 (final copy) failed: \(error); the failover mount is frozen: run failback again to retry")
         }
         // 4. Switch: the failover mount goes, the replica follows the disks now at home.
         say("failback step 4/4: switching VM \(vm) back to \(destination)")
         let point: RecoveryPoint
+        var downtimeEnd = Date()
         do {
             try stopMount(state.mountpoint)
+            // The disks at home are complete and nothing else writes them: the VM may start there.
+            downtimeEnd = Date()
             for log in try TargetStore.logs(in: destination, of: state.disks) { try FileSystem.remove(log) }
             var sources: [String: String] = [:]
             for d in state.disks { sources[d] = destination + "/" + d }
@@ -89,7 +103,7 @@ struct FailbackCommand: ParsableCommand {
         let diskBytes = try state.disks.reduce(Int64(0)) { $0 + Int64(try FileSystem.stat(destination + "/" + $1).st_size) }
         let report = Report(vm: vm, mode: mode.rawValue, to: destination, bytesSentRunning: running.sent, bytesSentFinal: final.sent,
                             bytesSent: running.sent + final.sent, diskBytes: diskBytes,
-                            downtimeSeconds: Date().timeIntervalSince(downtimeStart), seconds: Date().timeIntervalSince(started),
+                            downtimeSeconds: downtimeEnd.timeIntervalSince(downtimeStart), seconds: Date().timeIntervalSince(started),
                             point: point.id)
         if json { return try printJSON(report) }
         print("failed back VM \(vm) to \(destination) (\(mode.rawValue)): \(report.bytesSent) bytes sent of \(diskBytes) (\(running.sent) while running, \(final.sent) in \(String(format: "%.1f", report.downtimeSeconds)) s of downtime); store point \(point.id) holds the failed-back disks")

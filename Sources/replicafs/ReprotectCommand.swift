@@ -15,19 +15,31 @@ struct ReprotectCommand: ParsableCommand {
     @Option(help: "Target store directory the VM failed over from.") var target: String
     @Option(help: "The original site's disks directory (default: the one the failover came from).") var to: String?
     @Option(help: "Block size for the checksum comparison, in bytes.") var blockSize = 1 << 20
+    @Option(help: "How often the failover mount ships its reverse logs (30s, 5m, ...).") var copyFrequency = "30s"
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         let store = try TargetStore(root: target)
         var (state, destination) = try failedOverVM(vm, store: store, to: to)
-        let report = try reverseSync(state, to: destination, blockSize: blockSize, quiet: json, step: "reprotect")
         state.reverseTo = destination
+        state.reverseReady = false
+        state.reverseInterval = max(1, try ReplicationPolicy.seconds(copyFrequency))
+        try store.saveFailover(state)
+        let entry = try daemonEntry(state.mountpoint)
+        // The cut: from here on every change is logged; the block copy below may be fuzzy,
+        // the logs shipped after it make the original site exact.
+        _ = try call(entry, .reprotect)
+        var report = try reverseSync(state, to: destination, blockSize: blockSize, quiet: json, step: "reprotect")
+        let shipped = try call(entry, .ship).shippedBytes ?? 0
+        report.sent += shipped
+        state = try store.failoverState(vm) ?? state
+        state.reverseReady = true
         state.reverseSyncs += 1
         state.reverseBytesSent += report.sent
         state.lastReverseSync = ISO8601DateFormatter().string(from: Date())
         try store.saveFailover(state)
         if json { return try printJSON(report) }
-        print("reprotected VM \(vm) towards \(destination): compared \(report.compared) bytes, sent \(report.sent) in \(String(format: "%.1f", report.seconds)) s")
+        print("reprotected VM \(vm) towards \(destination): compared \(report.compared) bytes, sent \(report.sent) (\(shipped) from the change logs) in \(String(format: "%.1f", report.seconds)) s; changes now ship every \(copyFrequency)")
         print("next: `replicafs failback \(vm) --target \(store.root) --mode minimize-downtime`")
     }
 }

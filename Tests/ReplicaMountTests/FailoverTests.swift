@@ -164,18 +164,25 @@ struct FailoverTests {
         Shell.must("dd if=/dev/urandom of='\(fm)/os.img' bs=1M count=2 seek=10 conv=notrunc,fsync status=none && dd if=/dev/urandom of='\(fm)/os.img' bs=4k count=256 seek=9000 conv=notrunc,fsync status=none")
         let changed: Int64 = 3 << 20
         struct Sync: Decodable { var sent: Int64; var compared: Int64 }
-        let reprotect = try JSONDecoder().decode(Sync.self, from: Data(Shell.must("\"$RFS\" reprotect vm1 --target '\(site.root)/store' --json").utf8))
-        // More writes while reverse replication runs: the failback's final delta.
-        Shell.must("dd if=/dev/urandom of='\(fm)/os.img' bs=4k count=8 seek=100 conv=notrunc,fsync status=none")
+        let reprotect = try JSONDecoder().decode(Sync.self, from: Data(Shell.must("\"$RFS\" reprotect vm1 --target '\(site.root)/store' --copy-frequency 1s --json").utf8))
+        #expect(Shell.sha256(site.disks + "/os.img") == Shell.sha256(fm + "/os.img"), "reprotect left the original site behind")
+        // Reverse replication runs: the failed-over VM's writes reach home through its change logs.
+        Shell.must("dd if=/dev/urandom of='\(fm)/os.img' bs=4k count=8 seek=100 conv=notrunc,fsync status=none && truncate -s 65M '\(fm)/os.img'")
+        let shippedHome = Shell.sha256(fm + "/os.img")
+        Shell.must("for i in $(seq 1 50); do [ \"$(sha256sum < '\(site.disks)/os.img' | cut -c1-64)\" = \(shippedHome) ] && exit 0; sleep 0.1; done; exit 1")
+        #expect(Shell.must("ls '\(site.root)/store/vm1/failover/reverse'").contains("os.img.0000"), "no reverse change logs")
+        // The failback's final delta.
+        Shell.must("dd if=/dev/urandom of='\(fm)/os.img' bs=4k count=3 seek=300 conv=notrunc,fsync status=none")
         let failedOver = Shell.sha256(fm + "/os.img")
         struct Back: Decodable { var bytesSent: Int64; var bytesSentFinal: Int64; var diskBytes: Int64; var downtimeSeconds: Double }
         let back = try JSONDecoder().decode(Back.self, from: Data(Shell.must("\"$RFS\" failback vm1 --target '\(site.root)/store' --mode minimize-downtime --json").utf8))
         #expect(Shell.sha256(site.disks + "/os.img") == failedOver, "the original site differs from the failed-over disk")
         #expect(!isMounted(fm))
         let moved = reprotect.sent + back.bytesSent
-        print("planned round trip: changed \(changed + 32768) bytes, moved \(moved) (reprotect \(reprotect.sent), failback \(back.bytesSent), final \(back.bytesSentFinal)) of a \(back.diskBytes)-byte disk; downtime \(String(format: "%.2f", back.downtimeSeconds)) s")
+        print("planned round trip: changed \(changed + 45056) bytes, moved \(moved) (reprotect \(reprotect.sent), failback \(back.bytesSent), final \(back.bytesSentFinal)) of a \(back.diskBytes)-byte disk; downtime \(String(format: "%.2f", back.downtimeSeconds)) s")
         #expect(reprotect.sent >= changed && reprotect.sent <= changed + (2 << 20), "reprotect sent \(reprotect.sent)")
         #expect(moved <= changed + (4 << 20) && moved * 8 < back.diskBytes, "failback moved \(moved) bytes")
+        #expect(back.bytesSent < 1 << 20, "the final delta came through the logs: \(back.bytesSent) bytes")
         // Home again: protection runs in the original direction.
         site.mount()
         Shell.must("dd if=/dev/urandom of='\(site.mnt)/os.img' bs=4k count=4 seek=77 conv=notrunc status=none")

@@ -1,0 +1,52 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reverse replication of a reprotected failover: at each tick it seals every disk's reverse
+/// log and replays the sealed logs onto the original site's disks in sequence order (chain
+/// and checksums verified first), deleting each log once applied. A log applied but not yet
+/// deleted when a crash hits is applied again before any later one: replay is idempotent.
+public final class ReverseShipper: @unchecked Sendable {
+    public let disks: [FailoverDisk]
+    public let logDirectory: String
+    private let lock = Lock()
+
+    public init(disks: [FailoverDisk], logDirectory: String) {
+        self.disks = disks
+        self.logDirectory = logDirectory
+    }
+
+    /// The cut: every change from now on is logged, in new chains (old reverse logs go).
+    public func start() throws {
+        try lock.withLock {
+            try FileSystem.mkdirs(logDirectory)
+            for name in try FileSystem.list(logDirectory) { try FileSystem.remove(logDirectory + "/" + name) }
+            for d in disks { try d.startReverseLog(directory: logDirectory) }
+        }
+    }
+
+    /// Removes the reverse logs (after a restart they no longer describe every change).
+    public func discard() {
+        guard let names = try? FileSystem.list(logDirectory) else { return }
+        for name in names { try? FileSystem.remove(logDirectory + "/" + name) }
+    }
+
+    /// Ships everything logged so far to `destination`; returns the data bytes applied.
+    @discardableResult
+    public func ship(to destination: String) throws -> Int64 {
+        try lock.withLock {
+            var applied: Int64 = 0
+            for d in disks {
+                guard try d.rotateReverseLog() != nil else {
+                    throw ReplicaError("disk \(d.name) is not logging for reverse replication: run reprotect")
+                }
+                let sealed = try TargetStore.logs(in: logDirectory, of: [d.name]).filter { try LogScanner.scan($0).isSealed }
+                guard !sealed.isEmpty else { continue }
+                let result = try LogApplier(paths: sealed).apply(to: destination + "/" + d.name)
+                applied += Int64(result.dataBytes)
+                for path in sealed { try FileSystem.remove(path) }
+            }
+            return applied
+        }
+    }
+}
