@@ -41,8 +41,6 @@ extension FailoverServer {
             }
         }
 
-        ops.forget = { req, _, _ in fuse_reply_none(req) }
-
         ops.getattr = { req, ino, _ in
             let server = FailoverServer.from(req)
             do {
@@ -119,7 +117,6 @@ extension FailoverServer {
             }
         }
 
-        ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
         ops.release = { req, _, _ in fuse_reply_err(req, 0) }
 
         ops.fsync = { req, ino, _, _ in
@@ -144,37 +141,15 @@ extension FailoverServer {
             }
         }
 
-        ops.opendir = { req, ino, fi in
-            guard ino == FailoverServer.rootInode else { fuse_reply_err(req, ENOTDIR); return }
-            fuse_reply_open(req, fi)
-        }
-
         ops.readdir = { req, ino, size, off, _ in
             let server = FailoverServer.from(req)
             guard ino == FailoverServer.rootInode else { fuse_reply_err(req, ENOTDIR); return }
             FuseSession.replyDirectory(req, server.entries(), size: size, offset: off)
         }
 
-        ops.releasedir = { req, _, _ in fuse_reply_err(req, 0) }
+        ops.statfs = { req, _ in FuseSession.replyStatfs(req, of: FailoverServer.from(req).directoryFD) }
 
-        ops.statfs = { req, _ in
-            let server = FailoverServer.from(req)
-            var st = statvfs()
-            if fstatvfs(server.directoryFD.rawValue, &st) != 0 { fuse_reply_err(req, Glibc.errno) } else { fuse_reply_statfs(req, &st) }
-        }
-
-        ops.getxattr = { req, _, _, _ in fuse_reply_err(req, ENOSYS) }
-        ops.listxattr = { req, _, _ in fuse_reply_err(req, ENOSYS) }
-        ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, ENOSYS) }
-        ops.removexattr = { req, _, _ in fuse_reply_err(req, ENOSYS) }
-        ops.create = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.mkdir = { req, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.unlink = { req, _, _ in fuse_reply_err(req, EPERM) }
-        ops.rmdir = { req, _, _ in fuse_reply_err(req, EPERM) }
-        ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        FuseSession.fixedDirectoryOperations(&ops)
         return ops
     }
 }

@@ -53,8 +53,6 @@ extension FuseServer {
             }
         }
 
-        ops.forget = { req, _, _ in fuse_reply_none(req) }
-
         ops.getattr = { req, ino, _ in
             let server = FuseServer.from(req)
             do {
@@ -161,8 +159,6 @@ extension FuseServer {
             }
         }
 
-        ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
-
         ops.release = { req, ino, fi in
             let server = FuseServer.from(req)
             if case .log? = server.node(ino), let fi { _ = close(Int32(truncatingIfNeeded: fi.pointee.fh)) }
@@ -191,44 +187,16 @@ extension FuseServer {
             }
         }
 
-        ops.opendir = { req, ino, fi in
-            guard ino == FuseServer.rootInode else { fuse_reply_err(req, ENOTDIR); return }
-            fuse_reply_open(req, fi)
-        }
-
         ops.readdir = { req, ino, size, off, _ in
             let server = FuseServer.from(req)
             guard ino == FuseServer.rootInode else { fuse_reply_err(req, ENOTDIR); return }
             FuseSession.replyDirectory(req, server.directoryEntries(), size: size, offset: off)
         }
 
-        ops.releasedir = { req, _, _ in fuse_reply_err(req, 0) }
-
-        ops.statfs = { req, _ in
-            let server = FuseServer.from(req)
-            var st = statvfs()
-            if fstatvfs(server.directoryFD.rawValue, &st) != 0 {
-                fuse_reply_err(req, Glibc.errno)
-            } else {
-                fuse_reply_statfs(req, &st)
-            }
-        }
+        ops.statfs = { req, _ in FuseSession.replyStatfs(req, of: FuseServer.from(req).directoryFD) }
 
         // The kernel probes security.capability before writes; ENOSYS once makes it stop asking.
-        ops.getxattr = { req, _, _, _ in fuse_reply_err(req, ENOSYS) }
-        ops.listxattr = { req, _, _ in fuse_reply_err(req, ENOSYS) }
-        ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, ENOSYS) }
-        ops.removexattr = { req, _, _ in fuse_reply_err(req, ENOSYS) }
-
-        // The set of files is the disks-dir's: no creating, removing or renaming through the mount.
-        ops.create = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.mkdir = { req, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.unlink = { req, _, _ in fuse_reply_err(req, EPERM) }
-        ops.rmdir = { req, _, _ in fuse_reply_err(req, EPERM) }
-        ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        FuseSession.fixedDirectoryOperations(&ops)
         return ops
     }
 }

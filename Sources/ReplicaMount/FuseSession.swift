@@ -77,6 +77,36 @@ final class FuseSession: @unchecked Sendable {
 }
 
 extension FuseSession {
+    /// The entries both mounts answer alike: one flat directory whose set of files is fixed
+    /// (no creating, removing or renaming through the mount), no extended attributes (ENOSYS
+    /// once makes the kernel stop probing security.capability before every write).
+    static func fixedDirectoryOperations(_ ops: inout fuse_lowlevel_ops) {
+        ops.forget = { req, _, _ in fuse_reply_none(req) }
+        ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
+        ops.opendir = { req, ino, fi in
+            guard ino == 1 else { fuse_reply_err(req, ENOTDIR); return }
+            fuse_reply_open(req, fi)
+        }
+        ops.releasedir = { req, _, _ in fuse_reply_err(req, 0) }
+        ops.getxattr = { req, _, _, _ in fuse_reply_err(req, ENOSYS) }
+        ops.listxattr = { req, _, _ in fuse_reply_err(req, ENOSYS) }
+        ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, ENOSYS) }
+        ops.removexattr = { req, _, _ in fuse_reply_err(req, ENOSYS) }
+        ops.create = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.mkdir = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.unlink = { req, _, _ in fuse_reply_err(req, EPERM) }
+        ops.rmdir = { req, _, _ in fuse_reply_err(req, EPERM) }
+        ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+    }
+
+    /// Answers STATFS with the statistics of the filesystem holding `fd`.
+    static func replyStatfs(_ req: fuse_req_t?, of fd: FileDescriptor) {
+        var st = statvfs()
+        if fstatvfs(fd.rawValue, &st) != 0 { fuse_reply_err(req, Glibc.errno) } else { fuse_reply_statfs(req, &st) }
+    }
     /// Answers READDIR with the entries from index `offset` on that fit in `size` bytes.
     static func replyDirectory(_ req: fuse_req_t?, _ entries: [(String, fuse_ino_t, mode_t)], size: Int, offset: off_t) {
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
