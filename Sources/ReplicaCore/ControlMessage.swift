@@ -2,9 +2,9 @@ import Foundation
 
 /// A request to a running mount daemon over its control socket (one JSON line each way).
 public struct ControlRequest: Codable, Sendable {
-    public enum Operation: String, Codable, Sendable { case rotate, status, ping, snapshot }
+    public enum Operation: String, Codable, Sendable { case rotate, status, ping, snapshot, resume }
     public var op: Operation
-    /// For `snapshot`: the VM and whether to quiesce first.
+    /// For `snapshot` and `resume`: the VM; for `snapshot`, whether to quiesce first.
     public var vm: String?
     public var appConsistent: Bool?
     public init(op: Operation, vm: String? = nil, appConsistent: Bool? = nil) {

@@ -54,6 +54,10 @@ final class ControlServer: @unchecked Sendable {
             case .snapshot:
                 guard let vm = request.vm else { throw ReplicaError("snapshot needs a VM name") }
                 response = ControlResponse(ok: true, point: try replicator.snapshot(vm, appConsistent: request.appConsistent ?? false))
+            case .resume:
+                guard let vm = request.vm else { throw ReplicaError("resume needs a VM name") }
+                _ = try replicator.resume(vm)
+                response = ControlResponse(ok: true)
             }
         } catch {
             response = ControlResponse(ok: false, error: "\(error)")

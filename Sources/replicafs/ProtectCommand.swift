@@ -23,6 +23,7 @@ struct ProtectCommand: ParsableCommand {
     @Option(help: "Command run after an app-consistent cut, also when it failed.") var thaw: String?
     @Flag(help: "Compress logs in transit (zlib).") var compress = false
     @Option(help: "When the initial replication starts: now, HH:MM (next, local time) or an ISO-8601 time.") var initial = "now"
+    @Option(help: "Lag past which the VM's health is Warning (default: twice the copy frequency, at least 1m).") var rpo: String?
 
     func run() throws {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
@@ -53,6 +54,10 @@ struct ProtectCommand: ParsableCommand {
         policy.thaw = thaw
         policy.compress = compress
         policy.initialAt = try ReplicationPolicy.startTime(initial)
+        if let rpo {
+            policy.rpo = try ReplicationPolicy.seconds(rpo)
+            guard policy.rpo! > 0 else { throw ReplicaError("bad --rpo '\(rpo)': it must be longer than zero") }
+        }
         try ProtectedVM(name: vm, disks: disks, target: store.root, policy: policy).save(disksDir: dir)
         print("protected \(vm): \(disks.joined(separator: ", ")) -> \(store.root)")
     }
