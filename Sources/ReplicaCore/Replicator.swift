@@ -133,7 +133,8 @@ public final class Replicator: @unchecked Sendable {
                 if let every = vm.policy.appConsistentEvery, let lastApp, now - lastApp >= every {
                     _ = try cut(vm.name, appConsistent: true)
                     health.succeeded(vm.name, now: Self.now(), cycle: true)
-                } else if now - last >= interval {
+                } else if now - last >= interval || health.retryPending(vm.name) {
+                    // (A failed snapshot's logs wait too: its retry does not wait for the next tick of the frequency.)
                     // Continuous mode skips cuts with nothing logged (no empty points 10 times a
                     // second), unless a failed attempt left sealed logs to ship.
                     let idleSkips = vm.policy.copyFrequency == 0 && !health.retryPending(vm.name)
