@@ -318,7 +318,15 @@ public final class TargetStore {
     }
 
     func applyUndo(_ path: String, to target: FileDescriptor) throws {
-        let scan = try LogScanner.scan(path) { header, data in try LogApplier.applyRecord(header, data, to: target) }
+        let scan = try LogScanner.scan(path) { header, data in
+            // Pre-point bytes that are all zeros (mostly holes) are punched, not written: rolling
+            // back an apply that filled the store then frees space instead of needing more.
+            if header.type == .write, let first = data.first, first == 0, memcmp(data.baseAddress!, data.baseAddress! + 1, data.count - 1) == 0 {
+                try LogApplier.zeroRange(target, offset: Int64(header.offset), length: Int64(data.count))
+            } else {
+                try LogApplier.applyRecord(header, data, to: target)
+            }
+        }
         guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged undo log (\(scan.tail))") }
     }
 

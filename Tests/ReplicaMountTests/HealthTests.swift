@@ -65,8 +65,9 @@ struct HealthTests {
         site.logs(of: image).dropLast().reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
     }
 
-    @Test("target store full: ENOSPC is retried on the back-off, the source keeps logging, and once the store grows every point exports its cut")
-    func targetStoreFull() throws {
+    @Test("target store full: ENOSPC is retried on the back-off, the source keeps logging, and once the store grows every point exports its cut",
+          arguments: [(compress: false, mib: 24), (compress: true, mib: 24), (compress: false, mib: 8)])
+    func targetStoreFull(compress: Bool, mib: Int) throws {
         let site = Site("full")
         defer { site.cleanup() }
         let store = site.root + "/store"
@@ -77,7 +78,7 @@ struct HealthTests {
         Shell.must("REPLICAFS_TIME_SCALE=0.01 \"$RFS\" mount '\(site.disks)' '\(site.mnt)'")
         // A 1 h copy frequency: points come from snapshots and from retries only, so every
         // point's cut is known. The first cycle runs right after the initial copy.
-        Shell.must("\"$RFS\" protect hv --disks-dir '\(site.disks)' --disk d.img --target '\(store)' --copy-frequency 1h --rpo 4s")
+        Shell.must("\"$RFS\" protect hv --disks-dir '\(site.disks)' --disk d.img --target '\(store)' --copy-frequency 1h --rpo 4s\(compress ? " --compress" : "")")
         var s = try waitFor(site, "hv", seconds: 20) { $0.lastPoint != nil }
         #expect(s.lastPoint == 1 && s.health == "normal", "\(s)")
         Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=1M count=1 seek=2 conv=notrunc,fsync status=none")
@@ -86,10 +87,11 @@ struct HealthTests {
         let before = try pointIDs(site, "hv")
         #expect(before == [1, 2])
 
-        // 24 MiB of new data: the undo log alone does not fit in what is left of 16 MiB.
-        Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=1M count=24 seek=8 conv=notrunc,fsync status=none")
+        // 24 MiB of new data: the undo log alone does not fit in what is left of 16 MiB; 8 MiB:
+        // the undo log fits and the apply runs out of space halfway, so the retry rolls it back.
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=1M count=\(mib) seek=8 conv=notrunc,fsync status=none")
         let failed = Shell.run("\"$RFS\" snapshot hv")
-        #expect(!failed.ok && failed.stderr.contains("No space left on device"), "\(failed.stderr)")
+        #expect(!failed.ok && failed.stderr.contains("No space left on device") && failed.stderr.split(separator: "\n").count == 1, "\(failed.stderr)")
         s = try vmState(site, "hv")
         #expect(s.health == "warning" && s.retryAttempt >= 1 && s.nextRetryAt != nil, "\(s)")
         #expect(s.lastError?.contains("No space left on device") == true)
@@ -101,14 +103,16 @@ struct HealthTests {
         // The source keeps logging meanwhile; the failed commits leave the store as it was.
         Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=1M count=1 seek=40 conv=notrunc,fsync status=none")
         let sumB = Shell.sha256(site.mnt + "/d.img")
-        #expect(sealedLogBytes(site, "d.img") > 24 << 20)
+        #expect(sealedLogBytes(site, "d.img") > mib << 20)
         // Retries come on the back-off (0.6 s, 1.2 s, 2.4 s, ...), and each fails again.
         s = try waitFor(site, "hv", seconds: 10) { $0.retryAttempt >= 3 && $0.healthReasons.contains { $0.contains("exceeds the RPO of 4 s") } }
         #expect(s.retryAttempt >= 3 && s.retryAttempt <= 6, "attempts \(s.retryAttempt): the back-off was not followed")
         #expect(s.healthReasons.contains { $0.contains("exceeds the RPO of 4 s") }, "\(s.healthReasons)")
         #expect(try pointIDs(site, "hv") == before)
         #expect(exportSum(site, "hv", point: "latest", disk: "d.img") == sumA)
-        #expect(sealedLogBytes(site, "d.img") > 25 << 20)
+        #expect(sealedLogBytes(site, "d.img") > (mib + 1) << 20)
+        // Compressed transfers that failed left nothing in the store's incoming directory.
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: store + "/hv/incoming")) ?? []).isEmpty)
 
         // Space comes back: the next retry ships everything that accumulated.
         Shell.must("mount -o remount,size=256M '\(store)'")
@@ -180,5 +184,21 @@ struct HealthTests {
         Shell.must("\"$RFS\" snapshot cv")
         #expect(exportSum(site, "cv", point: "latest", disk: "c.img") == sum2)
         site.unmount()
+    }
+
+    @Test("bad input: resume of an unknown VM, a zero or malformed RPO")
+    func badInput() {
+        let site = Site("health-bad")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' && truncate -s 4M '\(site.disks)/a.img'")
+        func refuses(_ args: String, _ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            let r = Shell.run("\"$RFS\" \(args)")
+            #expect(!r.ok && r.stderr.split(separator: "\n").count == 1 && r.stderr.contains(message),
+                    "replicafs \(args): \(r.stderr)", sourceLocation: sourceLocation)
+        }
+        refuses("resume nope", "unknown VM nope")
+        refuses("protect v --disks-dir '\(site.disks)' --disk a.img --target '\(site.root)/store' --rpo 0", "bad --rpo '0'")
+        refuses("protect v --disks-dir '\(site.disks)' --disk a.img --target '\(site.root)/store' --rpo soon", "bad duration 'soon'")
+        #expect(!FileManager.default.fileExists(atPath: site.disks + "/.replicafs/vms/v.json"))
     }
 }
