@@ -134,7 +134,7 @@ public final class Replicator: @unchecked Sendable {
                     _ = try cut(vm.name, appConsistent: true)
                     health.succeeded(vm.name, now: Self.now(), cycle: true)
                 } else if now - last >= interval || health.retryPending(vm.name) {
-                    // (A failed snapshot's logs wait too: its retry does not wait for the next tick of the frequency.)
+                    // A retry runs when the back-off says, not at the next copy-frequency tick.
                     // Continuous mode skips cuts with nothing logged (no empty points 10 times a
                     // second), unless a failed attempt left sealed logs to ship.
                     let idleSkips = vm.policy.copyFrequency == 0 && !health.retryPending(vm.name)

@@ -99,6 +99,7 @@ struct HealthTests {
         let text = Shell.run("\"$RFS\" status '\(site.mnt)'")
         #expect(text.status == 1, "status exit code \(text.status): warning")
         #expect(text.stdout.contains("health: warning, retry ") && text.stdout.contains("target store full"), "\(text.stdout)")
+        #expect(Shell.must("\"$RFS\" jobs").contains("hv\tdelta replication\tretry at "))
 
         // The source keeps logging meanwhile; the failed commits leave the store as it was.
         Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=1M count=1 seek=40 conv=notrunc,fsync status=none")
@@ -160,6 +161,7 @@ struct HealthTests {
         #expect(try catalogIDs(site, "cv") == points && !points.isEmpty)
         let text = Shell.run("\"$RFS\" status '\(site.mnt)'")
         #expect(text.status == 2 && text.stdout.contains("health: critical"), "exit \(text.status): \(text.stdout)")
+        #expect(Shell.must("\"$RFS\" jobs").contains("cv\tdelta replication\tcritical"))
         let refused = Shell.run("\"$RFS\" snapshot cv")
         #expect(!refused.ok && refused.stderr.contains("is Critical") && refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
 
