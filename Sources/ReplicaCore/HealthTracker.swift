@@ -24,8 +24,8 @@ public final class HealthTracker: @unchecked Sendable {
         var replicated = false
         /// The cut the replica is known to hold when no delta cycle ran yet (for the lag).
         var replicatedSince: Double?
-        /// When a due cycle was last counted while attempts were held back.
-        var lastHeldDue: Double?
+        /// While failing: when a missed cycle was last counted.
+        var lastMissed: Double?
         /// Per minute (time / 60): cycles due, and of those, missed.
         var cycles: [Int: (due: Int, missed: Int)] = [:]
     }
@@ -48,22 +48,17 @@ public final class HealthTracker: @unchecked Sendable {
     }
 
     /// Whether an attempt may run now: not before the next retry, never while Critical.
-    /// While held back, every copy-frequency interval that passes counts as a missed cycle.
+    /// From a failure to the next success, every copy-frequency interval that passes counts as
+    /// one missed cycle, however many retries ran in it.
     public func mayAttempt(_ vm: String, now: Double) -> Bool {
         lock.withLock {
             guard var r = records[vm] else { return true }
-            let held = r.critical != nil || (r.nextRetryAt.map { now < $0 } ?? false)
-            if held, r.replicated {
-                let interval = max(r.policy.copyFrequency, 0.1)
-                if now - (r.lastHeldDue ?? now) >= interval {
-                    Self.count(&r, now: now, missed: true)
-                    r.lastHeldDue = now
-                } else if r.lastHeldDue == nil {
-                    r.lastHeldDue = now
-                }
+            if r.failures > 0, r.replicated, now - (r.lastMissed ?? now) >= max(r.policy.copyFrequency, 0.1) {
+                Self.count(&r, now: now, missed: true)
+                r.lastMissed = now
                 records[vm] = r
             }
-            return !held
+            return r.critical == nil && (r.nextRetryAt.map { now >= $0 } ?? true)
         }
     }
 
@@ -91,23 +86,25 @@ public final class HealthTracker: @unchecked Sendable {
             r.failures = 0
             r.nextRetryAt = nil
             r.lastFailure = nil
-            r.lastHeldDue = nil
+            r.lastMissed = nil
             records[vm] = r
         }
     }
 
     /// An attempt failed: schedules the next one per the RetryPolicy, or, for a
     /// non-recoverable failure, holds the VM in Critical. Returns the delay before the retry
-    /// (nil when Critical). A failed delta cycle is a missed one.
+    /// (nil when Critical). A due cycle (`cycle`) that fails first is a missed one.
     @discardableResult
-    public func failed(_ vm: String, _ failure: ReplicationFailure, now: Double,
+    public func failed(_ vm: String, _ failure: ReplicationFailure, now: Double, cycle: Bool = true,
                        environment: [String: String] = ProcessInfo.processInfo.environment) -> Double? {
         lock.withLock {
             var r = records[vm] ?? Record()
+            if r.failures == 0 {
+                if cycle && r.replicated { Self.count(&r, now: now, missed: true) }
+                r.lastMissed = now
+            }
             r.failures += 1
             r.lastFailure = failure
-            if r.replicated { Self.count(&r, now: now, missed: true) }
-            r.lastHeldDue = now
             var delay: Double?
             if failure.recoverable {
                 delay = RetryPolicy(policy: r.policy, environment: environment).delay(afterFailures: r.failures)
@@ -131,7 +128,7 @@ public final class HealthTracker: @unchecked Sendable {
             r.critical = nil
             r.failures = 0
             r.nextRetryAt = nil
-            r.lastHeldDue = nil
+            r.lastMissed = nil
             if was { r.replicated = false; r.replicatedSince = nil }
             records[vm] = r
             return was

@@ -148,9 +148,9 @@ public final class Replicator: @unchecked Sendable {
     }
 
     /// Classifies a failed attempt, schedules the retry (or holds the VM in Critical) and says so in the daemon's log.
-    private func recordFailure(_ vm: ProtectedVM, _ error: Error) {
+    private func recordFailure(_ vm: ProtectedVM, _ error: Error, cycle: Bool = true) {
         let failure = ReplicationFailure.classify(error, store: (try? FileSystem.realPath(vm.target)) ?? vm.target)
-        let delay = health.failed(vm.name, failure, now: Self.now())
+        let delay = health.failed(vm.name, failure, now: Self.now(), cycle: cycle)
         update(vm.name) { $0.lastError = failure.message }
         let next = delay.map { String(format: "retry in %.1f s", $0) } ?? "not retried until `replicafs resume \(vm.name)`"
         FileHandle.standardError.write(Data("replicafs: \(vm.name): replication failed (\(failure.reason)): \(failure.message); \(next)\n".utf8))
@@ -185,7 +185,7 @@ public final class Replicator: @unchecked Sendable {
             health.succeeded(name, now: Self.now(), cycle: false)
             return point
         } catch {
-            recordFailure(vm, error)
+            recordFailure(vm, error, cycle: false)
             throw error
         }
     }

@@ -193,7 +193,16 @@ struct RetryAndHealthTests {
         }
         #expect(attempts == 4, "retries at 1, 2 and 4 minutes after the first failure within 10 minutes")
         s = state(t, "v", lastCut: now, now: now + 600)
-        #expect(s.cyclesMissedLastHour >= 35 && s.retryAttempt == 4, "\(s)")
+        // One missed cycle per 30 s from the first failure, not one per retry.
+        #expect(s.cyclesMissedLastHour >= 30 && s.retryAttempt == 4, "\(s)")
+        let fresh = HealthTracker()
+        fresh.observe([vm("f", copyFrequency: 30)])
+        fresh.markReplicated("f", since: 0)
+        for second in 0...600 where fresh.mayAttempt("f", now: Double(second)) {
+            fresh.failed("f", blip, now: Double(second), environment: [:])
+        }
+        let f = state(fresh, "f", lastCut: 0, now: 600)
+        #expect(f.cyclesMissedLastHour == 21 && f.cyclesDueLastHour == 21 && f.retryAttempt == 4, "\(f)")
         #expect(s.health == .warning && s.healthReasons.contains { $0.contains("replication cycles missed in the last hour") }, "\(s.healthReasons)")
         // An hour later the old misses no longer count.
         t.succeeded("v", now: now + 700, cycle: true)
