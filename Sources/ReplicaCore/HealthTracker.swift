@@ -13,7 +13,6 @@ public final class HealthTracker: @unchecked Sendable {
 
     struct Record {
         var policy = ReplicationPolicy()
-        var target = ""
         /// Consecutive failed attempts; 0 after a success.
         var failures = 0
         var lastFailure: ReplicationFailure?
@@ -35,15 +34,12 @@ public final class HealthTracker: @unchecked Sendable {
 
     public init() {}
 
-    /// Notes the VM's current policy and target (called every pass), and drops VMs no longer protected.
+    /// Notes each VM's current policy (called every pass), and drops VMs no longer protected.
     public func observe(_ vms: [ProtectedVM]) {
         lock.withLock {
             let names = Set(vms.map(\.name))
             records = records.filter { names.contains($0.key) }
-            for vm in vms {
-                records[vm.name, default: Record()].policy = vm.policy
-                records[vm.name]!.target = vm.target
-            }
+            for vm in vms { records[vm.name, default: Record()].policy = vm.policy }
         }
     }
 
