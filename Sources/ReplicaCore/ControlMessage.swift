@@ -4,6 +4,8 @@ import Foundation
 public struct ControlRequest: Codable, Sendable {
     public enum Operation: String, Codable, Sendable {
         case rotate, status, ping, snapshot
+        /// Protected mounts: clear a VM's Critical state and retry at once.
+        case resume
         /// Failover mounts: refuse further writes (after flushing), for a failback's final copy.
         case freeze
         /// Failover mounts: start logging every change for reverse replication (the cut).
@@ -12,7 +14,7 @@ public struct ControlRequest: Codable, Sendable {
         case ship
     }
     public var op: Operation
-    /// For `snapshot`: the VM and whether to quiesce first.
+    /// For `snapshot` and `resume`: the VM; for `snapshot`, whether to quiesce first.
     public var vm: String?
     public var appConsistent: Bool?
     public init(op: Operation, vm: String? = nil, appConsistent: Bool? = nil) {

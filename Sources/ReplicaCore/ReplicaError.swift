@@ -1,5 +1,13 @@
 /// An error meant for the operator: one line that names the problem and the thing it concerns.
+/// `kind` tells the replicator whether waiting can fix it (see ReplicationFailure); errors
+/// compare by their text alone.
 public struct ReplicaError: Error, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable { case unspecified, recoverable, nonRecoverable }
     public let description: String
-    public init(_ description: String) { self.description = description }
+    public let kind: Kind
+    public init(_ description: String, kind: Kind = .unspecified) {
+        self.description = description
+        self.kind = kind
+    }
+    public static func == (a: ReplicaError, b: ReplicaError) -> Bool { a.description == b.description }
 }

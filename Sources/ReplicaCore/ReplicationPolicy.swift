@@ -15,8 +15,16 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
     public var compress = false
     /// When the initial replication may start (seconds since the epoch); nil is now.
     public var initialAt: Double?
+    /// Lag (seconds) past which the VM's health is Warning; nil is `defaultRPO`.
+    public var rpo: Double?
+    /// Scales the retry back-off (0.01 makes a minute 0.6 s); nil is REPLICAFS_TIME_SCALE or 1.
+    public var retryTimeScale: Double?
 
     public init() {}
+
+    /// Twice the copy frequency, and at least a minute: one late cycle is not yet a warning.
+    public var defaultRPO: Double { max(60, 2 * copyFrequency) }
+    public var effectiveRPO: Double { rpo ?? defaultRPO }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -27,6 +35,8 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
         thaw = try c.decodeIfPresent(String.self, forKey: .thaw)
         compress = try c.decodeIfPresent(Bool.self, forKey: .compress) ?? false
         initialAt = try c.decodeIfPresent(Double.self, forKey: .initialAt)
+        rpo = try c.decodeIfPresent(Double.self, forKey: .rpo)
+        retryTimeScale = try c.decodeIfPresent(Double.self, forKey: .retryTimeScale)
     }
 
     /// Parses `--initial`: "now", "HH:MM" (the next such time, local), or an ISO-8601 time.

@@ -34,6 +34,15 @@ public final class Replicator: @unchecked Sendable {
         public var initialETASeconds: Double?
         /// When a scheduled initial replication will start.
         public var initialScheduledAt: String?
+        /// Health and why (HealthTracker): the retry schedule after failures, missed cycles.
+        public var health: Health = .normal
+        public var healthReasons: [String] = []
+        /// Consecutive failed attempts, and when the next one runs (none while Critical).
+        public var retryAttempt: Int = 0
+        public var nextRetryAt: String?
+        public var nextRetryInSeconds: Double?
+        public var cyclesDueLastHour: Int = 0
+        public var cyclesMissedLastHour: Int = 0
     }
 
     let disks: DiskSet
@@ -46,6 +55,8 @@ public final class Replicator: @unchecked Sendable {
     private var lastAppPoint: [String: Double] = [:]
     private var lastCut: [String: UInt64] = [:]
     private var running = true
+    /// Retry schedule, Critical state and missed cycles per VM.
+    public let health = HealthTracker()
 
     public init(disks: DiskSet, flushImages: @escaping ([String]) throws -> Void) {
         self.disks = disks
@@ -71,7 +82,16 @@ public final class Replicator: @unchecked Sendable {
         cycleLock.withLock {}
     }
 
-    public var vmStates: [VMState] { stateLock.withLock { states.values.sorted { $0.vm < $1.vm } } }
+    public var vmStates: [VMState] {
+        let now = Self.now()
+        return stateLock.withLock {
+            states.values.sorted { $0.vm < $1.vm }.map { state in
+                var s = state
+                health.annotate(&s, lastCut: lastCut[s.vm].map { Double($0) / 1e9 }, now: now)
+                return s
+            }
+        }
+    }
 
     static func now() -> Double { Double(Clock.nowNanos()) / 1e9 }
 
@@ -79,10 +99,14 @@ public final class Replicator: @unchecked Sendable {
     func tick() {
         let vms = ProtectedVM.all(disksDir: disks.directory)
         stateLock.withLock { states = states.filter { s in vms.contains { $0.name == s.key } } }
+        health.observe(vms)
         for vm in vms {
+            // After a failure nothing runs before the retry is due; while Critical, nothing until `resume`.
+            guard health.mayAttempt(vm.name, now: Self.now()) else { continue }
             do {
                 let store = try TargetStore(root: vm.target)
                 if !store.hasVM(vm.name) {
+                    try requireNoLostReplica(vm, store)
                     if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
                         update(vm.name) {
                             $0.state = "initial replication scheduled"
@@ -90,10 +114,16 @@ public final class Replicator: @unchecked Sendable {
                         }
                         continue
                     }
+                    let started = Self.now()
                     try cycleLock.withLock { try initialReplication(vm, store) }
+                    health.markReplicated(vm.name, since: started)
+                    health.succeeded(vm.name, now: Self.now(), cycle: false)
                     continue
                 }
                 let now = Self.now()
+                if !health.wasReplicated(vm.name) {
+                    health.markReplicated(vm.name, since: (try? store.points(vm.name).last).map { Double($0.timeNanos) / 1e9 } ?? now)
+                }
                 // Continuous: a new cycle as soon as the last one ended (the tick is 100 ms).
                 let interval = vm.policy.copyFrequency == 0 ? 0.1 : vm.policy.copyFrequency
                 let (lastApp, last) = stateLock.withLock { () -> (Double?, Double) in
@@ -101,25 +131,75 @@ public final class Replicator: @unchecked Sendable {
                     return (lastAppPoint[vm.name], lastCycle[vm.name] ?? 0)
                 }
                 if let every = vm.policy.appConsistentEvery, let lastApp, now - lastApp >= every {
-                    _ = try snapshot(vm.name, appConsistent: true)
-                } else if now - last >= interval {
-                    // Continuous mode skips cuts with nothing logged: no empty points 10 times a second.
-                    _ = try cycleLock.withLock { try cycle(vm, store, consistency: .crash, skipIfIdle: vm.policy.copyFrequency == 0) }
+                    _ = try cut(vm.name, appConsistent: true)
+                    health.succeeded(vm.name, now: Self.now(), cycle: true)
+                } else if now - last >= interval || health.retryPending(vm.name) {
+                    // A retry runs when the back-off says, not at the next copy-frequency tick.
+                    // Continuous mode skips cuts with nothing logged (no empty points 10 times a
+                    // second), unless a failed attempt left sealed logs to ship.
+                    let idleSkips = vm.policy.copyFrequency == 0 && !health.retryPending(vm.name)
+                    _ = try cycleLock.withLock { try cycle(vm, store, consistency: .crash, skipIfIdle: idleSkips) }
+                    health.succeeded(vm.name, now: Self.now(), cycle: true)
                 }
             } catch {
-                update(vm.name) { $0.lastError = "\(error)" }
+                recordFailure(vm, error)
             }
         }
     }
 
-    /// Cuts a recovery point now and returns it once committed at the target.
+    /// Classifies a failed attempt, schedules the retry (or holds the VM in Critical) and says so in the daemon's log.
+    private func recordFailure(_ vm: ProtectedVM, _ error: Error, cycle: Bool = true) {
+        let failure = ReplicationFailure.classify(error, store: (try? FileSystem.realPath(vm.target)) ?? vm.target)
+        let delay = health.failed(vm.name, failure, now: Self.now(), cycle: cycle)
+        update(vm.name) { $0.lastError = failure.message }
+        let next = delay.map { String(format: "retry in %.1f s", $0) } ?? "not retried until `replicafs resume \(vm.name)`"
+        FileHandle.standardError.write(Data("replicafs: \(vm.name): replication failed (\(failure.reason)): \(failure.message); \(next)\n".utf8))
+    }
+
+    /// A replica this daemon saw at the target and that is now gone is not seeded again on its
+    /// own: the store may be unmounted, or the replica deleted by hand. `resume` allows it.
+    private func requireNoLostReplica(_ vm: ProtectedVM, _ store: TargetStore) throws {
+        guard health.wasReplicated(vm.name) else { return }
+        throw ReplicaError("VM \(vm.name) not found in target store \(store.root): its replica is gone (store unmounted or replica deleted?)", kind: .nonRecoverable)
+    }
+
+    /// Clears Critical and the back-off of a VM: the next attempt runs at once. Returns whether it was Critical.
+    public func resume(_ name: String) throws -> Bool {
+        guard ProtectedVM.all(disksDir: disks.directory).contains(where: { $0.name == name }) else {
+            throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
+        }
+        return health.resume(name)
+    }
+
+    /// Cuts a recovery point now and returns it once committed at the target. Runs even while
+    /// a retry is scheduled (and counts as an attempt), but not while the VM is Critical.
     public func snapshot(_ name: String, appConsistent: Bool) throws -> RecoveryPoint {
+        guard let vm = ProtectedVM.all(disksDir: disks.directory).first(where: { $0.name == name }) else {
+            throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
+        }
+        if let critical = health.isCritical(name) {
+            throw ReplicaError("VM \(name) is Critical (\(critical.message)): fix it, then run replicafs resume \(name)")
+        }
+        do {
+            let point = try cut(name, appConsistent: appConsistent)
+            health.succeeded(name, now: Self.now(), cycle: false)
+            return point
+        } catch {
+            recordFailure(vm, error, cycle: false)
+            throw error
+        }
+    }
+
+    private func cut(_ name: String, appConsistent: Bool) throws -> RecoveryPoint {
         guard let vm = ProtectedVM.all(disksDir: disks.directory).first(where: { $0.name == name }) else {
             throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
         }
         return try cycleLock.withLock {
             let store = try TargetStore(root: vm.target)
-            if !store.hasVM(vm.name) { try initialReplication(vm, store) }
+            if !store.hasVM(vm.name) {
+                try requireNoLostReplica(vm, store)
+                try initialReplication(vm, store)
+            }
             guard appConsistent else { return try cycle(vm, store, consistency: .crash)! }
             if let quiesce = vm.policy.quiesce { try Self.runHook(quiesce, what: "quiesce") }
             var thawError: Error?
@@ -144,7 +224,7 @@ public final class Replicator: @unchecked Sendable {
         // Another caller (a snapshot, or the schedule) may have done it while this one waited.
         guard !store.hasVM(vm.name) else { return }
         let journals = try vm.disks.map { disk -> ImageJournal in
-            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
+            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)", kind: .nonRecoverable) }
             return j
         }
         var chains: [String: (chain: String, nextLSN: UInt64)] = [:]
@@ -228,7 +308,7 @@ public final class Replicator: @unchecked Sendable {
         let rotation = try disks.rotate(only: Set(vm.disks))
         var logs: [String: [String]] = [:]
         for disk in vm.disks {
-            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
+            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)", kind: .nonRecoverable) }
             logs[disk] = try j.sealedLogs()
         }
         let shippedBytes = try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) }
@@ -275,9 +355,13 @@ public final class Replicator: @unchecked Sendable {
         try FileSystem.mkdirs(incoming)
         var sent: Int64 = 0
         var received: [String: [String]] = [:]
+        // A transfer that fails (a full store) leaves nothing behind to take space from the retry.
+        var made: [String] = []
+        defer { if received.count < logs.count { for path in made { try? FileSystem.remove(path) } } }
         for (disk, paths) in logs {
             received[disk] = try paths.map { path in
                 let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
+                made += [incoming + "/" + name + ".z", incoming + "/" + name]
                 sent += try ZlibFrames.compress(path, to: incoming + "/" + name + ".z")
                 try ZlibFrames.decompress(incoming + "/" + name + ".z", to: incoming + "/" + name)
                 try FileSystem.remove(incoming + "/" + name + ".z")

@@ -32,7 +32,7 @@ public struct StoreCatalog: Codable, Sendable {
         do {
             return try JSONDecoder().decode(StoreCatalog.self, from: Data(bytes))
         } catch {
-            throw ReplicaError("\(path): unreadable catalog (\(error))")
+            throw ReplicaError("\(path): unreadable catalog (\(error))", kind: .nonRecoverable)
         }
     }
 

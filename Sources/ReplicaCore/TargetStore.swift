@@ -28,8 +28,12 @@ public final class TargetStore {
     }
 
     public init(root: String) throws {
-        guard FileSystem.isDirectory(root) else { throw ReplicaError("target store \(root) does not exist") }
-        guard access(root, W_OK) == 0 else { throw ReplicaError("target store \(root) is not writable") }
+        // A missing store may be a share not mounted yet; one that refuses writes needs a person.
+        guard FileSystem.isDirectory(root) else { throw ReplicaError("target store \(root) does not exist", kind: .recoverable) }
+        guard access(root, W_OK) == 0 else {
+            let refused = [EACCES, EPERM, EROFS].contains(errno)
+            throw ReplicaError("target store \(root) is not writable", kind: refused ? .nonRecoverable : .recoverable)
+        }
         self.root = try FileSystem.realPath(root)
     }
 
@@ -143,7 +147,7 @@ public final class TargetStore {
     }
 
     public func catalog(_ vm: String) throws -> StoreCatalog {
-        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", kind: .nonRecoverable) }
         return try withLock(vm, exclusive: false) { try StoreCatalog.load(catalogPath(vm)) }
     }
 
@@ -165,7 +169,7 @@ public final class TargetStore {
             var plans: [(index: Int, applier: LogApplier?)] = []
             for (disk, paths) in logs {
                 guard let index = catalog.disks.firstIndex(where: { $0.name == disk }) else {
-                    throw ReplicaError("disk \(disk) is not part of VM \(vm)")
+                    throw ReplicaError("disk \(disk) is not part of VM \(vm)", kind: .nonRecoverable)
                 }
                 let entry = catalog.disks[index]
                 var fresh: [LogScan] = []
@@ -178,13 +182,13 @@ public final class TargetStore {
                 let applier = try LogApplier(scans: fresh)
                 let first = applier.scans[0].header
                 if let chain = entry.chain, chain != first.chainHex {
-                    throw ReplicaError("\(applier.scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required")
+                    throw ReplicaError("\(applier.scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required", kind: .nonRecoverable)
                 }
                 if let next = entry.nextLSN, first.firstLSN != next {
-                    throw ReplicaError("broken log chain for disk \(disk): replica expects LSN \(next), shipped logs start at \(first.firstLSN): resync required")
+                    throw ReplicaError("broken log chain for disk \(disk): replica expects LSN \(next), shipped logs start at \(first.firstLSN): resync required", kind: .nonRecoverable)
                 }
                 guard applier.scans.allSatisfy(\.isSealed) else {
-                    throw ReplicaError("disk \(disk): shipped logs must be sealed")
+                    throw ReplicaError("disk \(disk): shipped logs must be sealed", kind: .nonRecoverable)
                 }
                 plans.append((index, applier))
             }
@@ -327,7 +331,15 @@ public final class TargetStore {
     }
 
     func applyUndo(_ path: String, to target: FileDescriptor) throws {
-        let scan = try LogScanner.scan(path) { header, data in try LogApplier.applyRecord(header, data, to: target) }
+        let scan = try LogScanner.scan(path) { header, data in
+            // Pre-point bytes that are all zeros (mostly holes) are punched, not written: rolling
+            // back an apply that filled the store then frees space instead of needing more.
+            if header.type == .write, let first = data.first, first == 0, memcmp(data.baseAddress!, data.baseAddress! + 1, data.count - 1) == 0 {
+                try LogApplier.zeroRange(target, offset: Int64(header.offset), length: Int64(data.count))
+            } else {
+                try LogApplier.applyRecord(header, data, to: target)
+            }
+        }
         guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged undo log (\(scan.tail))") }
     }
 

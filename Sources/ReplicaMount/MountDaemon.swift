@@ -166,6 +166,10 @@ public struct MountDaemon {
         case .snapshot:
             guard let vm = request.vm else { throw ReplicaError("snapshot needs a VM name") }
             return ControlResponse(ok: true, point: try replicator.snapshot(vm, appConsistent: request.appConsistent ?? false))
+        case .resume:
+            guard let vm = request.vm else { throw ReplicaError("resume needs a VM name") }
+            _ = try replicator.resume(vm)
+            return ControlResponse(ok: true)
         case .freeze, .reprotect, .ship:
             throw ReplicaError("\(request.op.rawValue) is for failover mounts")
         }

@@ -37,7 +37,8 @@ struct JobsCommand: ParsableCommand {
             for v in status.vms {
                 let initial = v.state.hasPrefix("initial replication")
                 jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
-                                state: v.state.hasSuffix("scheduled") ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected"),
+                                state: v.health == .critical ? "critical" : v.nextRetryAt.map { "retry at \($0)" }
+                                    ?? (v.state.hasSuffix("scheduled") ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected")),
                                 percent: initial ? v.initialPercent : nil, mbPerSecond: initial ? v.initialMBps : nil,
                                 etaSeconds: initial ? v.initialETASeconds : nil, lastPoint: v.lastPoint, lastError: v.lastError))
             }

@@ -24,6 +24,7 @@ struct ProtectCommand: ParsableCommand {
     @Flag(help: "Compress logs in transit (zlib).") var compress = false
     @Option(help: "When the initial replication starts: now, HH:MM (next, local time) or an ISO-8601 time.") var initial = "now"
     @Option(name: .customLong("network"), help: "A source network the VM is attached to (repeat); recovery plans map it at failover.") var networks: [String] = []
+    @Option(help: "Lag past which the VM's health is Warning (default: twice the copy frequency, at least 1m).") var rpo: String?
 
     func run() throws {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
@@ -54,6 +55,10 @@ struct ProtectCommand: ParsableCommand {
         policy.thaw = thaw
         policy.compress = compress
         policy.initialAt = try ReplicationPolicy.startTime(initial)
+        if let rpo {
+            policy.rpo = try ReplicationPolicy.seconds(rpo)
+            guard policy.rpo! > 0 else { throw ReplicaError("bad --rpo '\(rpo)': it must be longer than zero") }
+        }
         for network in networks where network.isEmpty || network.contains(where: { $0.isNewline || $0 == "/" }) {
             throw ReplicaError("bad network name '\(network)'")
         }

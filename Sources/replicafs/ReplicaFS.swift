@@ -10,7 +10,8 @@ struct ReplicaFS: ParsableCommand {
         abstract: "Protect VM disk images: a FUSE mount that logs every write into HRL change logs.",
         subcommands: [MountCommand.self, UnmountCommand.self, RotateCommand.self, StatusCommand.self, LogCommand.self,
                       ProtectCommand.self, UnprotectCommand.self, SnapshotCommand.self, PointsCommand.self, ExportCommand.self, JobsCommand.self,
-                      FailoverCommand.self, ReprotectCommand.self, FailbackCommand.self, PlanCommand.self]
+                      FailoverCommand.self, ReprotectCommand.self, FailbackCommand.self, PlanCommand.self,
+                      ResumeCommand.self]
     )
 
     /// Operator errors print as one line, `replicafs: <problem>`, and exit 1; usage errors

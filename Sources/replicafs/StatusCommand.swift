@@ -8,7 +8,8 @@ import Glibc
 
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show running mounts, their images and active logs.")
+        commandName: "status", abstract: "Show running mounts, their images and active logs, and each protected VM's health.",
+        discussion: "Exit status: the worst health of the VMs shown: 0 normal, 1 warning, 2 critical.")
 
     @Argument(help: "A mountpoint (default: every running mount).")
     var mountpoint: String?
@@ -22,6 +23,9 @@ struct StatusCommand: ParsableCommand {
         let responses = try entries.map { try call($0, .status) }
         let statuses = responses.compactMap(\.status)
         let failovers = responses.compactMap(\.failover)
+        // Scripts read the worst health from the exit status: 0 normal, 1 warning, 2 critical.
+        let worst = statuses.flatMap(\.vms).map(\.health).max() ?? .normal
+        defer { if worst != .normal { Foundation.exit(worst.exitCode) } }
         if json {
             // One array: protected mounts, then failover mounts (each object has its pid and mountpoint).
             let encoder = JSONEncoder()
@@ -52,6 +56,9 @@ struct StatusCommand: ParsableCommand {
                 let lag = v.lagSeconds.map { String(format: ", lag %.1f s", $0) } ?? ""
                 let err = v.lastError.map { ", LAST ERROR: \($0)" } ?? ""
                 print("  VM \(v.vm): \(v.state)\(pct)\(last)\(lag), \(v.pendingBytes) bytes pending\(err)")
+                let retry = v.nextRetryInSeconds.map { String(format: ", retry %d in %.1f s at \(v.nextRetryAt ?? "?")", v.retryAttempt + 1, $0) } ?? ""
+                print("    health: \(v.health.rawValue)\(retry)")
+                for reason in v.healthReasons { print("      - \(reason)") }
             }
         }
     }

@@ -1,0 +1,20 @@
+import ArgumentParser
+import Foundation
+import ReplicaCore
+import ReplicaMount
+
+/// `replicafs resume <vm>`: the administrator fixed what stopped replication. Clears the
+/// Critical state a non-recoverable error left and the retry back-off; the next attempt runs
+/// at once (and goes Critical again if the cause is still there).
+struct ResumeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Resume replication of a VM after a Critical error was fixed (also retries a waiting VM now).")
+    @Argument(help: "VM name.") var vm: String
+
+    func run() throws {
+        let entry = try daemonProtecting(vm)
+        let response = try UnixSocket.call(entry.socket, ControlRequest(op: .resume, vm: vm))
+        guard response.ok else { throw ReplicaError(response.error ?? "resume failed") }
+        print("resumed \(vm): replication retries now")
+    }
+}
