@@ -2,15 +2,18 @@ import Foundation
 
 /// A request to a running mount daemon over its control socket (one JSON line each way).
 public struct ControlRequest: Codable, Sendable {
-    public enum Operation: String, Codable, Sendable { case rotate, status, ping, snapshot }
+    public enum Operation: String, Codable, Sendable { case rotate, status, ping, snapshot, resync }
     public var op: Operation
     /// For `snapshot`: the VM and whether to quiesce first.
     public var vm: String?
     public var appConsistent: Bool?
-    public init(op: Operation, vm: String? = nil, appConsistent: Bool? = nil) {
+    /// For `resync`: run it now instead of in the policy's window.
+    public var now: Bool?
+    public init(op: Operation, vm: String? = nil, appConsistent: Bool? = nil, now: Bool? = nil) {
         self.op = op
         self.vm = vm
         self.appConsistent = appConsistent
+        self.now = now
     }
 }
 
@@ -21,9 +24,11 @@ public struct ControlResponse: Codable, Sendable {
     public var rotation: DiskSet.Rotation?
     public var status: MountStatus?
     public var point: RecoveryPoint?
+    public var resync: ResyncOutcome?
 
     public init(ok: Bool, error: String? = nil, rotation: DiskSet.Rotation? = nil, status: MountStatus? = nil,
-                point: RecoveryPoint? = nil) {
+                point: RecoveryPoint? = nil, resync: ResyncOutcome? = nil) {
+        self.resync = resync
         self.ok = ok
         self.error = error
         self.rotation = rotation

@@ -15,6 +15,10 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
     public var compress = false
     /// When the initial replication may start (seconds since the epoch); nil is now.
     public var initialAt: Double?
+    /// Resync when a disk's pending log bytes exceed this percent of its size; nil is 50.
+    public var resyncThreshold: Double?
+    /// When automatic resyncs may run: "HH:MM-HH:MM" (local) or "always"; nil is 18:30-06:00.
+    public var resyncWindow: String?
 
     public init() {}
 
@@ -27,6 +31,8 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
         thaw = try c.decodeIfPresent(String.self, forKey: .thaw)
         compress = try c.decodeIfPresent(Bool.self, forKey: .compress) ?? false
         initialAt = try c.decodeIfPresent(Double.self, forKey: .initialAt)
+        resyncThreshold = try c.decodeIfPresent(Double.self, forKey: .resyncThreshold)
+        resyncWindow = try c.decodeIfPresent(String.self, forKey: .resyncWindow)
     }
 
     /// Parses `--initial`: "now", "HH:MM" (the next such time, local), or an ISO-8601 time.

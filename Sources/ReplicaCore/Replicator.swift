@@ -34,12 +34,17 @@ public final class Replicator: @unchecked Sendable {
         public var initialETASeconds: Double?
         /// When a scheduled initial replication will start.
         public var initialScheduledAt: String?
+        /// Resync (Replicator+Resync.swift): why it is required, and its progress while it runs.
+        public var resyncReason: String?
+        public var resyncPercent: Double?
     }
 
     let disks: DiskSet
     /// Pushes the kernel's cached writes of these images through the mount (fsync via the mount).
     let flushImages: ([String]) throws -> Void
-    private let cycleLock = Lock()
+    let cycleLock = Lock()
+    /// Resync triggers, requirements and window (ResyncScheduler.swift).
+    let resync: ResyncScheduler
     private let stateLock = Lock()
     private var states: [String: VMState] = [:]
     private var lastCycle: [String: Double] = [:]
@@ -50,6 +55,7 @@ public final class Replicator: @unchecked Sendable {
     public init(disks: DiskSet, flushImages: @escaping ([String]) throws -> Void) {
         self.disks = disks
         self.flushImages = flushImages
+        self.resync = ResyncScheduler(disks: disks)
     }
 
     public func start() {
@@ -69,6 +75,7 @@ public final class Replicator: @unchecked Sendable {
     public func stopAndWait() {
         stop()
         cycleLock.withLock {}
+        resync.recordFingerprints(disks)
     }
 
     public var vmStates: [VMState] { stateLock.withLock { states.values.sorted { $0.vm < $1.vm } } }
@@ -93,6 +100,7 @@ public final class Replicator: @unchecked Sendable {
                     try cycleLock.withLock { try initialReplication(vm, store) }
                     continue
                 }
+                if try resyncIfNeeded(vm, store) { continue }
                 let now = Self.now()
                 // Continuous: a new cycle as soon as the last one ended (the tick is 100 ms).
                 let interval = vm.policy.copyFrequency == 0 ? 0.1 : vm.policy.copyFrequency
@@ -120,6 +128,7 @@ public final class Replicator: @unchecked Sendable {
         return try cycleLock.withLock {
             let store = try TargetStore(root: vm.target)
             if !store.hasVM(vm.name) { try initialReplication(vm, store) }
+            try resyncBeforeSnapshotLocked(vm, store)
             guard appConsistent else { return try cycle(vm, store, consistency: .crash)! }
             if let quiesce = vm.policy.quiesce { try Self.runHook(quiesce, what: "quiesce") }
             var thawError: Error?
@@ -204,7 +213,7 @@ public final class Replicator: @unchecked Sendable {
 
     /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.
     @discardableResult
-    private func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency,
+    func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency,
                        skipIfIdle: Bool = false) throws -> RecoveryPoint? {
         let cutTime = Clock.nowNanos()
         try flushImages(vm.disks)
@@ -232,7 +241,13 @@ public final class Replicator: @unchecked Sendable {
         let (received, compressedBytes) = try transfer(logs, vm: vm, store: store)
         let sent = compressedBytes ?? shippedBytes
         defer { for path in received.values.joined() where !logs.values.joined().contains(path) { try? FileSystem.remove(path) } }
-        let point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+        let point: RecoveryPoint
+        do {
+            point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+        } catch {
+            resync.noteCommitError(vm.name, error)
+            throw error
+        }
         let committed = Self.now()
         for path in logs.values.joined() { try FileSystem.remove(path) }
         try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention)
@@ -283,7 +298,7 @@ public final class Replicator: @unchecked Sendable {
         return (received, sent)
     }
 
-    private func update(_ vm: String, _ change: (inout VMState) -> Void) {
+    func update(_ vm: String, _ change: (inout VMState) -> Void) {
         stateLock.withLock {
             var s = states[vm] ?? VMState(vm: vm, state: "initial replication", pendingBytes: 0)
             change(&s)

@@ -225,3 +225,28 @@ extension TargetStore {
     /// The resync state of a VM's replica (nil when none is marked).
     public func resyncMark(_ vm: String) throws -> StoreCatalog.Resync? { try catalog(vm).resync }
 }
+
+extension TargetStore {
+    /// Compares the source disks with the replica (or with the export of `point`) block by
+    /// block and returns each disk's differing ranges (empty when equal). Without a point it
+    /// reads the replica under the shared lock; while a resync has left the replica at no
+    /// point, or for an older point, it compares against an export.
+    public func verify(vm: String, sources: [String: String], point: PointSelector?,
+                       blockSize: Int = 1 << 20) throws -> [String: [Range<Int64>]] {
+        let catalog = try catalog(vm)
+        let sync = BlockSync(blockSize: blockSize)
+        var result: [String: [Range<Int64>]] = [:]
+        for disk in catalog.disks.map(\.name) {
+            guard let source = sources[disk] else { throw ReplicaError("disk \(disk) of VM \(vm) has no source") }
+            if point == nil && catalog.resync == nil {
+                result[disk] = try withLock(vm, exclusive: false) { try sync.diff(source, replicaPath(vm, disk)) }
+            } else {
+                let copy = vmDirectory(vm) + "/.verify-" + disk
+                defer { _ = unlink(copy) }
+                try export(vm: vm, point: point ?? .latest, disk: disk, to: copy)
+                result[disk] = try sync.diff(source, copy)
+            }
+        }
+        return result
+    }
+}

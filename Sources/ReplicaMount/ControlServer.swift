@@ -21,8 +21,11 @@ final class ControlServer: @unchecked Sendable {
         let t = Thread { [self] in
             while true {
                 guard let client = try? socket.accept() else { return }
-                handle(client)
-                client.close()
+                // One thread per client: a long snapshot or resync must not hold up status.
+                Thread { [self] in
+                    handle(client)
+                    client.close()
+                }.start()
             }
         }
         t.name = "replicafs-control"
@@ -54,6 +57,9 @@ final class ControlServer: @unchecked Sendable {
             case .snapshot:
                 guard let vm = request.vm else { throw ReplicaError("snapshot needs a VM name") }
                 response = ControlResponse(ok: true, point: try replicator.snapshot(vm, appConsistent: request.appConsistent ?? false))
+            case .resync:
+                guard let vm = request.vm else { throw ReplicaError("resync needs a VM name") }
+                response = ControlResponse(ok: true, resync: try replicator.requestResync(vm, now: request.now ?? false))
             }
         } catch {
             response = ControlResponse(ok: false, error: "\(error)")

@@ -23,6 +23,8 @@ struct ProtectCommand: ParsableCommand {
     @Option(help: "Command run after an app-consistent cut, also when it failed.") var thaw: String?
     @Flag(help: "Compress logs in transit (zlib).") var compress = false
     @Option(help: "When the initial replication starts: now, HH:MM (next, local time) or an ISO-8601 time.") var initial = "now"
+    @Option(help: "Resync a disk whose pending log bytes exceed this percent of its size.") var resyncThreshold: Double = 50
+    @Option(help: "When automatic resyncs run: HH:MM-HH:MM (local time) or always.") var resyncWindow = ResyncScheduler.defaultWindow
 
     func run() throws {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
@@ -53,6 +55,10 @@ struct ProtectCommand: ParsableCommand {
         policy.thaw = thaw
         policy.compress = compress
         policy.initialAt = try ReplicationPolicy.startTime(initial)
+        guard resyncThreshold > 0 && resyncThreshold <= 1000 else { throw ReplicaError("bad --resync-threshold \(resyncThreshold): use a percent of the disk size, above 0") }
+        _ = try ResyncScheduler.Window(resyncWindow)
+        policy.resyncThreshold = resyncThreshold
+        policy.resyncWindow = resyncWindow
         try ProtectedVM(name: vm, disks: disks, target: store.root, policy: policy).save(disksDir: dir)
         print("protected \(vm): \(disks.joined(separator: ", ")) -> \(store.root)")
     }

@@ -9,7 +9,8 @@ struct ReplicaFS: ParsableCommand {
         commandName: "replicafs",
         abstract: "Protect VM disk images: a FUSE mount that logs every write into HRL change logs.",
         subcommands: [MountCommand.self, UnmountCommand.self, RotateCommand.self, StatusCommand.self, LogCommand.self,
-                      ProtectCommand.self, UnprotectCommand.self, SnapshotCommand.self, PointsCommand.self, ExportCommand.self, JobsCommand.self]
+                      ProtectCommand.self, UnprotectCommand.self, SnapshotCommand.self, PointsCommand.self, ExportCommand.self, JobsCommand.self,
+                      ResyncCommand.self, VerifyCommand.self, BlockSyncCommand.self]
     )
 
     /// Operator errors print as one line, `replicafs: <problem>`, and exit 1; usage errors
