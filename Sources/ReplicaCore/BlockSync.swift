@@ -154,6 +154,9 @@ public struct BlockSync: Sendable {
             DispatchQueue.concurrentPerform(iterations: 2) { side in
                 let (fd, size, buf) = side == 0 ? (a, sizeA, bufA) : (b, sizeB, bufB)
                 do {
+                    // Start reading the next window now, so the disk works while this one is hashed.
+                    let next = offset + Int64(span)
+                    if next < size { _ = posix_fadvise(fd.rawValue, off_t(next), off_t(window), POSIX_FADV_WILLNEED) }
                     let want = Int(max(0, min(Int64(span), size - offset)))
                     let got = want > 0 ? try fd.pread(into: buf, count: want, offset: offset) : 0
                     sides.set(side, count: got, digests: hashBlocks(buf, count: got))

@@ -23,7 +23,8 @@ extension Replicator {
     /// (required and waiting for its window, or just run): ordinary cycles wait meanwhile.
     func resyncIfNeeded(_ vm: ProtectedVM, _ store: TargetStore) throws -> Bool {
         let now = Self.now()
-        resync.checkTriggers(vm, journals: vm.disks.compactMap { disks.journal(named: $0) }, now: now)
+        let behind = vmStates.first { $0.vm == vm.name }?.lastError != nil
+        resync.checkTriggers(vm, journals: vm.disks.compactMap { disks.journal(named: $0) }, behind: behind, now: now)
         guard let requirement = resync.requirement(vm.name) else { return false }
         guard ResyncScheduler.windowOpen(vm.policy, requirement) else {
             update(vm.name) {

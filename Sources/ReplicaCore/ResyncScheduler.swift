@@ -156,8 +156,11 @@ public final class ResyncScheduler: @unchecked Sendable {
 
     func noteAttempt(_ vm: String, now: Double) { lock.withLock { lastAttempt[vm] = now } }
 
-    /// Runtime triggers: a failed log write, or pending logs over the threshold (checked once a second).
-    func checkTriggers(_ vm: ProtectedVM, journals: [ImageJournal], now: Double) {
+    /// Runtime triggers: a failed log write, or, while replication is failing (`behind`),
+    /// pending logs over the threshold (checked once a second). Logs that pile up between
+    /// successful cycles (a busy small disk, the logs of an initial copy) ship normally: the
+    /// threshold is for logs that accumulate because they cannot be shipped.
+    func checkTriggers(_ vm: ProtectedVM, journals: [ImageJournal], behind: Bool, now: Double) {
         guard requirement(vm.name) == nil else { return }
         for j in journals {
             if let error = j.state.logError {
@@ -170,7 +173,7 @@ public final class ResyncScheduler: @unchecked Sendable {
             lastThresholdCheck[vm.name] = now
             return true
         }
-        guard due else { return }
+        guard due, behind else { return }
         let percent = vm.policy.resyncThreshold ?? Self.defaultThreshold
         for j in journals {
             guard let size = try? j.image.size(), size > 0 else { continue }

@@ -110,6 +110,24 @@ struct ResyncTests {
         site.unmount()
     }
 
+    @Test("protect refuses a bad resync window or threshold; verify refuses bad input; nothing is saved")
+    func badResyncInput() throws {
+        let site = Site("resync-bad")
+        defer { site.cleanup() }
+        Shell.must("mkdir -p '\(site.root)/store' && truncate -s 8M '\(site.disks)/d.img'")
+        for (extra, message) in [("--resync-window 25:00-06:00", "bad resync window '25:00-06:00'"),
+                                 ("--resync-window sometimes", "bad resync window 'sometimes'"),
+                                 ("--resync-threshold 0", "bad --resync-threshold")] {
+            let r = Shell.run("\"$RFS\" protect bad --disks-dir '\(site.disks)' --disk d.img --target '\(site.root)/store' \(extra)")
+            #expect(r.status == 1 && r.stderr.contains(message) && r.stderr.split(separator: "\n").count == 1, "\(extra): \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: site.disks + "/.replicafs/vms/bad.json"))
+        let unknown = Shell.run("\"$RFS\" verify nope --target '\(site.root)/store' --disks-dir '\(site.disks)'")
+        #expect(unknown.status == 1 && unknown.stderr.contains("unknown VM nope"), "\(unknown.stderr)")
+        let noStore = Shell.run("\"$RFS\" verify nope --target '\(site.root)/missing' --disks-dir '\(site.disks)'")
+        #expect(noStore.status == 1 && noStore.stderr.contains("does not exist"), "\(noStore.stderr)")
+    }
+
     @Test("resync --now under a running fio writer ends with a point equal to the source at its cut")
     func manualResyncUnderWriter() throws {
         let site = Site("resync-fio")
