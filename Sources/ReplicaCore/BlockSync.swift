@@ -151,6 +151,7 @@ public struct BlockSync: Sendable {
         var offset: Int64 = 0
         // Blocks in holes read as zeros: their digest is known without hashing them.
         let zeroDigest = SHA256.hash(data: [UInt8](repeating: 0, count: blockSize))
+        let chunk = max(1, (1 << 20) / blockSize) * blockSize
         while offset < length {
             let span = Int(min(Int64(window), length - offset))
             let sides = SideResults()
@@ -161,9 +162,19 @@ public struct BlockSync: Sendable {
                     let next = offset + Int64(span)
                     if next < size { _ = posix_fadvise(fd.rawValue, off_t(next), off_t(window), POSIX_FADV_WILLNEED) }
                     let want = Int(max(0, min(Int64(span), size - offset)))
-                    let got = want > 0 ? try fd.pread(into: buf, count: want, offset: offset) : 0
-                    let data = dataBlocks(fd, from: offset, count: got)
-                    sides.set(side, count: got, digests: hashBlocks(buf, count: got, data: data, zero: zeroDigest))
+                    let data = dataBlocks(fd, from: offset, count: want)
+                    // Read a chunk and hash it while it is still in the CPU's cache.
+                    var got = 0
+                    var digests: [SHA256.Digest] = []
+                    while got < want {
+                        let n = try fd.pread(into: buf + got, count: min(chunk, want - got), offset: offset + Int64(got))
+                        guard n > 0 else { break }
+                        let first = got / blockSize
+                        let flags = data.map { Array($0[first..<min($0.count, first + (n + blockSize - 1) / blockSize)]) }
+                        digests += hashBlocks(buf + got, count: n, data: flags, zero: zeroDigest)
+                        got += n
+                    }
+                    sides.set(side, count: got, digests: digests)
                 } catch {
                     sides.fail(side, error)
                 }
