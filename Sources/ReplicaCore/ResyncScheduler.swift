@@ -77,6 +77,7 @@ public final class ResyncScheduler: @unchecked Sendable {
     static let retrySeconds = 10.0
 
     var directory: String { disksDir + "/.replicafs/resync" }
+    public static func requirementPath(disksDir: String, vm: String) -> String { disksDir + "/.replicafs/resync/" + vm + ".json" }
     var fingerprintPath: String { disksDir + "/.replicafs/fingerprints.json" }
 
     /// Loads kept requirements and looks for mount-time triggers: journals recovered after a
@@ -122,7 +123,13 @@ public final class ResyncScheduler: @unchecked Sendable {
         try? data.withUnsafeBytes { try FileSystem.writeAtomically(fingerprintPath, $0) }
     }
 
-    public func requirement(_ vm: String) -> Requirement? { lock.withLock { requirements[vm] } }
+    /// The VM's requirement; one whose file is gone (`unprotect` removes it) is forgotten.
+    public func requirement(_ vm: String) -> Requirement? {
+        lock.withLock {
+            if requirements[vm] != nil && !FileSystem.exists(directory + "/" + vm + ".json") { requirements[vm] = nil }
+            return requirements[vm]
+        }
+    }
 
     /// Marks a VM as needing a resync (a first reason stays; `now` is added to it).
     func require(_ vm: String, reason: String, now: Bool = false) {

@@ -27,6 +27,11 @@ struct JobsCommand: ParsableCommand {
         for entry in MountRegistry().all() where MountRegistry.isAlive(entry.pid) {
             guard let status = try? call(entry, .status).status else { continue }
             for v in status.vms {
+                if v.state == "resynchronizing" || v.state == "resync required" {
+                    jobs.append(Job(vm: v.vm, job: "resync", state: v.state == "resynchronizing" ? "running" : "waiting for the resync window",
+                                    percent: v.resyncPercent, lastPoint: v.lastPoint, lastError: v.lastError))
+                    continue
+                }
                 let initial = v.state.hasPrefix("initial replication")
                 jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
                                 state: v.state.hasSuffix("scheduled") ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected"),

@@ -92,6 +92,7 @@ struct ResyncTests {
         site.mount()
         Shell.must("for i in $(seq 1 100); do \"$RFS\" status '\(site.mnt)' | grep -q 'VM \(vm): resync required' && exit 0; sleep 0.1; done; exit 1")
         #expect(Shell.must("\"$RFS\" status '\(site.mnt)'").contains("waiting for the resync window \(window)"))
+        #expect(Shell.must("\"$RFS\" jobs").contains("\(vm)\tresync\twaiting for the resync window"))
         let refused = Shell.run("\"$RFS\" snapshot \(vm) --wait")
         #expect(!refused.ok && refused.stderr.contains("needs a resync") && refused.stderr.contains("--now"), "\(refused.stderr)")
         let source = Shell.sha256(site.mnt + "/d.img")
@@ -107,6 +108,34 @@ struct ResyncTests {
         // Bad input: an unknown VM is one clear line and exit 1.
         let bad = Shell.run("\"$RFS\" resync nope-\(vm) --now")
         #expect(bad.status == 1 && bad.stderr.contains("unknown VM nope-\(vm)"))
+        site.unmount()
+    }
+
+    @Test("a chain the store refuses makes the VM resync; the next snapshot is equal to the source")
+    func refusedChainTriggersResync() throws {
+        let site = Site("resync-chain")
+        defer { site.cleanup() }
+        let vm = "rc\(getpid())"
+        Shell.must("mkdir -p '\(site.root)/store' && dd if=/dev/urandom of='\(site.disks)/d.img' bs=1M count=32 status=none")
+        site.mount()
+        protect(site, vm, disk: "d.img", extra: "--copy-frequency 1h --resync-window always")
+        waitProtected(site, vm)
+        let old = try snapshot(vm)
+        let oldSHA = exportSHA(site, vm, point: String(old), disk: "d.img")
+        // The store's record of the chain no longer matches the logs (as after a lost log).
+        Shell.must("python3 -c \"import json; p='\(site.root)/store/\(vm)/catalog.json'; c=json.load(open(p)); c['disks'][0]['nextLSN'] -= 1; json.dump(c, open(p, 'w'))\"")
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=4k count=8 seek=3000 conv=notrunc,fsync status=none")
+        let refused = Shell.run("\"$RFS\" snapshot \(vm) --wait")
+        #expect(!refused.ok && refused.stderr.contains("broken log chain") && refused.stderr.contains("resync required"), "\(refused.stderr)")
+        // The next snapshot resyncs first (the window is always open), then cuts its point.
+        let source = Shell.sha256(site.mnt + "/d.img")
+        let point = try snapshot(vm)
+        #expect(exportSHA(site, vm, point: String(point), disk: "d.img") == source)
+        #expect(exportSHA(site, vm, point: String(old), disk: "d.img") == oldSHA)
+        let sent = try #require(resyncLines(site, vm).last)
+        print("refused chain: resync sent \(sent.sent) of \(sent.disk) bytes")
+        #expect(sent.sent == 1 << 20)
+        Shell.must("\"$RFS\" verify \(vm) --target '\(site.root)/store' --disks-dir '\(site.disks)'")
         site.unmount()
     }
 
