@@ -2,7 +2,7 @@
 # Installs what ReplicaFS needs on a fresh Debian 12 machine (as root): libfuse3, zlib,
 # and the real tools the tests and the demo drive (fio, e2fsprogs, sqlite3, util-linux).
 set -euo pipefail
-packages=(libfuse3-dev fuse3 zlib1g-dev pkg-config fio e2fsprogs sqlite3 util-linux python3)
+packages=(libfuse3-dev fuse3 zlib1g-dev pkg-config fio e2fsprogs sqlite3 util-linux python3 rsync)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

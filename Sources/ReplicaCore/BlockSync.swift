@@ -1,3 +1,4 @@
+import CLinux
 import Crypto
 import Dispatch
 #if canImport(Glibc)
@@ -148,15 +149,32 @@ public struct BlockSync: Sendable {
         var compared: Int64 = 0
         var sent: Int64 = 0
         var offset: Int64 = 0
+        // Blocks in holes read as zeros: their digest is known without hashing them.
+        let zeroDigest = SHA256.hash(data: [UInt8](repeating: 0, count: blockSize))
+        let chunk = max(1, (1 << 20) / blockSize) * blockSize
         while offset < length {
             let span = Int(min(Int64(window), length - offset))
             let sides = SideResults()
             DispatchQueue.concurrentPerform(iterations: 2) { side in
                 let (fd, size, buf) = side == 0 ? (a, sizeA, bufA) : (b, sizeB, bufB)
                 do {
+                    // Start reading the next window now, so the disk works while this one is hashed.
+                    let next = offset + Int64(span)
+                    if next < size { _ = posix_fadvise(fd.rawValue, off_t(next), off_t(window), POSIX_FADV_WILLNEED) }
                     let want = Int(max(0, min(Int64(span), size - offset)))
-                    let got = want > 0 ? try fd.pread(into: buf, count: want, offset: offset) : 0
-                    sides.set(side, count: got, digests: hashBlocks(buf, count: got))
+                    let data = dataBlocks(fd, from: offset, count: want)
+                    // Read a chunk and hash it while it is still in the CPU's cache.
+                    var got = 0
+                    var digests: [SHA256.Digest] = []
+                    while got < want {
+                        let n = try fd.pread(into: buf + got, count: min(chunk, want - got), offset: offset + Int64(got))
+                        guard n > 0 else { break }
+                        let first = got / blockSize
+                        let flags = data.map { Array($0[first..<min($0.count, first + (n + blockSize - 1) / blockSize)]) }
+                        digests += hashBlocks(buf + got, count: n, data: flags, zero: zeroDigest)
+                        got += n
+                    }
+                    sides.set(side, count: got, digests: digests)
                 } catch {
                     sides.fail(side, error)
                 }
@@ -181,13 +199,40 @@ public struct BlockSync: Sendable {
         return (differing, compared, sent)
     }
 
-    /// SHA-256 of each block of the first `count` bytes (the last block may be short).
-    func hashBlocks(_ buffer: UnsafeMutableRawPointer, count: Int) -> [SHA256.Digest] {
+    /// Which blocks of `count` bytes at `offset` hold data (nil: all of them), from SEEK_DATA
+    /// and SEEK_HOLE; a block wholly inside a hole reads as zeros.
+    func dataBlocks(_ fd: FileDescriptor, from offset: Int64, count: Int) -> [Bool]? {
+        guard count > 0 else { return nil }
+        let end = offset + Int64(count)
+        var flags = [Bool](repeating: false, count: (count + blockSize - 1) / blockSize)
+        var pos = offset
+        while pos < end {
+            let start = lseek(fd.rawValue, off_t(pos), RFS_SEEK_DATA)
+            if start < 0 { return errno == ENXIO ? flags : nil }   // ENXIO: only a hole follows
+            guard Int64(start) < end else { break }
+            let holeAt = lseek(fd.rawValue, off_t(start), RFS_SEEK_HOLE)
+            let stop = holeAt < 0 ? end : min(end, Int64(holeAt))
+            guard stop > Int64(start) else { return nil }
+            for b in Int((Int64(start) - offset) / Int64(blockSize))...Int((stop - 1 - offset) / Int64(blockSize)) { flags[b] = true }
+            pos = stop
+        }
+        return flags
+    }
+
+    /// SHA-256 of each block of the first `count` bytes (the last block may be short); blocks
+    /// `data` marks as holes get the all-zero block's digest without being hashed.
+    func hashBlocks(_ buffer: UnsafeMutableRawPointer, count: Int, data: [Bool]? = nil,
+                    zero: SHA256.Digest? = nil) -> [SHA256.Digest] {
         var digests: [SHA256.Digest] = []
         digests.reserveCapacity((count + blockSize - 1) / blockSize)
         var at = 0
         while at < count {
             let n = min(blockSize, count - at)
+            if let data, let zero, n == blockSize, !data[at / blockSize] {
+                digests.append(zero)
+                at += n
+                continue
+            }
             var hasher = SHA256()
             hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer + at, count: n))
             digests.append(hasher.finalize())

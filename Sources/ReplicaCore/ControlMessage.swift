@@ -12,15 +12,20 @@ public struct ControlRequest: Codable, Sendable {
         case reprotect
         /// Failover mounts: ship the reverse logs to the original site now.
         case ship
+        /// Protected mounts: resynchronize a VM by block checksums (now, or in its window).
+        case resync
     }
     public var op: Operation
     /// For `snapshot` and `resume`: the VM; for `snapshot`, whether to quiesce first.
     public var vm: String?
     public var appConsistent: Bool?
-    public init(op: Operation, vm: String? = nil, appConsistent: Bool? = nil) {
+    /// For `resync`: run it now instead of in the policy's window.
+    public var now: Bool?
+    public init(op: Operation, vm: String? = nil, appConsistent: Bool? = nil, now: Bool? = nil) {
         self.op = op
         self.vm = vm
         self.appConsistent = appConsistent
+        self.now = now
     }
 }
 
@@ -34,9 +39,11 @@ public struct ControlResponse: Codable, Sendable {
     public var failover: FailoverStatus?
     /// For `ship`: the data bytes applied at the original site.
     public var shippedBytes: Int64?
+    public var resync: ResyncOutcome?
 
     public init(ok: Bool, error: String? = nil, rotation: DiskSet.Rotation? = nil, status: MountStatus? = nil,
-                point: RecoveryPoint? = nil, failover: FailoverStatus? = nil) {
+                point: RecoveryPoint? = nil, failover: FailoverStatus? = nil, resync: ResyncOutcome? = nil) {
+        self.resync = resync
         self.ok = ok
         self.error = error
         self.rotation = rotation

@@ -82,14 +82,17 @@ final class PointView: @unchecked Sendable {
     private func refresh() throws {
         stamp = try currentStamp()
         let dir = store.vmDirectory(vm) + "/points"
+        // A resync before point N (`N.resync`) changed the replica before N's commit did: its
+        // pre-images are the nearer ones, so it comes first among N's.
+        func rank(_ name: String) -> Int { name.hasSuffix(".resync") ? 0 : 1 }
         let later = try FileSystem.list(dir).compactMap { name -> (Int, String)? in
             guard let id = Int(name.prefix(8)), id > pointID else { return nil }
             return (id, name)
-        }.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+        }.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : rank($0.1) < rank($1.1) }
         for (_, name) in later {
             let undo = dir + "/" + name + "/" + disk + ".undo.hrl"
             guard FileSystem.exists(undo) else { continue } // the disk did not change at that point
-            try overlay.add(undoLog: undo)
+            try overlay.add(undoLog: undo, allowUnsealed: name.hasSuffix(".resync"))
         }
     }
 }

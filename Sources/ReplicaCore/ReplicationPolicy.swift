@@ -19,6 +19,10 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
     public var rpo: Double?
     /// Scales the retry back-off (0.01 makes a minute 0.6 s); nil is REPLICAFS_TIME_SCALE or 1.
     public var retryTimeScale: Double?
+    /// Resync when a disk's pending log bytes exceed this percent of its size; nil is 50.
+    public var resyncThreshold: Double?
+    /// When automatic resyncs may run: "HH:MM-HH:MM" (local) or "always"; nil is 18:30-06:00.
+    public var resyncWindow: String?
 
     public init() {}
 
@@ -37,6 +41,8 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
         initialAt = try c.decodeIfPresent(Double.self, forKey: .initialAt)
         rpo = try c.decodeIfPresent(Double.self, forKey: .rpo)
         retryTimeScale = try c.decodeIfPresent(Double.self, forKey: .retryTimeScale)
+        resyncThreshold = try c.decodeIfPresent(Double.self, forKey: .resyncThreshold)
+        resyncWindow = try c.decodeIfPresent(String.self, forKey: .resyncWindow)
     }
 
     /// Parses `--initial`: "now", "HH:MM" (the next such time, local), or an ISO-8601 time.

@@ -43,12 +43,17 @@ public final class Replicator: @unchecked Sendable {
         public var nextRetryInSeconds: Double?
         public var cyclesDueLastHour: Int = 0
         public var cyclesMissedLastHour: Int = 0
+        /// Resync (Replicator+Resync.swift): why it is required, and its progress while it runs.
+        public var resyncReason: String?
+        public var resyncPercent: Double?
     }
 
     let disks: DiskSet
     /// Pushes the kernel's cached writes of these images through the mount (fsync via the mount).
     let flushImages: ([String]) throws -> Void
-    private let cycleLock = Lock()
+    let cycleLock = Lock()
+    /// Resync triggers, requirements and window (ResyncScheduler.swift).
+    let resync: ResyncScheduler
     private let stateLock = Lock()
     private var states: [String: VMState] = [:]
     private var lastCycle: [String: Double] = [:]
@@ -61,6 +66,7 @@ public final class Replicator: @unchecked Sendable {
     public init(disks: DiskSet, flushImages: @escaping ([String]) throws -> Void) {
         self.disks = disks
         self.flushImages = flushImages
+        self.resync = ResyncScheduler(disks: disks)
     }
 
     public func start() {
@@ -80,6 +86,7 @@ public final class Replicator: @unchecked Sendable {
     public func stopAndWait() {
         stop()
         cycleLock.withLock {}
+        resync.recordFingerprints(disks)
     }
 
     public var vmStates: [VMState] {
@@ -120,6 +127,7 @@ public final class Replicator: @unchecked Sendable {
                     health.succeeded(vm.name, now: Self.now(), cycle: false)
                     continue
                 }
+                if try resyncIfNeeded(vm, store) { continue }
                 let now = Self.now()
                 if !health.wasReplicated(vm.name) {
                     health.markReplicated(vm.name, since: (try? store.points(vm.name).last).map { Double($0.timeNanos) / 1e9 } ?? now)
@@ -200,6 +208,7 @@ public final class Replicator: @unchecked Sendable {
                 try requireNoLostReplica(vm, store)
                 try initialReplication(vm, store)
             }
+            try resyncBeforeSnapshotLocked(vm, store)
             guard appConsistent else { return try cycle(vm, store, consistency: .crash)! }
             if let quiesce = vm.policy.quiesce { try Self.runHook(quiesce, what: "quiesce") }
             var thawError: Error?
@@ -288,7 +297,7 @@ public final class Replicator: @unchecked Sendable {
 
     /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.
     @discardableResult
-    private func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency,
+    func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency,
                        skipIfIdle: Bool = false) throws -> RecoveryPoint? {
         let cutTime = Clock.nowNanos()
         try flushImages(vm.disks)
@@ -316,7 +325,13 @@ public final class Replicator: @unchecked Sendable {
         let (received, compressedBytes) = try transfer(logs, vm: vm, store: store)
         let sent = compressedBytes ?? shippedBytes
         defer { for path in received.values.joined() where !logs.values.joined().contains(path) { try? FileSystem.remove(path) } }
-        let point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+        let point: RecoveryPoint
+        do {
+            point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+        } catch {
+            resync.noteCommitError(vm.name, error)
+            throw error
+        }
         let committed = Self.now()
         for path in logs.values.joined() { try FileSystem.remove(path) }
         try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention)
@@ -371,7 +386,7 @@ public final class Replicator: @unchecked Sendable {
         return (received, sent)
     }
 
-    private func update(_ vm: String, _ change: (inout VMState) -> Void) {
+    func update(_ vm: String, _ change: (inout VMState) -> Void) {
         stateLock.withLock {
             var s = states[vm] ?? VMState(vm: vm, state: "initial replication", pendingBytes: 0)
             change(&s)

@@ -19,6 +19,8 @@ public struct StoreCatalog: Codable, Sendable {
     public var disks: [Disk]
     public var points: [RecoveryPoint]
     public var nextPointID: Int
+    /// Set while a resync has left the replica at no recovery point (TargetStore+Resync.swift).
+    public var resync: Resync?
 
     public init(vm: String, disks: [String]) {
         self.vm = vm

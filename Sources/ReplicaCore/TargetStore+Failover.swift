@@ -32,6 +32,9 @@ extension TargetStore {
             }
             try recoverLocked(vm)
             let catalog = try StoreCatalog.load(catalogPath(vm))
+            if kind == .test, let resync = catalog.resync, !resync.finished {
+                throw ReplicaError("VM \(vm) is being resynchronized: run the drill once the resync has finished")
+            }
             let point = try resolve(selector, in: catalog, vm: vm)
             let state = FailoverState(vm: vm, kind: kind, point: point, mountpoint: mountpoint,
                                       disks: catalog.disks.map(\.name), startedNanos: Clock.nowNanos(),
@@ -99,6 +102,11 @@ extension TargetStore {
         try withLock(vm, exclusive: true) {
             try recoverLocked(vm)
             var catalog = try StoreCatalog.load(catalogPath(vm))
+            if let resync = catalog.resync {
+                guard resync.finished else { throw ReplicaError("VM \(vm): a resync is in progress: rebase after it") }
+                // A finished resync's undo (`<id>.resync`) belongs to the point this rebase commits.
+                catalog.resync = nil
+            }
             let id = catalog.nextPointID
             let pending = pointDirectory(vm, id, pending: true)
             try FileSystem.mkdirs(pending)

@@ -165,6 +165,9 @@ public final class TargetStore {
             }
             try recoverLocked(vm)
             var catalog = try StoreCatalog.load(catalogPath(vm))
+            if let resync = catalog.resync, !resync.finished {
+                throw ReplicaError("VM \(vm): a resync is in progress: no recovery point from a half-synced replica")
+            }
             // 1. Verify everything before touching anything.
             var plans: [(index: Int, applier: LogApplier?)] = []
             for (disk, paths) in logs {
@@ -215,6 +218,7 @@ public final class TargetStore {
             let point = RecoveryPoint(id: id, timeNanos: timeNanos, consistency: consistency, cut: cut, diskSizes: sizes)
             catalog.points.append(point)
             catalog.nextPointID = id + 1
+            catalog.resync = nil // a finished resync's first consistent point
             try catalog.save(catalogPath(vm))
             guard rename(pending, pointDirectory(vm, id)) == 0 else { throw SystemError.current("rename", pending) }
             return point
@@ -238,13 +242,17 @@ public final class TargetStore {
             try SparseCopy.copy(from: replicaPath(vm, disk), to: destination)
             let target = try FileDescriptor.open(destination, O_RDWR)
             defer { target.close() }
+            // A resync not yet followed by a point is the newest change.
+            if let resync = catalog.resync { try applyResyncUndo(vm, pointID: resync.pointID, disk: disk, to: target) }
             for later in catalog.points.filter({ $0.id > point.id }).sorted(by: { $0.id > $1.id }) {
                 let undo = pointDirectory(vm, later.id) + "/" + disk + ".undo.hrl"
                 guard FileSystem.isDirectory(pointDirectory(vm, later.id)) else {
                     throw ReplicaError("undo data of point \(later.id) of VM \(vm) is missing: cannot go back past it")
                 }
-                guard FileSystem.exists(undo) else { continue } // the disk did not change at that point
-                try applyUndo(undo, to: target)
+                // No undo log: the disk did not change at that point.
+                if FileSystem.exists(undo) { try applyUndo(undo, to: target) }
+                // Then the resync that preceded that point, if any.
+                try applyResyncUndo(vm, pointID: later.id, disk: disk, to: target)
             }
             try target.fsync()
             return point
@@ -346,6 +354,7 @@ public final class TargetStore {
     /// Finishes or rolls back a commit a crash interrupted: a pending point the catalog lists is
     /// complete; one it does not list is undone on the replicas, so they are back at the last point.
     func recoverLocked(_ vm: String) throws {
+        try rollBackInterruptedResyncLocked(vm)
         let catalog = try StoreCatalog.load(catalogPath(vm))
         for name in try FileSystem.list(vmDirectory(vm) + "/points") where name.hasSuffix(".pending") {
             guard let id = Int(name.prefix(8)) else { continue }

@@ -27,9 +27,11 @@ final class UndoOverlay: @unchecked Sendable {
     var bytesMapped: Int { mappings.reduce(0) { $0 + $1.1 } }
 
     /// Adds one sealed undo log; returns false (adding nothing) for one that is not sealed cleanly:
-    /// a commit torn while writing its undo log had not changed the replica yet.
+    /// a commit torn while writing its undo log had not changed the replica yet. `allowUnsealed`
+    /// takes the valid records of an unsealed one: a resync saves each block's pre-image
+    /// durably before overwriting it, so a resync cut short has undo for all it changed.
     @discardableResult
-    func add(undoLog path: String) throws -> Bool {
+    func add(undoLog path: String, allowUnsealed: Bool = false) throws -> Bool {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
         let st = try fd.stat()
@@ -47,7 +49,9 @@ final class UndoOverlay: @unchecked Sendable {
                 records.append(Extent(start: Int64(header.offset), end: Int64(header.offset) + Int64(data.count), bytes: base))
             }
         }
-        guard scan.isSealed, scan.tail == .clean else {
+        let usable: Bool
+        if case .corrupt = scan.tail { usable = false } else { usable = scan.isSealed ? scan.tail == .clean : allowUnsealed }
+        guard usable else {
             munmap(map, size)
             return false
         }

@@ -22,8 +22,11 @@ final class ControlServer: @unchecked Sendable {
         let t = Thread { [self] in
             while true {
                 guard let client = try? socket.accept() else { return }
-                handle(client)
-                client.close()
+                // One thread per client: a long snapshot or resync must not hold up status.
+                Thread { [self] in
+                    handle(client)
+                    client.close()
+                }.start()
             }
         }
         t.name = "replicafs-control"

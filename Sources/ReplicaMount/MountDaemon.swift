@@ -170,6 +170,9 @@ public struct MountDaemon {
             guard let vm = request.vm else { throw ReplicaError("resume needs a VM name") }
             _ = try replicator.resume(vm)
             return ControlResponse(ok: true)
+        case .resync:
+            guard let vm = request.vm else { throw ReplicaError("resync needs a VM name") }
+            return ControlResponse(ok: true, resync: try replicator.requestResync(vm, now: request.now ?? false))
         case .freeze, .reprotect, .ship:
             throw ReplicaError("\(request.op.rawValue) is for failover mounts")
         }

@@ -35,6 +35,11 @@ struct JobsCommand: ParsableCommand {
             }
             guard let status = response.status else { continue }
             for v in status.vms {
+                if v.state == "resynchronizing" || v.state == "resync required" {
+                    jobs.append(Job(vm: v.vm, job: "resync", state: v.state == "resynchronizing" ? "running" : "waiting for the resync window",
+                                    percent: v.resyncPercent, lastPoint: v.lastPoint, lastError: v.lastError))
+                    continue
+                }
                 let initial = v.state.hasPrefix("initial replication")
                 jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
                                 state: v.health == .critical ? "critical" : v.nextRetryAt.map { "retry at \($0)" }

@@ -25,6 +25,8 @@ struct ProtectCommand: ParsableCommand {
     @Option(help: "When the initial replication starts: now, HH:MM (next, local time) or an ISO-8601 time.") var initial = "now"
     @Option(name: .customLong("network"), help: "A source network the VM is attached to (repeat); recovery plans map it at failover.") var networks: [String] = []
     @Option(help: "Lag past which the VM's health is Warning (default: twice the copy frequency, at least 1m).") var rpo: String?
+    @Option(help: "Resync a disk whose pending log bytes exceed this percent of its size.") var resyncThreshold: Double = 50
+    @Option(help: "When automatic resyncs run: HH:MM-HH:MM (local time) or always.") var resyncWindow = ResyncScheduler.defaultWindow
 
     func run() throws {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
@@ -55,6 +57,10 @@ struct ProtectCommand: ParsableCommand {
         policy.thaw = thaw
         policy.compress = compress
         policy.initialAt = try ReplicationPolicy.startTime(initial)
+        guard resyncThreshold > 0 && resyncThreshold <= 1000 else { throw ReplicaError("bad --resync-threshold \(resyncThreshold): use a percent of the disk size, above 0") }
+        _ = try ResyncScheduler.Window(resyncWindow)
+        policy.resyncThreshold = resyncThreshold
+        policy.resyncWindow = resyncWindow
         if let rpo {
             policy.rpo = try ReplicationPolicy.seconds(rpo)
             guard policy.rpo! > 0 else { throw ReplicaError("bad --rpo '\(rpo)': it must be longer than zero") }

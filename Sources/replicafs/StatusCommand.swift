@@ -52,6 +52,8 @@ struct StatusCommand: ParsableCommand {
                     pct += String(format: " (%.1f MB/s, ETA %.0f s)", v.initialMBps ?? 0, eta)
                 }
                 if let at = v.initialScheduledAt { pct += " at \(at)" }
+                if v.state == "resynchronizing" { pct = " \(Int(v.resyncPercent ?? 0))%" }
+                if let why = v.resyncReason { pct += " (\(why))" }
                 let last = v.lastPoint.map { ", last point \($0) at \(v.lastPointTime ?? "?")" } ?? ""
                 let lag = v.lagSeconds.map { String(format: ", lag %.1f s", $0) } ?? ""
                 let err = v.lastError.map { ", LAST ERROR: \($0)" } ?? ""

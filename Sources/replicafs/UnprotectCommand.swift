@@ -18,6 +18,7 @@ struct UnprotectCommand: ParsableCommand {
             throw ReplicaError("unknown VM \(vm): not protected in \(dir)")
         }
         try FileSystem.remove(ProtectedVM.path(disksDir: dir, vm: vm))
+        try FileSystem.remove(ResyncScheduler.requirementPath(disksDir: dir, vm: vm))
         if deleteReplica { try TargetStore(root: config.target).delete(vm: vm) }
         print("unprotected \(vm)\(deleteReplica ? " and deleted its replica" : "")")
     }

@@ -104,6 +104,30 @@ struct BlockSyncTests {
         #expect(try FileSystem.stat(dir + "/dst").st_size == 30_000)
     }
 
+    @Test func holesCompareAsZerosBothWays() throws {
+        defer { cleanup() }
+        let mib = 1 << 20
+        // Source: 8 MiB, data only in block 1; target: random data everywhere.
+        let fd = try FileDescriptor.open(dir + "/src", O_RDWR | O_CREAT, mode: 0o644)
+        try fd.truncate(to: Int64(8 * mib))
+        let data = random(mib, seed: 8)
+        try data.withUnsafeBytes { try fd.pwrite($0.baseAddress!, count: mib, offset: Int64(mib)) }
+        fd.close()
+        try put(dir + "/dst", random(8 * mib, seed: 9))
+        var report = try BlockSync().sync(from: dir + "/src", to: dir + "/dst")
+        #expect(report.differingBlocks == 8 && report.bytesSent == Int64(8 * mib))
+        #expect(try sha(dir + "/src") == sha(dir + "/dst"))
+        // Written zeros on one side, holes on the other: equal, nothing sent.
+        try put(dir + "/zeros", [UInt8](repeating: 0, count: mib) + data + [UInt8](repeating: 0, count: 6 * mib))
+        #expect(try BlockSync().diff(dir + "/zeros", dir + "/src").isEmpty)
+        #expect(try BlockSync().diff(dir + "/src", dir + "/zeros").isEmpty)
+        report = try BlockSync().sync(from: dir + "/src", to: dir + "/zeros")
+        #expect(report.bytesSent == 0)
+        // One byte of data in the source's hole region is found.
+        try put(dir + "/zeros", [UInt8](repeating: 0, count: 5 * mib + 7) + [1] + [UInt8](repeating: 0, count: 3 * mib - 8))
+        #expect(try BlockSync().diff(dir + "/src", dir + "/zeros") == [Int64(mib)..<Int64(2 * mib), Int64(5 * mib)..<Int64(6 * mib)])
+    }
+
     @Test func emptyFilesAndMissingTarget() throws {
         defer { cleanup() }
         let sync = BlockSync(blockSize: 8192)
