@@ -112,6 +112,16 @@ struct StoreResyncTests {
         let after = try exports(store, [1, 2, 3])
         #expect(try after[3]! == read(disks + "/a.img") + [0xEE] + read(disks + "/b.img"))
         #expect(after[1] == before[1] && after[2] == before[2])
+        // A failed-over disk at an older point reads through the resync's undo, as an export does.
+        for id in [1, 2] {
+            let p = try #require(try store.points("vm").first { $0.id == id })
+            try FileSystem.mkdirs(dir + "/fo-\(id)")
+            let d = try FailoverDisk(store: store, vm: "vm", disk: "a.img", point: p, live: false, directory: dir + "/fo-\(id)")
+            var bytes = [UInt8](repeating: 0, count: Int(d.size))
+            _ = try bytes.withUnsafeMutableBytes { try d.read(into: $0.baseAddress!, count: $0.count, offset: 0) }
+            try store.export(vm: "vm", point: .id(id), disk: "a.img", to: dir + "/fx-\(id)")
+            #expect(try bytes == read(dir + "/fx-\(id)"), "failed-over a.img at point \(id)")
+        }
         // Pruning drops the older points with the resync's undo logs; the latest still exports.
         try store.prune(vm: "vm", retentionSeconds: 0.000001, nowNanos: Clock.nowNanos() + 1)
         #expect(try store.points("vm").map(\.id) == [3])
