@@ -80,11 +80,14 @@ public struct FailoverStatus: Codable, Sendable {
         public var writtenBytes: Int64
         /// Undo log bytes mapped to present the point.
         public var overlayBytes: Int
-        public init(name: String, size: Int64, writtenBytes: Int64, overlayBytes: Int) {
+        /// Changes refused since the disk was frozen for failback.
+        public var refusedWrites: Int
+        public init(name: String, size: Int64, writtenBytes: Int64, overlayBytes: Int, refusedWrites: Int) {
             self.name = name
             self.size = size
             self.writtenBytes = writtenBytes
             self.overlayBytes = overlayBytes
+            self.refusedWrites = refusedWrites
         }
     }
     public var pid: Int32

@@ -30,6 +30,9 @@ final class CowLayer: @unchecked Sendable {
             }
             self.size = size
             self.words = words
+            // Bytes past the saved size were written after the last fsync and are not part of
+            // the disk: cut them, or growing the disk later would show them instead of zeros.
+            try data.truncate(to: size)
         } else {
             size = initialSize
             words = []

@@ -13,6 +13,7 @@ public final class FailoverDisk: @unchecked Sendable {
     let cow: CowLayer
     private let lock = Lock()
     private var frozenFlag = false
+    private var refused = 0
     private var modified: timespec
     /// While reprotected: every change, logged before it reaches the layer.
     private var reverse: ReverseLog?
@@ -33,6 +34,19 @@ public final class FailoverDisk: @unchecked Sendable {
     public var writtenBytes: Int64 { lock.withLock { Int64(cow.writtenBlocks) * CowLayer.blockSize } }
     /// Bytes of undo logs mapped to present the point.
     public var overlayBytes: Int { base.overlayBytes }
+
+    /// Changes refused since the disk was frozen: a VM still writing during a failback.
+    public var refusedWrites: Int { lock.withLock { refused } }
+
+    /// Holds every disk's lock at once (in order) while `body` runs: one cut across the VM's disks.
+    static func withAllLocked<T>(_ disks: [FailoverDisk], _ body: () throws -> T) rethrows -> T {
+        for d in disks { d.lock.lock() }
+        defer { for d in disks.reversed() { d.lock.unlock() } }
+        return try body()
+    }
+
+    /// Seals the reverse log with the lock already held (see `withAllLocked`).
+    func rotateReverseLogLocked() throws -> String? { try reverse?.rotate(size: cow.size) }
 
     /// Once frozen, writes fail with EROFS: a failback's final copy must see the last write.
     public var frozen: Bool {
@@ -144,7 +158,10 @@ public final class FailoverDisk: @unchecked Sendable {
     // MARK: copy-on-write, called with the lock held
 
     private func checkWritable() throws {
-        if frozenFlag { throw SystemError(errno: EROFS, operation: "write", path: name + " (frozen for failback)") }
+        if frozenFlag {
+            refused += 1
+            throw SystemError(errno: EROFS, operation: "write", path: name + " (frozen for failback)")
+        }
     }
 
     private func touch() {
@@ -180,9 +197,12 @@ public final class FailoverDisk: @unchecked Sendable {
     private func shrink(to newSize: Int64) throws {
         let bs = CowLayer.blockSize
         if newSize % bs != 0 { try materialize(newSize / bs) }
-        try cow.data.truncate(to: newSize)
+        // The map learns the new size durably before the layer's bytes past it go: a crash in
+        // between must not bring back the old size with its fsynced tail read as zeros.
         cow.size = newSize
         cow.sizeChanged()
+        try cow.save()
+        try cow.data.truncate(to: newSize)
     }
 
     private func zero(_ from: Int64, _ to: Int64) throws {

@@ -116,11 +116,18 @@ public final class ResyncScheduler: @unchecked Sendable {
 
     /// Records every image's fingerprint; called once writes have stopped at clean shutdown.
     func recordFingerprints(_ disks: DiskSet) {
-        var all: [String: Fingerprint] = [:]
-        for j in disks.images { if let st = try? j.image.stat() { all[j.name] = Fingerprint(st) } }
+        Self.recordFingerprints(disksDir: disksDir, images: disks.images.map(\.name))
+    }
+
+    /// Records the fingerprints of `images` in `disksDir` (the others recorded are kept): for
+    /// whoever wrote them with the replica's knowledge, as a failback does.
+    public static func recordFingerprints(disksDir: String, images: [String]) {
+        let path = disksDir + "/.replicafs/fingerprints.json"
+        var all = (try? FileSystem.readFile(path)).flatMap { try? JSONDecoder().decode([String: Fingerprint].self, from: Data($0)) } ?? [:]
+        for name in images { if let st = try? FileSystem.stat(disksDir + "/" + name) { all[name] = Fingerprint(st) } }
         guard let data = try? JSONEncoder().encode(all) else { return }
         try? FileSystem.mkdirs(disksDir + "/.replicafs")
-        try? data.withUnsafeBytes { try FileSystem.writeAtomically(fingerprintPath, $0) }
+        try? data.withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
     }
 
     /// The VM's requirement; one whose file is gone (`unprotect` removes it) is forgotten.

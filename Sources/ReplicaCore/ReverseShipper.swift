@@ -10,6 +10,7 @@ public final class ReverseShipper: @unchecked Sendable {
     public let disks: [FailoverDisk]
     public let logDirectory: String
     private let lock = Lock()
+    private var paused = false
 
     public init(disks: [FailoverDisk], logDirectory: String) {
         self.disks = disks
@@ -22,6 +23,7 @@ public final class ReverseShipper: @unchecked Sendable {
             try FileSystem.mkdirs(logDirectory)
             for name in try FileSystem.list(logDirectory) { try FileSystem.remove(logDirectory + "/" + name) }
             for d in disks { try d.startReverseLog(directory: logDirectory) }
+            paused = false
         }
     }
 
@@ -31,13 +33,19 @@ public final class ReverseShipper: @unchecked Sendable {
         for name in names { try? FileSystem.remove(logDirectory + "/" + name) }
     }
 
-    /// Ships everything logged so far to `destination`; returns the data bytes applied.
+    /// Stops the periodic shipping (a failback's freeze): waits for a shipment in progress.
+    public func pause() { lock.withLock { paused = true } }
+    public var isPaused: Bool { lock.withLock { paused } }
+
+    /// Ships everything logged so far to `destination`; returns the data bytes applied. Every
+    /// disk's log is sealed at one cut, so the original site's disks are of one moment.
     @discardableResult
     public func ship(to destination: String) throws -> Int64 {
         try lock.withLock {
             var applied: Int64 = 0
-            for d in disks {
-                guard try d.rotateReverseLog() != nil else {
+            let cut = try FailoverDisk.withAllLocked(disks) { try disks.map { try $0.rotateReverseLogLocked() } }
+            for (d, justSealed) in zip(disks, cut) {
+                guard justSealed != nil else {
                     throw ReplicaError("disk \(d.name) is not logging for reverse replication: run reprotect")
                 }
                 let sealed = try TargetStore.logs(in: logDirectory, of: [d.name]).filter { try LogScanner.scan($0).isSealed }

@@ -130,6 +130,9 @@ public final class TargetStore {
     /// Removes a VM's replica and its points.
     public func delete(vm: String) throws {
         guard hasVM(vm) else { return }
+        if let failover = failoverState(vm) {
+            throw ReplicaError("VM \(vm) is failed over (\(failover.summary)): its replica stays until failback or cleanup")
+        }
         try withLock(vm, exclusive: true) {
             _ = unlink(catalogPath(vm))
             for sub in ["replica", "points"] {

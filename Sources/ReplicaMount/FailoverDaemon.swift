@@ -64,6 +64,8 @@ public struct FailoverDaemon {
                 case .ping:
                     return ControlResponse(ok: true)
                 case .freeze:
+                    // No periodic shipment may run under the failback's final copy.
+                    shipper.pause()
                     try server.freeze()
                     return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
                 case .status:
@@ -97,7 +99,8 @@ public struct FailoverDaemon {
             while true {
                 sleep(1)
                 guard let state = store.failoverState(vm) else { return }
-                guard state.reverseReady, let to = state.reverseTo, Date().timeIntervalSince(last) >= state.reverseInterval else { continue }
+                guard state.reverseReady, !shipper.isPaused, let to = state.reverseTo,
+                      Date().timeIntervalSince(last) >= state.reverseInterval else { continue }
                 last = Date()
                 do {
                     try shipper.ship(to: to)
@@ -113,6 +116,7 @@ public struct FailoverDaemon {
     static func status(_ server: FailoverServer, _ state: FailoverState, _ store: String) -> FailoverStatus {
         FailoverStatus(pid: getpid(), vm: state.vm, store: store, kind: state.kind.rawValue, point: state.point.id,
                        mountpoint: server.mountpoint, frozen: server.disks.contains { $0.frozen },
-                       disks: server.disks.map { .init(name: $0.name, size: $0.size, writtenBytes: $0.writtenBytes, overlayBytes: $0.overlayBytes) })
+                       disks: server.disks.map { .init(name: $0.name, size: $0.size, writtenBytes: $0.writtenBytes,
+                                                       overlayBytes: $0.overlayBytes, refusedWrites: $0.refusedWrites) })
     }
 }

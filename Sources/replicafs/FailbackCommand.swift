@@ -79,6 +79,12 @@ struct FailbackCommand: ParsableCommand {
         } catch {
             throw ReplicaError("failback step 3 (final copy) failed: \(error); the failover mount is frozen: run failback again to retry")
         }
+        // A VM still running wrote after the freeze: those writes were refused, not copied.
+        _ = try? MountDaemon.flush(state.disks, in: state.mountpoint)
+        let refused = (try? call(entry, .status).failover)?.disks.reduce(0) { $0 + $1.refusedWrites } ?? 0
+        guard refused == 0 else {
+            throw ReplicaError("failback stopped before the switch: \(refused) writes were refused after the freeze, so the VM is still running on \(state.mountpoint): shut it down, then run failback again")
+        }
         // 4. Switch: the failover mount goes, the replica follows the disks now at home.
         say("failback step 4/4: switching VM \(vm) back to \(destination)")
         let point: RecoveryPoint
@@ -91,13 +97,16 @@ struct FailbackCommand: ParsableCommand {
             var sources: [String: String] = [:]
             for d in state.disks { sources[d] = destination + "/" + d }
             (point, _) = try store.rebase(vm: vm, sources: sources, blockSize: blockSize)
+            // The disks were written here, not through a mount: that is not a change behind
+            // the replica's back (the rebase made the replica equal them).
+            ResyncScheduler.recordFingerprints(disksDir: destination, images: state.disks)
             if !ProtectedVM.all(disksDir: destination).contains(where: { $0.name == vm }) {
                 // Failing back to a new location: protection goes with the disks.
                 try ProtectedVM(name: vm, disks: state.disks, target: store.root, policy: ReplicationPolicy()).save(disksDir: destination)
             }
             try store.discardFailover(vm: vm)
         } catch {
-            throw ReplicaError("failback step 4 (switch) failed: \(error); the disks at \(destination) are complete: run failback again to finish the switch")
+            throw ReplicaError("failback step 4 (switch) failed: \(error); the disks at \(destination) are complete: `replicafs failover remount \(vm) --target \(store.root)`, then run failback again")
         }
         state.reverseTo = destination
         let diskBytes = try state.disks.reduce(Int64(0)) { $0 + Int64(try FileSystem.stat(destination + "/" + $1).st_size) }

@@ -53,8 +53,12 @@ struct FailoverStartCommand: ParsableCommand {
         if planned {
             guard point == "latest" else { throw ReplicaError("a planned failover goes to the final point it ships: leave --point out") }
             source = try stopSource(source)
-            let final = try store.shipFinalLogs(vm: vm, disksDir: source!)
-            selector = .id(final.id)
+            do {
+                let final = try store.shipFinalLogs(vm: vm, disksDir: source!)
+                selector = .id(final.id)
+            } catch {
+                throw ReplicaError("planned failover: the source at \(source!) is stopped but its last changes could not be shipped: \(error); mount it again to resume protection")
+            }
         }
         let state = try store.beginFailover(vm: vm, point: selector, kind: kind, mountpoint: mp, sourceDisksDir: source)
         let launched: DaemonLauncher.Launched
@@ -130,6 +134,10 @@ struct FailoverCleanupCommand: ParsableCommand {
         guard store.hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(store.root)") }
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to clean up") }
         guard !state.committed else { throw ReplicaError("the failover of VM \(vm) is committed: fail back instead of cleaning up") }
+        if let to = state.reverseTo {
+            // The original disks already hold failed-over writes the store never saw.
+            throw ReplicaError("VM \(vm) was reprotected towards \(to): fail back instead of cleaning up")
+        }
         if MountTable.mount(at: state.mountpoint) != nil { try stopMount(state.mountpoint) }
         try store.discardFailover(vm: vm)
         print("cleaned up the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)): its writes are discarded")

@@ -66,15 +66,16 @@ func failedOverVM(_ vm: String, store: TargetStore, to: String?) throws -> (Fail
     guard let dir = to ?? state.reverseTo ?? state.sourceDisksDir else {
         throw ReplicaError("the original site of VM \(vm) is not known: give --to <disks-dir>")
     }
-    try FileSystem.mkdirs(dir)
-    let real = try FileSystem.realPath(dir)
+    guard let entry = MountRegistry().lookup(state.mountpoint), MountRegistry.isAlive(entry.pid) else {
+        throw ReplicaError("the failover mount of VM \(vm) on \(state.mountpoint) is not running: `replicafs failover remount \(vm) --target \(store.root)`")
+    }
+    let real = FileSystem.exists(dir) ? try FileSystem.realPath(dir) : dir
     if let running = MountRegistry().all().first(where: { MountRegistry.isAlive($0.pid) && $0.disksDir == real }) {
         throw ReplicaError("\(real) is still served by the replicafs mount on \(running.mountpoint): unmount it first")
     }
-    guard let entry = MountRegistry().lookup(state.mountpoint), MountRegistry.isAlive(entry.pid) else {
-        throw ReplicaError("the failover mount of VM \(vm) on \(state.mountpoint) is not running")
-    }
-    return (state, real)
+    // Checked: now the destination may be created (failing back to a new machine).
+    try FileSystem.mkdirs(dir)
+    return (state, try FileSystem.realPath(dir))
 }
 
 /// Makes the original site's disks equal the failed-over disks, block by block, sending only

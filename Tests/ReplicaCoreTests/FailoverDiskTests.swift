@@ -132,6 +132,61 @@ struct FailoverDiskTests {
         #expect(try readAll(a) == expected[1]!["a.img"]!)
     }
 
+    func readAt(_ d: FailoverDisk, _ off: Int64, _ n: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0xEE, count: n)
+        _ = try out.withUnsafeMutableBytes { try d.read(into: $0.baseAddress!, count: n, offset: off) }
+        return out
+    }
+
+    /// A crash (the layer dropped without fsync) after growing and writing; reopened, then grown
+    /// again: the grown range reads zeros, not the bytes written before the crash.
+    @Test func growAfterACrashReadsZeros() throws {
+        defer { base.cleanup() }
+        let (store, set, _, _) = try makeStore(points: 2)
+        try set.close()
+        let point = try #require(try store.points("vm1").last)
+        let dir = base.dir + "/fo"
+        try FileSystem.mkdirs(dir)
+        let size0: Int64
+        do {
+            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+            size0 = d.size
+            try [UInt8](repeating: 1, count: 4096).withUnsafeBytes { try d.write($0, offset: 0) }
+            try d.sync()
+            try [UInt8](repeating: 0xAB, count: 8192).withUnsafeBytes { try d.write($0, offset: size0 + 100_000) }
+        }
+        let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+        #expect(d.size == size0)
+        try d.setSize(size0 + 200_000)
+        #expect(try readAt(d, size0 + 100_000, 8192) == [UInt8](repeating: 0, count: 8192))
+    }
+
+    /// Fsynced data, then a shrink, then a crash: either the shrink held or the fsynced tail
+    /// is back, never the old size with that tail read as zeros.
+    @Test func aShrinkThenACrashNeverZeroesFsyncedData() throws {
+        defer { base.cleanup() }
+        let (store, set, _, _) = try makeStore(points: 2)
+        try set.close()
+        let point = try #require(try store.points("vm1").last)
+        let dir = base.dir + "/fo"
+        try FileSystem.mkdirs(dir)
+        let size0: Int64
+        let data = [UInt8](repeating: 0x5A, count: 8192)
+        do {
+            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+            size0 = d.size
+            try data.withUnsafeBytes { try d.write($0, offset: size0 - 8192) }
+            try d.sync()
+            try d.setSize(4096)
+        }
+        let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+        if d.size == size0 {
+            #expect(try readAt(d, size0 - 8192, 8192) == data, "fsynced tail lost after an unsynced shrink")
+        } else {
+            #expect(d.size == 4096)
+        }
+    }
+
     @Test func theCopyOnWriteMapRefusesDamage() throws {
         let words: [UInt64] = [1, 0, ~0]
         var bytes = CowLayer.encode(size: 12345, words: words)

@@ -166,6 +166,9 @@ struct FailoverTests {
         struct Sync: Decodable { var sent: Int64; var compared: Int64 }
         let reprotect = try JSONDecoder().decode(Sync.self, from: Data(Shell.must("\"$RFS\" reprotect vm1 --target '\(site.root)/store' --copy-frequency 1s --json").utf8))
         #expect(Shell.sha256(site.disks + "/os.img") == Shell.sha256(fm + "/os.img"), "reprotect left the original site behind")
+        // The original disks now hold failed-over writes: discarding the failover would split them from the store.
+        let cleanup = Shell.run("\"$RFS\" failover cleanup vm1 --target '\(site.root)/store'")
+        #expect(!cleanup.ok && cleanup.stderr.contains("fail back instead"), "cleanup after reprotect: \(cleanup.stderr)")
         // Reverse replication runs: the failed-over VM's writes reach home through its change logs.
         Shell.must("dd if=/dev/urandom of='\(fm)/os.img' bs=4k count=8 seek=100 conv=notrunc,fsync status=none && truncate -s 65M '\(fm)/os.img'")
         let shippedHome = Shell.sha256(fm + "/os.img")
