@@ -31,10 +31,13 @@ struct ResyncTests {
 
     /// The daemon log's resync lines for `vm`: (bytes sent, disk bytes) each.
     func resyncLines(_ site: Site, _ vm: String) -> [(sent: Int64, disk: Int64)] {
-        let log = Shell.run("cat /run/replicafs/*.log 2>/dev/null | grep -a 'replicafs: \(vm): resync (' | sed -E 's/.* sent ([0-9]+) of ([0-9]+) bytes.*/\\1 \\2/'").stdout
-        return log.split(separator: "\n").compactMap { line in
-            let f = line.split(separator: " ").compactMap { Int64($0) }
-            return f.count == 2 ? (f[0], f[1]) : nil
+        // The site's own daemon log, in ${REPLICAFS_RUN_DIR:-/run/replicafs}.
+        let lines = site.daemonLog().split(separator: "\n").filter { $0.contains("replicafs: \(vm): resync (") }
+        return lines.compactMap { line in
+            guard let r = line.range(of: " sent ") else { return nil }
+            let f = line[r.upperBound...].split(separator: " ")
+            guard f.count >= 3, f[1] == "of", let sent = Int64(f[0]), let disk = Int64(f[2]) else { return nil }
+            return (sent, disk)
         }
     }
 
