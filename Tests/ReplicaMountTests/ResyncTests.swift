@@ -94,10 +94,18 @@ struct ResyncTests {
         Shell.must("dd if=/dev/urandom of='\(site.disks)/d.img' bs=4k count=5 seek=1000 conv=notrunc status=none")
         site.mount()
         Shell.must("for i in $(seq 1 100); do \"$RFS\" status '\(site.mnt)' | grep -q 'VM \(vm): resync required' && exit 0; sleep 0.1; done; exit 1")
-        #expect(Shell.must("\"$RFS\" status '\(site.mnt)'").contains("waiting for the resync window \(window)"))
+        // Waiting for the window is Warning (no points are made meanwhile), not a failed attempt.
+        let waiting = Shell.run("\"$RFS\" status '\(site.mnt)'")
+        #expect(waiting.status == 1 && waiting.stdout.contains("waiting for the resync window \(window)")
+                && waiting.stdout.contains("health: warning\n") && waiting.stdout.contains("- resync required: "), "\(waiting.stdout)")
         #expect(Shell.must("\"$RFS\" jobs").contains("\(vm)\tresync\twaiting for the resync window"))
         let refused = Shell.run("\"$RFS\" snapshot \(vm) --wait")
         #expect(!refused.ok && refused.stderr.contains("needs a resync") && refused.stderr.contains("--now"), "\(refused.stderr)")
+        // A refused snapshot is not a failed attempt either: no retry scheduled, no back-off
+        // that could hold the resync past the window's opening.
+        let after = Shell.run("\"$RFS\" status '\(site.mnt)' --json")
+        #expect(after.status == 1 && after.stdout.contains("\"retryAttempt\" : 0") && !after.stdout.contains("nextRetryAt")
+                && after.stdout.contains("\"health\" : \"warning\""), "\(after.stdout)")
         let source = Shell.sha256(site.mnt + "/d.img")
         let out = Shell.must("\"$RFS\" resync \(vm) --now --json")
         let outcome = try JSONDecoder().decode(Outcome.self, from: Data(out.utf8))
@@ -130,6 +138,10 @@ struct ResyncTests {
         Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=4k count=8 seek=3000 conv=notrunc,fsync status=none")
         let refused = Shell.run("\"$RFS\" snapshot \(vm) --wait")
         #expect(!refused.ok && refused.stderr.contains("broken log chain") && refused.stderr.contains("resync required"), "\(refused.stderr)")
+        // A refused chain is a resync trigger, not Critical (the daemon may be resyncing already:
+        // the window is always open).
+        let meanwhile = Shell.run("\"$RFS\" status '\(site.mnt)'")
+        #expect(meanwhile.status != 2 && !meanwhile.stdout.contains("critical") && !meanwhile.stdout.contains("resume"), "\(meanwhile.stdout)")
         // The next snapshot resyncs first (the window is always open), then cuts its point.
         let source = Shell.sha256(site.mnt + "/d.img")
         let point = try snapshot(vm)
@@ -139,6 +151,8 @@ struct ResyncTests {
         print("refused chain: resync sent \(sent.sent) of \(sent.disk) bytes")
         #expect(sent.sent == 1 << 20)
         Shell.must("\"$RFS\" verify \(vm) --target '\(site.root)/store' --disks-dir '\(site.disks)'")
+        // Resynced and replicating again: Normal (exit 0).
+        #expect(Shell.must("\"$RFS\" status '\(site.mnt)'").contains("VM \(vm): protected"))
         site.unmount()
     }
 
