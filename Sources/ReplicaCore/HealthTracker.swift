@@ -88,8 +88,11 @@ public final class HealthTracker: @unchecked Sendable {
     }
 
     /// An attempt failed: schedules the next one per the RetryPolicy, or, for a
-    /// non-recoverable failure, holds the VM in Critical. Returns the delay before the retry
-    /// (nil when Critical). A due cycle (`cycle`) that fails first is a missed one.
+    /// non-recoverable failure, holds the VM in Critical. A failure a resync fixes (a chain
+    /// the target refused) is neither: no back-off and no Critical, the VM waits for its
+    /// resync (which the caller triggers) and the resync's success resets it. Returns the
+    /// delay before the retry (nil when not retried). A due cycle (`cycle`) that fails first
+    /// is a missed one.
     @discardableResult
     public func failed(_ vm: String, _ failure: ReplicationFailure, now: Double, cycle: Bool = true,
                        environment: [String: String] = ProcessInfo.processInfo.environment) -> Double? {
@@ -105,6 +108,8 @@ public final class HealthTracker: @unchecked Sendable {
             if failure.recoverable {
                 delay = RetryPolicy(policy: r.policy, environment: environment).delay(afterFailures: r.failures)
                 r.nextRetryAt = now + delay!
+            } else if failure.resync {
+                r.nextRetryAt = nil
             } else {
                 r.critical = failure
                 r.nextRetryAt = nil
@@ -133,9 +138,11 @@ public final class HealthTracker: @unchecked Sendable {
 
     /// Fills the state's health, reasons, retry schedule and last error. `lastCut` is the
     /// latest cut the target holds (seconds since the epoch), when a delta cycle made one.
+    /// A VM that needs a resync (the state's `resyncReason`: waiting for the window, or
+    /// running) is in Warning: it makes no points until the resync ends.
     public func annotate(_ state: inout Replicator.VMState, lastCut: Double?, now: Double) {
         lock.withLock {
-            guard let r = records[state.vm] else { return }
+            let r = records[state.vm] ?? Record()
             var health = Health.normal
             var reasons: [String] = []
             state.retryAttempt = r.failures
@@ -152,6 +159,19 @@ public final class HealthTracker: @unchecked Sendable {
                 state.nextRetryAt = at
                 state.nextRetryInSeconds = max(0, next - now)
                 state.lastError = failure.message
+            } else if let failure = r.lastFailure, failure.resync {
+                health = .warning
+                // Until the replicator picks the requirement up (its next tick), say why here.
+                if state.resyncReason == nil { reasons.append("\(failure.reason): \(failure.message)") }
+                state.lastError = failure.message
+            }
+            if let why = state.resyncReason {
+                health = max(health, .warning)
+                if state.state == "resynchronizing" {
+                    reasons.append("resynchronizing \(Int(state.resyncPercent ?? 0))%: \(why)")
+                } else {
+                    reasons.append("resync required: \(why)")
+                }
             }
             if r.replicated, let since = lastCut ?? r.replicatedSince {
                 let lag = max(0, now - since)

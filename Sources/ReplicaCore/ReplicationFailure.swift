@@ -4,8 +4,10 @@ import Glibc
 
 /// A failed replication attempt sorted the way the seeds sort them: recoverable errors (the
 /// target unreachable or not mounted, no space, low memory, an I/O error at the target, a
-/// timeout) are retried on the RetryPolicy's back-off; non-recoverable ones (a broken or
-/// foreign log chain, an invalid replica state, access refused by the store, a disk or VM
+/// timeout) are retried on the RetryPolicy's back-off; a broken or foreign log chain refused
+/// by the target is not retried either, but it is what a resync fixes, so it triggers one
+/// (`resync`: the VM is in Warning as "resync required", not Critical); the other
+/// non-recoverable ones (an invalid replica state, access refused by the store, a disk or VM
 /// that cannot be found) put the VM in Critical until an administrator acts, because trying
 /// again cannot fix them.
 public struct ReplicationFailure: Sendable, Equatable {
@@ -14,11 +16,15 @@ public struct ReplicationFailure: Sendable, Equatable {
     public var reason: String
     /// The error itself, one line.
     public var message: String
+    /// Not recoverable by waiting, but by a resync, which the replicator triggers (issue 5's
+    /// trigger (d): a broken sequence reported by the target). Never Critical, never backed off.
+    public var resync: Bool
 
-    public init(recoverable: Bool, reason: String, message: String) {
+    public init(recoverable: Bool, reason: String, message: String, resync: Bool = false) {
         self.recoverable = recoverable
         self.reason = reason
         self.message = message
+        self.resync = resync && !recoverable
     }
 
     /// Classifies `error` from an attempt to replicate to the store at `store` (its root path):
@@ -30,6 +36,7 @@ public struct ReplicationFailure: Sendable, Equatable {
         if let e = error as? ReplicaError {
             switch e.kind {
             case .nonRecoverable: return .init(recoverable: false, reason: "non-recoverable error", message: message)
+            case .resyncRequired, .waitingForResync: return .init(recoverable: false, reason: "resync required", message: message, resync: true)
             case .recoverable, .unspecified: return .init(recoverable: true, reason: "recoverable error", message: message)
             }
         }

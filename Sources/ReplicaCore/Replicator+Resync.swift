@@ -55,6 +55,8 @@ extension Replicator {
             return ResyncOutcome(vm: name, state: "resync required", reason: resync.requirement(name)?.reason, window: window)
         }
         let (report, point) = try cycleLock.withLock { try runResyncLocked(vm, store) }
+        // A resync by hand is an administrator acting, as `resume` is: it ends Critical too.
+        if report != nil, health.resume(name) { health.succeeded(name, now: Self.now(), cycle: false) }
         return ResyncOutcome(vm: name, state: "resynchronized", reason: nil, window: window, report: report, point: point)
     }
 
@@ -63,7 +65,7 @@ extension Replicator {
     func resyncBeforeSnapshotLocked(_ vm: ProtectedVM, _ store: TargetStore) throws {
         guard store.hasVM(vm.name), let requirement = resync.requirement(vm.name) else { return }
         guard ResyncScheduler.windowOpen(vm.policy, requirement) else {
-            throw ReplicaError("VM \(vm.name) needs a resync (\(requirement.reason)); it runs in the window \(vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow), or now with: replicafs resync \(vm.name) --now")
+            throw ReplicaError("VM \(vm.name) needs a resync (\(requirement.reason)); it runs in the window \(vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow), or now with: replicafs resync \(vm.name) --now", kind: .waitingForResync)
         }
         _ = try runResyncLocked(vm, store)
     }
@@ -128,6 +130,9 @@ extension Replicator {
             $0.resyncReason = nil
             if point == nil { $0.state = "resynchronized, waiting for the next point" }
         }
+        // The resync is what a refused chain was waiting for: replication is back (a point
+        // that failed is retried as any failed cycle is, by the next tick).
+        if point != nil { health.succeeded(vm.name, now: Self.now(), cycle: true) }
         return (report, point)
     }
 }

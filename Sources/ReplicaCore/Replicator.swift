@@ -155,12 +155,18 @@ public final class Replicator: @unchecked Sendable {
         }
     }
 
-    /// Classifies a failed attempt, schedules the retry (or holds the VM in Critical) and says so in the daemon's log.
+    /// Classifies a failed attempt, schedules the retry (or holds the VM in Critical, or
+    /// requires a resync) and says so in the daemon's log.
     private func recordFailure(_ vm: ProtectedVM, _ error: Error, cycle: Bool = true) {
         let failure = ReplicationFailure.classify(error, store: (try? FileSystem.realPath(vm.target)) ?? vm.target)
+        // A chain the target refused: the resync is the retry (a first reason stays).
+        if failure.resync { resync.require(vm.name, reason: "the target refused the logs: \(failure.message)") }
         let delay = health.failed(vm.name, failure, now: Self.now(), cycle: cycle)
         update(vm.name) { $0.lastError = failure.message }
-        let next = delay.map { String(format: "retry in %.1f s", $0) } ?? "not retried until `replicafs resume \(vm.name)`"
+        let window = vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow
+        let next = delay.map { String(format: "retry in %.1f s", $0) }
+            ?? (failure.resync ? "a resync follows (window \(window), or now with `replicafs resync \(vm.name) --now`)"
+                               : "not retried until `replicafs resume \(vm.name)`")
         FileHandle.standardError.write(Data("replicafs: \(vm.name): replication failed (\(failure.reason)): \(failure.message); \(next)\n".utf8))
     }
 
@@ -192,6 +198,10 @@ public final class Replicator: @unchecked Sendable {
             let point = try cut(name, appConsistent: appConsistent)
             health.succeeded(name, now: Self.now(), cycle: false)
             return point
+        } catch let e as ReplicaError where e.kind == .waitingForResync {
+            // Refused while the VM waits for its resync window: no attempt was made, so no
+            // failure, no back-off (which could hold the resync past the window's opening).
+            throw e
         } catch {
             recordFailure(vm, error, cycle: false)
             throw error

@@ -202,8 +202,7 @@ public final class ResyncScheduler: @unchecked Sendable {
 
     /// A commit the target refused because the chain broke (or belongs to other logs).
     func noteCommitError(_ vm: String, _ error: Error) {
-        let text = "\(error)"
-        if text.contains("resync required") { require(vm, reason: "the target refused the logs: \(text)") }
+        if let e = error as? ReplicaError, e.kind == .resyncRequired { require(vm, reason: "the target refused the logs: \(e)") }
     }
 
     /// Whether an automatic resync may start now under `policy`.

@@ -188,10 +188,10 @@ public final class TargetStore {
                 let applier = try LogApplier(scans: fresh)
                 let first = applier.scans[0].header
                 if let chain = entry.chain, chain != first.chainHex {
-                    throw ReplicaError("\(applier.scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required", kind: .nonRecoverable)
+                    throw ReplicaError("\(applier.scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required", kind: .resyncRequired)
                 }
                 if let next = entry.nextLSN, first.firstLSN != next {
-                    throw ReplicaError("broken log chain for disk \(disk): replica expects LSN \(next), shipped logs start at \(first.firstLSN): resync required", kind: .nonRecoverable)
+                    throw ReplicaError("broken log chain for disk \(disk): replica expects LSN \(next), shipped logs start at \(first.firstLSN): resync required", kind: .resyncRequired)
                 }
                 guard applier.scans.allSatisfy(\.isSealed) else {
                     throw ReplicaError("disk \(disk): shipped logs must be sealed", kind: .nonRecoverable)

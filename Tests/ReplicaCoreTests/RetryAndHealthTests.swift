@@ -63,6 +63,12 @@ struct RetryAndHealthTests {
         #expect(classify(ENOSPC, store + "2/x").reason == "source disk full")
         #expect(ReplicationFailure.classify(ReplicaError("quiesce command failed with status 1: x"), store: store).recoverable)
         #expect(!ReplicationFailure.classify(ReplicaError("x", kind: .nonRecoverable), store: store).recoverable)
+        #expect(!ReplicationFailure.classify(ReplicaError("x", kind: .nonRecoverable), store: store).resync)
+        // A chain the target refuses is not retried as is, and not Critical: a resync fixes it.
+        let chain = ReplicationFailure.classify(ReplicaError("broken log chain for disk a.img: resync required", kind: .resyncRequired), store: store)
+        #expect(!chain.recoverable && chain.resync && chain.reason == "resync required")
+        #expect(!classify(ENOSPC, store + "/vm/replica/a.img").resync && !classify(EACCES, store).resync)
+        #expect(!ReplicationFailure(recoverable: true, reason: "r", message: "m", resync: true).resync)
         #expect(ReplicaError("same", kind: .nonRecoverable) == ReplicaError("same"))
     }
 
@@ -98,7 +104,7 @@ struct RetryAndHealthTests {
             Issue.record("a broken chain committed")
         } catch {
             let failure = ReplicationFailure.classify(error, store: store.root)
-            #expect(!failure.recoverable && failure.message.contains("resync required"), "\(failure)")
+            #expect(!failure.recoverable && failure.resync && failure.message.contains("resync required"), "\(failure)")
         }
         do {
             _ = try store.points("other")
@@ -161,6 +167,43 @@ struct RetryAndHealthTests {
         #expect(t.mayAttempt("v", now: 100_001) && t.isCritical("v") == nil && !t.resume("v"))
         s = state(t, "v", lastCut: 100_000, now: 100_001)
         #expect(s.health != .critical && s.retryAttempt == 0)
+    }
+
+    @Test func aRefusedChainWarnsAndWaitsForTheResyncWithoutBackOff() {
+        let t = HealthTracker()
+        t.observe([vm("v", copyFrequency: 60)])
+        t.markReplicated("v", since: 1000)
+        let chain = ReplicationFailure(recoverable: false, reason: "resync required",
+                                       message: "broken log chain for disk a.img: resync required", resync: true)
+        // Neither a retry on the back-off nor Critical: the resync may run at once.
+        #expect(t.failed("v", chain, now: 1000, environment: [:]) == nil)
+        #expect(t.mayAttempt("v", now: 1000) && t.isCritical("v") == nil)
+        var s = state(t, "v", lastCut: 1000, now: 1001)
+        #expect(s.health == .warning && s.retryAttempt == 1 && s.nextRetryAt == nil && s.lastError == chain.message)
+        #expect(s.healthReasons.first == "resync required: broken log chain for disk a.img: resync required", "\(s.healthReasons)")
+        // The failed cycle is a missed one (1 of 1 in the last hour).
+        #expect(s.cyclesMissedLastHour == 1)
+        // Once the replicator has the requirement, the state says why and what it waits for.
+        s = Replicator.VMState(vm: "v", state: "resync required", pendingBytes: 0)
+        s.resyncReason = "the target refused the logs (waiting for the resync window 18:30-06:00)"
+        t.annotate(&s, lastCut: 1000, now: 1001)
+        #expect(s.health == .warning && s.healthReasons.first == "resync required: the target refused the logs (waiting for the resync window 18:30-06:00)", "\(s.healthReasons)")
+        #expect(s.healthReasons.filter { $0.hasPrefix("resync required") }.count == 1, "said once: \(s.healthReasons)")
+        s = Replicator.VMState(vm: "v", state: "resynchronizing", pendingBytes: 0)
+        s.resyncReason = "the target refused the logs"
+        s.resyncPercent = 42.5
+        t.annotate(&s, lastCut: 1000, now: 1001)
+        #expect(s.health == .warning && s.healthReasons.first == "resynchronizing 42%: the target refused the logs", "\(s.healthReasons)")
+        // The resync and its first point end it (the missed cycle still counts for an hour).
+        t.succeeded("v", now: 1002, cycle: true)
+        s = state(t, "v", lastCut: 1002, now: 1003)
+        #expect(s.retryAttempt == 0 && s.lastError == nil && !s.healthReasons.contains { $0.contains("resync") }, "\(s)")
+        // A VM waiting for its window after a mount-time trigger, with no failed attempt, is in Warning too.
+        let fresh = HealthTracker()
+        var w = Replicator.VMState(vm: "w", state: "resync required", pendingBytes: 0)
+        w.resyncReason = "image a.img changed outside the mount (waiting for the resync window 18:30-06:00)"
+        fresh.annotate(&w, lastCut: nil, now: 0)
+        #expect(w.health == .warning && w.retryAttempt == 0 && w.nextRetryAt == nil && w.health.exitCode == 1)
     }
 
     @Test func lagPastTheRPOAndMissedCyclesWarn() {

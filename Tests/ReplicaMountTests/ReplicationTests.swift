@@ -75,7 +75,7 @@ struct ReplicationTests {
         #expect(!FileManager.default.fileExists(atPath: site.root + "/store/r/catalog.json"))
         site.mount()
         waitProtected(site, "r")
-        let log = Shell.must("cat /run/replicafs/*.log 2>/dev/null | grep 'r: initial replication' | tail -1")
+        let log = site.daemonLog().split(separator: "\n").last { $0.contains("replicafs: r: initial replication") }.map(String.init) ?? ""
         #expect(log.contains("resumed at"), "daemon log: \(log)")
         Shell.must("dd if=/dev/urandom of='\(site.mnt)/big.img' bs=4k count=16 seek=7 conv=notrunc status=none")
         let sum = Shell.sha256(site.mnt + "/big.img")

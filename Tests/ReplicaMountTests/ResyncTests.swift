@@ -31,10 +31,13 @@ struct ResyncTests {
 
     /// The daemon log's resync lines for `vm`: (bytes sent, disk bytes) each.
     func resyncLines(_ site: Site, _ vm: String) -> [(sent: Int64, disk: Int64)] {
-        let log = Shell.run("cat /run/replicafs/*.log 2>/dev/null | grep -a 'replicafs: \(vm): resync (' | sed -E 's/.* sent ([0-9]+) of ([0-9]+) bytes.*/\\1 \\2/'").stdout
-        return log.split(separator: "\n").compactMap { line in
-            let f = line.split(separator: " ").compactMap { Int64($0) }
-            return f.count == 2 ? (f[0], f[1]) : nil
+        // The site's own daemon log, in ${REPLICAFS_RUN_DIR:-/run/replicafs}.
+        let lines = site.daemonLog().split(separator: "\n").filter { $0.contains("replicafs: \(vm): resync (") }
+        return lines.compactMap { line in
+            guard let r = line.range(of: " sent ") else { return nil }
+            let f = line[r.upperBound...].split(separator: " ")
+            guard f.count >= 3, f[1] == "of", let sent = Int64(f[0]), let disk = Int64(f[2]) else { return nil }
+            return (sent, disk)
         }
     }
 
@@ -51,6 +54,10 @@ struct ResyncTests {
         let old = try snapshot(vm)
         let oldSHA = exportSHA(site, vm, point: String(old), disk: "d.img")
         #expect(oldSHA == Shell.sha256(site.mnt + "/d.img"))
+        // The newest point before the unmount: the copy-frequency cycle that follows the
+        // initial copy at once may commit after the snapshot, so it is not always `old`.
+        let points = Shell.must("\"$RFS\" points \(vm) --target '\(site.root)/store' --json")
+        let newestBefore = try #require(try JSONDecoder().decode([Point].self, from: Data(points.utf8)).map(\.id).max())
         site.unmount()
 
         // Behind the mount's back: 3 MiB rewritten in place, size unchanged.
@@ -58,7 +65,8 @@ struct ResyncTests {
         let source = Shell.sha256(site.disks + "/d.img")
         #expect(Shell.run("\"$RFS\" verify \(vm) --target '\(site.root)/store' --disks-dir '\(site.disks)'").status == 1)
         site.mount()
-        Shell.must("for i in $(seq 1 200); do \"$RFS\" status '\(site.mnt)' --json | grep -q '\"lastPoint\" : \(old + 1)' && exit 0; sleep 0.1; done; exit 1")
+        // The resync, then its first consistent point, newer than any before the unmount.
+        Shell.must("for i in $(seq 1 200); do p=$(\"$RFS\" status '\(site.mnt)' --json | sed -n 's/.*\"lastPoint\" : \\([0-9]*\\).*/\\1/p'); [ -n \"$p\" ] && [ \"$p\" -gt \(newestBefore) ] && exit 0; sleep 0.1; done; exit 1")
         let lines = resyncLines(site, vm)
         let sent = try #require(lines.last)
         print("outside change: resync sent \(sent.sent) of \(sent.disk) bytes (\(String(format: "%.1f", Double(sent.sent) * 100 / Double(sent.disk)))%) for 3 MiB changed")
@@ -91,10 +99,18 @@ struct ResyncTests {
         Shell.must("dd if=/dev/urandom of='\(site.disks)/d.img' bs=4k count=5 seek=1000 conv=notrunc status=none")
         site.mount()
         Shell.must("for i in $(seq 1 100); do \"$RFS\" status '\(site.mnt)' | grep -q 'VM \(vm): resync required' && exit 0; sleep 0.1; done; exit 1")
-        #expect(Shell.must("\"$RFS\" status '\(site.mnt)'").contains("waiting for the resync window \(window)"))
+        // Waiting for the window is Warning (no points are made meanwhile), not a failed attempt.
+        let waiting = Shell.run("\"$RFS\" status '\(site.mnt)'")
+        #expect(waiting.status == 1 && waiting.stdout.contains("waiting for the resync window \(window)")
+                && waiting.stdout.contains("health: warning\n") && waiting.stdout.contains("- resync required: "), "\(waiting.stdout)")
         #expect(Shell.must("\"$RFS\" jobs").contains("\(vm)\tresync\twaiting for the resync window"))
         let refused = Shell.run("\"$RFS\" snapshot \(vm) --wait")
         #expect(!refused.ok && refused.stderr.contains("needs a resync") && refused.stderr.contains("--now"), "\(refused.stderr)")
+        // A refused snapshot is not a failed attempt either: no retry scheduled, no back-off
+        // that could hold the resync past the window's opening.
+        let after = Shell.run("\"$RFS\" status '\(site.mnt)' --json")
+        #expect(after.status == 1 && after.stdout.contains("\"retryAttempt\" : 0") && !after.stdout.contains("nextRetryAt")
+                && after.stdout.contains("\"health\" : \"warning\""), "\(after.stdout)")
         let source = Shell.sha256(site.mnt + "/d.img")
         let out = Shell.must("\"$RFS\" resync \(vm) --now --json")
         let outcome = try JSONDecoder().decode(Outcome.self, from: Data(out.utf8))
@@ -127,6 +143,10 @@ struct ResyncTests {
         Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=4k count=8 seek=3000 conv=notrunc,fsync status=none")
         let refused = Shell.run("\"$RFS\" snapshot \(vm) --wait")
         #expect(!refused.ok && refused.stderr.contains("broken log chain") && refused.stderr.contains("resync required"), "\(refused.stderr)")
+        // A refused chain is a resync trigger, not Critical (the daemon may be resyncing already:
+        // the window is always open).
+        let meanwhile = Shell.run("\"$RFS\" status '\(site.mnt)'")
+        #expect(meanwhile.status != 2 && !meanwhile.stdout.contains("critical") && !meanwhile.stdout.contains("resume"), "\(meanwhile.stdout)")
         // The next snapshot resyncs first (the window is always open), then cuts its point.
         let source = Shell.sha256(site.mnt + "/d.img")
         let point = try snapshot(vm)
@@ -136,6 +156,8 @@ struct ResyncTests {
         print("refused chain: resync sent \(sent.sent) of \(sent.disk) bytes")
         #expect(sent.sent == 1 << 20)
         Shell.must("\"$RFS\" verify \(vm) --target '\(site.root)/store' --disks-dir '\(site.disks)'")
+        // Resynced and replicating again: Normal (exit 0).
+        #expect(Shell.must("\"$RFS\" status '\(site.mnt)'").contains("VM \(vm): protected"))
         site.unmount()
     }
 

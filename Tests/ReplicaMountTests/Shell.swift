@@ -91,6 +91,21 @@ final class Site {
         Shell.must("\"$RFS\" unmount '\(mnt)'")
     }
 
+    /// This site's mount daemon log (every daemon mounted here appends to it): in the run
+    /// directory the daemons use, `${REPLICAFS_RUN_DIR:-/run/replicafs}`, named as
+    /// MountRegistry names it (FNV-1a of the mountpoint). Other engineers' daemons log to the
+    /// same directory when REPLICAFS_RUN_DIR is not set, so the site's own file is read.
+    func daemonLog() -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in mnt.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x100_0000_01b3
+        }
+        let hex = String(h, radix: 16)
+        let key = String(repeating: "0", count: max(0, 16 - hex.count)) + hex
+        return Shell.run("cat \"${REPLICAFS_RUN_DIR:-/run/replicafs}/\(key).log\" 2>/dev/null").stdout
+    }
+
     /// The daemon's pid, from `status --json`.
     func daemonPID() -> Int32? {
         let out = Shell.must("\"$RFS\" status '\(mnt)' --json")
