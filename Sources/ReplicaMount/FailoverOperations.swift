@@ -122,23 +122,13 @@ extension FailoverServer {
         ops.fsync = { req, ino, _, _ in
             let server = FailoverServer.from(req)
             guard case .disk(let disk)? = server.node(ino) else { fuse_reply_err(req, 0); return }
-            do {
-                try disk.sync()
-                fuse_reply_err(req, 0)
-            } catch {
-                fuse_reply_err(req, FailoverServer.errno(of: error))
-            }
+            FuseSession.replyStatus(req) { try disk.sync() }
         }
 
         ops.fallocate = { req, ino, mode, offset, length, _ in
             let server = FailoverServer.from(req)
             guard case .disk(let disk)? = server.node(ino) else { fuse_reply_err(req, EACCES); return }
-            do {
-                try disk.fallocate(mode: mode, offset: Int64(offset), length: Int64(length))
-                fuse_reply_err(req, 0)
-            } catch {
-                fuse_reply_err(req, FailoverServer.errno(of: error))
-            }
+            FuseSession.replyStatus(req) { try disk.fallocate(mode: mode, offset: Int64(offset), length: Int64(length)) }
         }
 
         ops.readdir = { req, ino, size, off, _ in

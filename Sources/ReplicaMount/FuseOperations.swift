@@ -168,23 +168,13 @@ extension FuseServer {
         ops.fsync = { req, ino, datasync, _ in
             let server = FuseServer.from(req)
             guard case .image(let journal)? = server.node(ino) else { fuse_reply_err(req, 0); return }
-            do {
-                try journal.sync(dataOnly: datasync != 0)
-                fuse_reply_err(req, 0)
-            } catch {
-                fuse_reply_err(req, FuseServer.errno(of: error))
-            }
+            FuseSession.replyStatus(req) { try journal.sync(dataOnly: datasync != 0) }
         }
 
         ops.fallocate = { req, ino, mode, offset, length, _ in
             let server = FuseServer.from(req)
             guard case .image(let journal)? = server.node(ino) else { fuse_reply_err(req, EACCES); return }
-            do {
-                try journal.fallocate(mode: mode, offset: Int64(offset), length: Int64(length))
-                fuse_reply_err(req, 0)
-            } catch {
-                fuse_reply_err(req, FuseServer.errno(of: error))
-            }
+            FuseSession.replyStatus(req) { try journal.fallocate(mode: mode, offset: Int64(offset), length: Int64(length)) }
         }
 
         ops.readdir = { req, ino, size, off, _ in

@@ -102,6 +102,16 @@ extension FuseSession {
         ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
     }
 
+    /// Answers a request that returns only a status: 0, or the errno of what `body` threw.
+    static func replyStatus(_ req: fuse_req_t?, _ body: () throws -> Void) {
+        do {
+            try body()
+            fuse_reply_err(req, 0)
+        } catch {
+            fuse_reply_err(req, (error as? SystemError)?.errno ?? EIO)
+        }
+    }
+
     /// Answers STATFS with the statistics of the filesystem holding `fd`.
     static func replyStatfs(_ req: fuse_req_t?, of fd: FileDescriptor) {
         var st = statvfs()
