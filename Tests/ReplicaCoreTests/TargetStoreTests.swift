@@ -133,6 +133,46 @@ struct TargetStoreTests {
         #expect(try read(dir + "/first") == atPoint1)
     }
 
+    /// Logs damaged on the way (a flipped bit, a torn copy) are refused before anything
+    /// changes; the same logs sent again intact commit.
+    @Test func damagedShippedLogsAreRefusedAndTheResendCommits() throws {
+        defer { cleanup() }
+        try fill(disks + "/a.img", size: 128 << 10, seed: 5)
+        let store = try TargetStore(root: storeDir)
+        try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
+        let set = try DiskSet.open(directory: disks)
+        var shipped = Set<String>()
+        try write(set.images[0], 7, count: 20_000, at: 3000)
+        _ = try set.rotate()
+        let logs = try sealedLogs("a.img", after: &shipped)
+        try set.close()
+        let replica = try read(store.replicaPath("vm", "a.img"))
+        let catalog = try read(store.catalogPath("vm"))
+        let original = try read(logs[0])
+        // Every byte of the first record's data, flipped one at a time in a sample, and torn copies.
+        var damaged: [[UInt8]] = []
+        for at in stride(from: 512 + 48, to: original.count - 100, by: 997) {
+            var copy = original
+            copy[at] ^= 0x10
+            damaged.append(copy)
+        }
+        damaged.append(Array(original.prefix(original.count - 1)))
+        damaged.append(Array(original.prefix(512 + 48 + 100)))
+        for (n, bytes) in damaged.enumerated() {
+            let path = dir + "/incoming-\(n).hrl"
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            #expect(throws: (any Error).self, "damaged copy \(n) was accepted") {
+                try store.commit(vm: "vm", logs: ["a.img": [path]], consistency: .crash, cut: 1)
+            }
+            #expect(try read(store.replicaPath("vm", "a.img")) == replica, "damaged copy \(n) changed the replica")
+            #expect(try read(store.catalogPath("vm")) == catalog)
+        }
+        #expect(try store.points("vm").isEmpty)
+        try store.commit(vm: "vm", logs: ["a.img": logs], consistency: .crash, cut: 1)
+        try store.export(vm: "vm", point: .latest, disk: "a.img", to: dir + "/latest")
+        #expect(try read(dir + "/latest") == read(disks + "/a.img"))
+    }
+
     @Test func zlibFramesRoundTripAndRefuseDamage() throws {
         defer { cleanup() }
         let src = dir + "/src", z = dir + "/src.z", back = dir + "/back"
