@@ -8,6 +8,8 @@ public struct ControlRequest: Codable, Sendable {
         case resume
         /// Failover mounts: refuse further writes (after flushing), for a failback's final copy.
         case freeze
+        /// Failover mounts: take writes again (an abandoned failback).
+        case unfreeze
         /// Failover mounts: start logging every change for reverse replication (the cut).
         case reprotect
         /// Failover mounts: ship the reverse logs to the original site now.

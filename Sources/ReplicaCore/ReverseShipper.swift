@@ -35,6 +35,7 @@ public final class ReverseShipper: @unchecked Sendable {
 
     /// Stops the periodic shipping (a failback's freeze): waits for a shipment in progress.
     public func pause() { lock.withLock { paused = true } }
+    public func resume() { lock.withLock { paused = false } }
     public var isPaused: Bool { lock.withLock { paused } }
 
     /// Ships everything logged so far to `destination`; returns the data bytes applied. Every

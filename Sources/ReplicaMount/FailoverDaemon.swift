@@ -68,6 +68,10 @@ public struct FailoverDaemon {
                     shipper.pause()
                     try server.freeze()
                     return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
+                case .unfreeze:
+                    server.unfreeze()
+                    shipper.resume()
+                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
                 case .status:
                     return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
                 default:
@@ -75,7 +79,12 @@ public struct FailoverDaemon {
                 }
             }
             try server.mount(label: vm)
-            try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: dir, socket: paths.socket))
+            do {
+                try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: dir, socket: paths.socket))
+            } catch {
+                _ = server.requestUnmount() // no mount is left behind that nothing serves
+                throw error
+            }
         } catch {
             ready(.failure(error))
             throw error

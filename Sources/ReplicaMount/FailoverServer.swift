@@ -52,6 +52,11 @@ public final class FailoverServer: @unchecked Sendable {
         }
     }
 
+    /// Takes writes again: the failback was abandoned and the VM stays here.
+    public func unfreeze() {
+        for d in disks { d.frozen = false }
+    }
+
     // MARK: inodes
 
     enum Node {

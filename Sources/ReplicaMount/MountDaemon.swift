@@ -173,7 +173,7 @@ public struct MountDaemon {
         case .resync:
             guard let vm = request.vm else { throw ReplicaError("resync needs a VM name") }
             return ControlResponse(ok: true, resync: try replicator.requestResync(vm, now: request.now ?? false))
-        case .freeze, .reprotect, .ship:
+        case .freeze, .unfreeze, .reprotect, .ship:
             throw ReplicaError("\(request.op.rawValue) is for failover mounts")
         }
     }

@@ -19,7 +19,9 @@ struct FailbackCommand: ParsableCommand {
 
     @Argument(help: "VM name.") var vm: String
     @Option(help: "Target store directory the VM failed over from.") var target: String
-    @Option(help: "minimize-downtime or full-download.") var mode: Mode
+    @Option(help: "minimize-downtime or full-download.") var mode: Mode?
+    @Flag(help: "Abandon a failback that stopped after freezing the failover mount: it takes writes again.")
+    var abort = false
     @Option(help: "The disks directory to fail back to (default: the original site; created if gone).") var to: String?
     @Option(help: "Block size for the checksum comparison, in bytes.") var blockSize = 1 << 20
     @Flag(help: "Print JSON.") var json = false
@@ -41,6 +43,14 @@ struct FailbackCommand: ParsableCommand {
     func run() throws {
         let started = Date()
         let store = try TargetStore(root: target)
+        if abort {
+            guard mode == nil else { throw ReplicaError("--abort takes no --mode") }
+            guard store.hasVM(vm), let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) is not failed over") }
+            _ = try call(try daemonEntry(state.mountpoint), .unfreeze)
+            print("failback of VM \(vm) abandoned: \(state.mountpoint) takes writes again")
+            return
+        }
+        guard let mode else { throw ReplicaError("give --mode minimize-downtime or --mode full-download") }
         var (state, destination) = try failedOverVM(vm, store: store, to: to)
         let say: (String) -> Void = { line in if !json { print(line) } }
         let entry = try daemonEntry(state.mountpoint)

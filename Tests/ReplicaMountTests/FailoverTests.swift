@@ -220,6 +220,34 @@ struct FailoverTests {
         Shell.must("\"$RFS\" failover cleanup vm1 --target '\(site.root)/store'")
     }
 
+    @Test("a VM still writing stops the failback before the switch; --abort lets it write again")
+    func failbackRefusesARunningVM() throws {
+        let site = Site("foabort")
+        defer { site.cleanup() }
+        let fm = site.root + "/fo", home = site.root + "/home"
+        Shell.must("mkdir -p '\(site.root)/store' && dd if=/dev/urandom of='\(site.disks)/a.img' bs=1M count=64 status=none")
+        site.mount()
+        protect(site, "vm1", disks: ["a.img"], extra: "--copy-frequency 1h")
+        waitProtected(site, "vm1")
+        _ = try snapshot("vm1")
+        site.unmount()
+        try failover(site, "vm1", "", mount: fm)
+        // The VM was not shut down: it keeps writing, fsyncing each write.
+        Shell.must("( while [ ! -e '\(site.root)/stop' ]; do dd if=/dev/urandom of='\(fm)/a.img' bs=4k count=1 seek=$((RANDOM % 4000)) conv=notrunc,fsync status=none 2>/dev/null; done ) >/dev/null 2>&1 & echo $! > '\(site.root)/writer'")
+        defer { Shell.run("touch '\(site.root)/stop'; wait") }
+        Shell.must("sleep 0.5")
+        let back = Shell.run("\"$RFS\" failback vm1 --target '\(site.root)/store' --mode full-download --to '\(home)'")
+        Shell.must("touch '\(site.root)/stop'; sleep 0.3")
+        #expect(!back.ok && back.stderr.contains("writes were refused after the freeze"), "failback: \(back.stderr)")
+        #expect(isMounted(fm), "the failover mount went away although the VM was still writing")
+        #expect(FileManager.default.fileExists(atPath: site.root + "/store/vm1/failover/state.json"))
+        // Frozen: writes fail until the failback is abandoned.
+        #expect(!Shell.run("dd if=/dev/zero of='\(fm)/a.img' bs=4k count=1 conv=notrunc,fsync status=none").ok)
+        Shell.must("\"$RFS\" failback vm1 --target '\(site.root)/store' --abort")
+        Shell.must("dd if=/dev/zero of='\(fm)/a.img' bs=4k count=1 seek=9 conv=notrunc,fsync status=none")
+        Shell.must("\"$RFS\" failover cleanup vm1 --target '\(site.root)/store'")
+    }
+
     @Test("failover mount time does not grow with disk size: 1 GiB and 64 GiB sparse disks")
     func mountTimeDoesNotScale() throws {
         let site = Site("size")
