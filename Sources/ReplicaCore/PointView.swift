@@ -16,7 +16,7 @@ final class PointView: @unchecked Sendable {
     private let replica: FileDescriptor
     private let overlay = UndoOverlay()
     private let mutex = Lock()
-    private var stamp: [Int] = []
+    private var stamp: [String] = []
 
     init(store: TargetStore, vm: String, disk: String, pointID: Int, live: Bool) throws {
         self.store = store
@@ -68,12 +68,14 @@ final class PointView: @unchecked Sendable {
         overlay.overlay(buffer, offset: offset, count: count)
     }
 
-    /// What changes when a commit starts, ends or is rolled back: the catalog (replaced by
-    /// rename) and the points directory (pending directories come and go).
-    private func currentStamp() throws -> [Int] {
+    /// What changes when a commit or resync starts, ends or is rolled back: the catalog
+    /// (replaced by rename) and the names in the points directory (a pending or resync
+    /// directory appears, is renamed or removed). Names, not timestamps: two commits within
+    /// one clock tick still differ.
+    private func currentStamp() throws -> [String] {
         let c = try FileSystem.stat(store.catalogPath(vm))
-        let p = try FileSystem.stat(store.vmDirectory(vm) + "/points")
-        return [Int(c.st_ino), c.st_mtim.tv_sec, c.st_mtim.tv_nsec, p.st_mtim.tv_sec, p.st_mtim.tv_nsec, Int(p.st_nlink)]
+        let names = try FileSystem.list(store.vmDirectory(vm) + "/points").sorted()
+        return ["\(c.st_ino):\(c.st_mtim.tv_sec).\(c.st_mtim.tv_nsec):\(c.st_size)"] + names
     }
 
     /// Adds the undo logs of every later point, committed or pending, nearest first. A pending
