@@ -170,8 +170,7 @@ public final class DiskSet: @unchecked Sendable {
                 recovered = true
             }
         } else {
-            var rng = SystemRandomNumberGenerator()
-            chainID = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            chainID = LogHeader.newChainID()
         }
         let log = try ChangeLog.create(
             path: directory + "/" + LogName.make(image: name, sequence: sequence),

@@ -27,6 +27,12 @@ public struct LogHeader: Equatable, Sendable {
         self.imageSize = imageSize
     }
 
+    /// A new random chain id: a log chain that starts anew (first mount, reverse replication).
+    public static func newChainID() -> [UInt8] {
+        var rng = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    }
+
     public var chainHex: String { chainID.map { String($0, radix: 16).leftPadded(2) }.joined() }
 
     public func encode() -> [UInt8] {

@@ -15,8 +15,7 @@ final class ReverseLog {
     init(directory: String, disk: String, size: Int64) throws {
         self.directory = directory
         self.disk = disk
-        var rng = SystemRandomNumberGenerator()
-        let chain = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let chain = LogHeader.newChainID()
         log = try ChangeLog.create(path: directory + "/" + LogName.make(image: disk, sequence: 1), header: LogHeader(
             imageName: disk, chainID: chain, sequence: 1, firstLSN: 1, createdNanos: Clock.nowNanos(), imageSize: UInt64(max(0, size))))
         try log.sync()

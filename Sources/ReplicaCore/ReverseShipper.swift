@@ -49,11 +49,11 @@ public final class ReverseShipper: @unchecked Sendable {
                 guard justSealed != nil else {
                     throw ReplicaError("disk \(d.name) is not logging for reverse replication: run reprotect")
                 }
-                let sealed = try TargetStore.logs(in: logDirectory, of: [d.name]).filter { try LogScanner.scan($0).isSealed }
+                let sealed = try TargetStore.logs(in: logDirectory, of: [d.name]).map { try LogScanner.scan($0) }.filter(\.isSealed)
                 guard !sealed.isEmpty else { continue }
-                let result = try LogApplier(paths: sealed).apply(to: destination + "/" + d.name)
+                let result = try LogApplier(scans: sealed).apply(to: destination + "/" + d.name)
                 applied += Int64(result.dataBytes)
-                for path in sealed { try FileSystem.remove(path) }
+                for scan in sealed { try FileSystem.remove(scan.path) }
             }
             return applied
         }

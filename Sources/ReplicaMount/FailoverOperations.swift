@@ -37,7 +37,7 @@ extension FailoverServer {
                 e.entry_timeout = FailoverServer.timeout
                 fuse_reply_entry(req, &e)
             } catch {
-                fuse_reply_err(req, FailoverServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 
@@ -47,7 +47,7 @@ extension FailoverServer {
                 var st = try server.attributes(ino)
                 fuse_reply_attr(req, &st, FailoverServer.timeout)
             } catch {
-                fuse_reply_err(req, FailoverServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 
@@ -63,7 +63,7 @@ extension FailoverServer {
                 var st = try server.attributes(ino)
                 fuse_reply_attr(req, &st, FailoverServer.timeout)
             } catch {
-                fuse_reply_err(req, FailoverServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 
@@ -85,8 +85,8 @@ extension FailoverServer {
 
         ops.read = { req, ino, size, off, _ in
             let server = FailoverServer.from(req)
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 4096)
-            defer { buffer.deallocate() }
+            let buffer = server.takeReadBuffer(size)
+            defer { server.returnReadBuffer(buffer, size) }
             do {
                 let n: Int
                 switch server.node(ino) {
@@ -102,7 +102,7 @@ extension FailoverServer {
                 }
                 fuse_reply_buf(req, buffer.assumingMemoryBound(to: CChar.self), n)
             } catch {
-                fuse_reply_err(req, FailoverServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 
@@ -113,7 +113,7 @@ extension FailoverServer {
                 try disk.write(UnsafeRawBufferPointer(start: buf, count: size), offset: Int64(off))
                 fuse_reply_write(req, size)
             } catch {
-                fuse_reply_err(req, FailoverServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 

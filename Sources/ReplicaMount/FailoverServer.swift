@@ -29,7 +29,26 @@ public final class FailoverServer: @unchecked Sendable {
         directoryFD = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY)
     }
 
-    deinit { directoryFD.close() }
+    deinit {
+        directoryFD.close()
+        for b in readBuffers { b.deallocate() }
+    }
+
+    // Reads are answered from pooled buffers: allocating up to 1 MiB per READ maps and faults
+    // fresh pages every time.
+    private let bufferLock = Lock()
+    private var readBuffers: [UnsafeMutableRawPointer] = []
+    static let readBufferSize = 1 << 20
+
+    func takeReadBuffer(_ size: Int) -> UnsafeMutableRawPointer {
+        guard size <= Self.readBufferSize else { return .allocate(byteCount: max(size, 1), alignment: 4096) }
+        return bufferLock.withLock { readBuffers.popLast() } ?? .allocate(byteCount: Self.readBufferSize, alignment: 4096)
+    }
+
+    func returnReadBuffer(_ buffer: UnsafeMutableRawPointer, _ size: Int) {
+        guard size <= Self.readBufferSize else { return buffer.deallocate() }
+        bufferLock.withLock { readBuffers.append(buffer) }
+    }
 
     public func mount(label: String) throws {
         try session.mount(operations: Self.operations(), userdata: Unmanaged.passUnretained(self).toOpaque(),
@@ -113,6 +132,4 @@ public final class FailoverServer: @unchecked Sendable {
     static func from(_ req: fuse_req_t?) -> FailoverServer {
         Unmanaged<FailoverServer>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
     }
-
-    static func errno(of error: Error) -> Int32 { (error as? SystemError)?.errno ?? EIO }
 }

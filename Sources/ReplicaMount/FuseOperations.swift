@@ -8,11 +8,6 @@ import Glibc
 /// The libfuse low-level operation table. Each entry is a C function pointer that finds its
 /// `FuseServer` through the request's userdata and answers synchronously.
 extension FuseServer {
-    static func errno(of error: Error) -> Int32 {
-        if let e = error as? SystemError { return e.errno }
-        return EIO
-    }
-
     static func operations() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
 
@@ -49,7 +44,7 @@ extension FuseServer {
                 e.entry_timeout = stable ? FuseServer.stableTimeout : 0
                 fuse_reply_entry(req, &e)
             } catch {
-                fuse_reply_err(req, FuseServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 
@@ -59,7 +54,7 @@ extension FuseServer {
                 var st = try server.attributes(ino)
                 fuse_reply_attr(req, &st, ino < (1 << 32) ? FuseServer.stableTimeout : 0)
             } catch {
-                fuse_reply_err(req, FuseServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 
@@ -96,7 +91,7 @@ extension FuseServer {
                 var st = try server.attributes(ino)
                 fuse_reply_attr(req, &st, FuseServer.stableTimeout)
             } catch {
-                fuse_reply_err(req, FuseServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 
@@ -124,7 +119,7 @@ extension FuseServer {
                     // If the open was interrupted, no RELEASE will come: close it here.
                     if fuse_reply_open(req, fi) != 0 { fd.close() }
                 } catch {
-                    fuse_reply_err(req, FuseServer.errno(of: error))
+                    fuse_reply_err(req, FuseSession.errno(of: error))
                 }
             case .root?:
                 fuse_reply_err(req, EISDIR)
@@ -155,7 +150,7 @@ extension FuseServer {
                 try journal.write(UnsafeRawBufferPointer(start: buf, count: size), offset: Int64(off))
                 fuse_reply_write(req, size)
             } catch {
-                fuse_reply_err(req, FuseServer.errno(of: error))
+                fuse_reply_err(req, FuseSession.errno(of: error))
             }
         }
 

@@ -102,13 +102,16 @@ extension FuseSession {
         ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
     }
 
+    /// The errno a FUSE reply carries for `error`: a failed system call's own, else EIO.
+    static func errno(of error: Error) -> Int32 { (error as? SystemError)?.errno ?? EIO }
+
     /// Answers a request that returns only a status: 0, or the errno of what `body` threw.
     static func replyStatus(_ req: fuse_req_t?, _ body: () throws -> Void) {
         do {
             try body()
             fuse_reply_err(req, 0)
         } catch {
-            fuse_reply_err(req, (error as? SystemError)?.errno ?? EIO)
+            fuse_reply_err(req, errno(of: error))
         }
     }
 

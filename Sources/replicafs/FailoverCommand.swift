@@ -39,8 +39,7 @@ struct FailoverStartCommand: ParsableCommand {
 
     func run() throws {
         guard !(test && planned) else { throw ReplicaError("--test and --planned exclude each other") }
-        let store = try TargetStore(root: target)
-        guard store.hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(store.root)") }
+        let store = try storeHolding(vm, target: target)
         if let existing = store.failoverState(vm) {
             throw ReplicaError("VM \(vm) is already failed over (\(existing.summary)): clean it up or fail back first")
         }
@@ -111,6 +110,13 @@ struct FailoverStartCommand: ParsableCommand {
     }
 }
 
+/// Opens the target store and checks it holds `vm`.
+func storeHolding(_ vm: String, target: String) throws -> TargetStore {
+    let store = try TargetStore(root: target)
+    guard store.hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(store.root)") }
+    return store
+}
+
 /// Parses `--point`: an id, latest, latest-app, or a time (the last point at or before it).
 func pointSelector(_ text: String, store: TargetStore, vm: String) throws -> TargetStore.PointSelector {
     if let date = ISO8601DateFormatter().date(from: text) {
@@ -130,8 +136,7 @@ struct FailoverCleanupCommand: ParsableCommand {
     @Option(help: "Target store directory.") var target: String
 
     func run() throws {
-        let store = try TargetStore(root: target)
-        guard store.hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(store.root)") }
+        let store = try storeHolding(vm, target: target)
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to clean up") }
         guard !state.committed else { throw ReplicaError("the failover of VM \(vm) is committed: fail back instead of cleaning up") }
         if let to = state.reverseTo {
@@ -151,8 +156,7 @@ struct FailoverCommitCommand: ParsableCommand {
     @Option(help: "Target store directory.") var target: String
 
     func run() throws {
-        let store = try TargetStore(root: target)
-        guard store.hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(store.root)") }
+        let store = try storeHolding(vm, target: target)
         let state = try store.commitFailover(vm: vm)
         print("committed the \(state.kind.rawValue) failover of VM \(vm) at point \(state.point.id)")
     }
@@ -166,8 +170,7 @@ struct FailoverRemountCommand: ParsableCommand {
     @Option(help: "Target store directory.") var target: String
 
     func run() throws {
-        let store = try TargetStore(root: target)
-        guard store.hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(store.root)") }
+        let store = try storeHolding(vm, target: target)
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to remount") }
         let registry = MountRegistry()
         _ = try MountDaemon.checkMountpoint(state.mountpoint, registry: registry)

@@ -37,6 +37,16 @@ struct FailoverTests {
         return try JSONDecoder().decode(Failover.self, from: Data(out.utf8))
     }
 
+    /// VM vm1 with one random disk a.img of `mib` MiB, replicated with one point, its source unmounted.
+    func replicatedVM(_ site: Site, mib: Int) throws {
+        Shell.must("mkdir -p '\(site.root)/store' && dd if=/dev/urandom of='\(site.disks)/a.img' bs=1M count=\(mib) status=none")
+        site.mount()
+        protect(site, "vm1", disks: ["a.img"], extra: "--copy-frequency 1h")
+        waitProtected(site, "vm1")
+        _ = try snapshot("vm1")
+        site.unmount()
+    }
+
     func isMounted(_ path: String) -> Bool { Shell.run("grep -q ' \(path) ' /proc/mounts").ok }
 
     @Test("test failover at an older point while writes and replication go on: the drill sees the point, changes nothing, and cleanup leaves no trace")
@@ -200,12 +210,7 @@ struct FailoverTests {
         let site = Site("focrash")
         defer { site.cleanup() }
         let fm = site.root + "/fo"
-        Shell.must("mkdir -p '\(site.root)/store' && dd if=/dev/urandom of='\(site.disks)/a.img' bs=1M count=16 status=none")
-        site.mount()
-        protect(site, "vm1", disks: ["a.img"], extra: "--copy-frequency 1h")
-        waitProtected(site, "vm1")
-        _ = try snapshot("vm1")
-        site.unmount()
+        try replicatedVM(site, mib: 16)
         try failover(site, "vm1", "", mount: fm)
         // Unaligned writes, a truncate that grows the disk, all fsynced.
         Shell.must("dd if=/dev/urandom of='\(fm)/a.img' bs=1000 count=300 seek=777 conv=notrunc,fsync status=none && truncate -s 20M '\(fm)/a.img' && dd if=/dev/urandom of='\(fm)/a.img' bs=4k count=10 seek=4500 conv=notrunc,fsync status=none")
@@ -225,12 +230,7 @@ struct FailoverTests {
         let site = Site("foabort")
         defer { site.cleanup() }
         let fm = site.root + "/fo", home = site.root + "/home"
-        Shell.must("mkdir -p '\(site.root)/store' && dd if=/dev/urandom of='\(site.disks)/a.img' bs=1M count=64 status=none")
-        site.mount()
-        protect(site, "vm1", disks: ["a.img"], extra: "--copy-frequency 1h")
-        waitProtected(site, "vm1")
-        _ = try snapshot("vm1")
-        site.unmount()
+        try replicatedVM(site, mib: 64)
         try failover(site, "vm1", "", mount: fm)
         // The VM was not shut down: it keeps writing, fsyncing each write.
         Shell.must("( while [ ! -e '\(site.root)/stop' ]; do dd if=/dev/urandom of='\(fm)/a.img' bs=4k count=1 seek=$((RANDOM % 4000)) conv=notrunc,fsync status=none 2>/dev/null; done ) >/dev/null 2>&1 & echo $! > '\(site.root)/writer'")
