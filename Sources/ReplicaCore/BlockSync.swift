@@ -51,7 +51,18 @@ public struct BlockSync: Sendable {
         defer { fa.close() }
         let fb = try FileDescriptor.open(b, O_RDONLY)
         defer { fb.close() }
-        let sizeA = try fa.size(), sizeB = try fb.size()
+        return try diff(fa, try fa.size(), fb, try fb.size(), progress: progress)
+    }
+
+    /// Differing ranges between a file and a disk as of a recovery point (or any two readers).
+    public func diff(_ source: String, _ view: PointView, progress: ((Progress) -> Void)? = nil) throws -> [Range<Int64>] {
+        let fa = try FileDescriptor.open(source, O_RDONLY)
+        defer { fa.close() }
+        return try diff(fa, try fa.size(), view, view.size, progress: progress)
+    }
+
+    func diff(_ fa: BlockReader, _ sizeA: Int64, _ fb: BlockReader, _ sizeB: Int64,
+              progress: ((Progress) -> Void)? = nil) throws -> [Range<Int64>] {
         let total = max(sizeA, sizeB)
         var ranges: [Range<Int64>] = []
         _ = try walk(fa, sizeA, fb, sizeB, length: total, progress: progress) { window in
@@ -136,10 +147,9 @@ public struct BlockSync: Sendable {
     /// Reads `length` bytes of both files window by window, each side on its own thread, hashes
     /// every block on each side and hands each window's differing blocks to `body`, which returns
     /// the bytes it sent. Returns the totals.
-    func walk(_ a: FileDescriptor, _ sizeA: Int64, _ b: FileDescriptor, _ sizeB: Int64, length: Int64,
+    func walk(_ a: BlockReader, _ sizeA: Int64, _ b: BlockReader, _ sizeB: Int64, length: Int64,
               progress: ((Progress) -> Void)?, body: (Window) throws -> Int64) throws -> (differing: Int, compared: Int64, sent: Int64) {
-        _ = posix_fadvise(a.rawValue, 0, 0, POSIX_FADV_SEQUENTIAL)
-        _ = posix_fadvise(b.rawValue, 0, 0, POSIX_FADV_SEQUENTIAL)
+        for side in [a, b] { if let fd = side.file { _ = posix_fadvise(fd.rawValue, 0, 0, POSIX_FADV_SEQUENTIAL) } }
         let window = windowSize
         let bufA = UnsafeMutableRawPointer.allocate(byteCount: window, alignment: 4096)
         defer { bufA.deallocate() }
@@ -156,18 +166,18 @@ public struct BlockSync: Sendable {
             let span = Int(min(Int64(window), length - offset))
             let sides = SideResults()
             DispatchQueue.concurrentPerform(iterations: 2) { side in
-                let (fd, size, buf) = side == 0 ? (a, sizeA, bufA) : (b, sizeB, bufB)
+                let (reader, size, buf) = side == 0 ? (a, sizeA, bufA) : (b, sizeB, bufB)
                 do {
                     // Start reading the next window now, so the disk works while this one is hashed.
                     let next = offset + Int64(span)
-                    if next < size { _ = posix_fadvise(fd.rawValue, off_t(next), off_t(window), POSIX_FADV_WILLNEED) }
+                    if next < size, let fd = reader.file { _ = posix_fadvise(fd.rawValue, off_t(next), off_t(window), POSIX_FADV_WILLNEED) }
                     let want = Int(max(0, min(Int64(span), size - offset)))
-                    let data = dataBlocks(fd, from: offset, count: want)
+                    let data = reader.file.flatMap { dataBlocks($0, from: offset, count: want) }
                     // Read a chunk and hash it while it is still in the CPU's cache.
                     var got = 0
                     var digests: [SHA256.Digest] = []
                     while got < want {
-                        let n = try fd.pread(into: buf + got, count: min(chunk, want - got), offset: offset + Int64(got))
+                        let n = try reader.readBlock(into: buf + got, count: min(chunk, want - got), offset: offset + Int64(got))
                         guard n > 0 else { break }
                         let first = got / blockSize
                         let flags = data.map { Array($0[first..<min($0.count, first + (n + blockSize - 1) / blockSize)]) }
@@ -267,4 +277,28 @@ private final class SideResults: @unchecked Sendable {
     func fail(_ side: Int, _ e: Error) { lock.withLock { errors[side] = e } }
 
     var error: Error? { lock.withLock { errors[0] ?? errors[1] } }
+}
+
+/// One side of a comparison: a file, or a disk as of a recovery point (`PointView`).
+protocol BlockReader {
+    /// Reads up to `count` bytes at `offset`; fewer only at the end of a file.
+    func readBlock(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws -> Int
+    /// The file behind the side, for read-ahead hints and hole detection (nil: none).
+    var file: FileDescriptor? { get }
+}
+
+extension FileDescriptor: BlockReader {
+    func readBlock(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws -> Int {
+        try pread(into: buffer, count: count, offset: offset)
+    }
+    var file: FileDescriptor? { self }
+}
+
+extension PointView: BlockReader {
+    func readBlock(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws -> Int {
+        let n = Int(max(0, min(Int64(count), size - offset)))
+        try read(into: buffer, count: n, offset: offset)
+        return n
+    }
+    var file: FileDescriptor? { nil }
 }

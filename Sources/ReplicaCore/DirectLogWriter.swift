@@ -4,9 +4,10 @@ import Glibc
 #endif
 
 /// Writes a whole HRL log front to back with O_DIRECT from an aligned buffer, bypassing the
-/// page cache: for logs written once and read rarely (the target's undo logs). Filling fresh
-/// page-cache pages was the largest cost of a commit on this machine class. Falls back to
-/// buffered writes where the filesystem refuses O_DIRECT (tmpfs).
+/// page cache: for logs written once and read rarely (the target's redo logs: shipped logs
+/// stored at commit, a resync's or a rebase's blocks). Filling fresh page-cache pages was the
+/// largest cost of a commit on this machine class. Falls back to buffered writes where the
+/// filesystem refuses O_DIRECT (tmpfs).
 final class DirectLogWriter {
     static let block = 4096
     static let capacity = 8 << 20
@@ -24,11 +25,7 @@ final class DirectLogWriter {
 
     init(path: String, header: LogHeader) throws {
         self.path = path
-        do {
-            fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL | RFS_O_DIRECT, mode: 0o644)
-        } catch let e as SystemError where e.errno == EINVAL {
-            fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
-        }
+        fd = try Self.create(path)
         buffer = .allocate(byteCount: Self.capacity + Self.block, alignment: Self.block)
         nextLSN = header.firstLSN
         let bytes = header.encode()
@@ -39,6 +36,43 @@ final class DirectLogWriter {
     deinit {
         fd.close()
         buffer.deallocate()
+    }
+
+    /// Creates `path` (it must not exist) for direct writes where the filesystem allows them.
+    private static func create(_ path: String) throws -> FileDescriptor {
+        do {
+            return try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL | RFS_O_DIRECT, mode: 0o644)
+        } catch let e as SystemError where e.errno == EINVAL {
+            return try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        }
+    }
+
+    /// Copies the file at `source` to a new file `destination` with direct writes and makes it
+    /// durable: how a commit stores a shipped log, written once.
+    static func copy(_ source: String, to destination: String) throws {
+        let src = try FileDescriptor.open(source, O_RDONLY)
+        defer { src.close() }
+        let dst = try create(destination)
+        defer { dst.close() }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: block)
+        defer { buffer.deallocate() }
+        let size = try src.size()
+        var at: Int64 = 0
+        while at < size {
+            var got = 0
+            let want = Int(min(Int64(capacity), size - at))
+            while got < want {
+                let n = try src.pread(into: buffer + got, count: want - got, offset: at + Int64(got))
+                guard n > 0 else { throw ReplicaError("\(source): shorter than its size while copying") }
+                got += n
+            }
+            let padded = (got + block - 1) / block * block
+            if padded > got { memset(buffer + got, 0, padded - got) }
+            try dst.pwrite(buffer, count: padded, offset: at)
+            at += Int64(got)
+        }
+        try dst.truncate(to: size)
+        try dst.fsync()
     }
 
     /// Appends a write record whose data is read from `source` at `offset` straight into the buffer.
@@ -53,6 +87,17 @@ final class DirectLogWriter {
         finishRecord(type: .write, offset: UInt64(offset), extent: UInt64(n), dataLength: n, crc: Checksum.crc32c(payload))
         dataBytes += UInt64(n)
         return n
+    }
+
+    /// Appends a write record of `count` bytes at `bytes` (at most `maxData`).
+    func appendWrite(_ bytes: UnsafeRawPointer, count: Int, offset: Int64) throws {
+        precondition(count <= Self.maxData)
+        try makeRoom(RecordHeader.size + count)
+        let data = buffer + used + RecordHeader.size
+        data.copyMemory(from: bytes, byteCount: count)
+        finishRecord(type: .write, offset: UInt64(offset), extent: UInt64(count), dataLength: count,
+                     crc: Checksum.crc32c(UnsafeRawBufferPointer(start: data, count: count)))
+        dataBytes += UInt64(count)
     }
 
     func appendSetSize(_ size: UInt64) throws {

@@ -18,12 +18,12 @@ public final class FailoverDisk: @unchecked Sendable {
     /// While reprotected: every change, logged before it reaches the layer.
     private var reverse: ReverseLog?
 
-    /// Opens disk `disk` of `vm` at `point`; the writable layer lives in `directory`.
-    /// `live`: replication may commit into the store meanwhile (a test failover).
-    public init(store: TargetStore, vm: String, disk: String, point: RecoveryPoint, live: Bool, directory: String) throws {
+    /// Opens disk `disk` of `vm` at `point`; the writable layer lives in `directory`. Replication
+    /// may go on committing into the store meanwhile (a test failover): the view stays at its point.
+    public init(store: TargetStore, vm: String, disk: String, point: RecoveryPoint, directory: String) throws {
         name = disk
         guard let size = point.diskSizes[disk] else { throw ReplicaError("disk \(disk) has no size at point \(point.id) of VM \(vm)") }
-        base = try PointView(store: store, vm: vm, disk: disk, pointID: point.id, live: live)
+        base = try PointView(store: store, vm: vm, disk: disk, pointID: point.id)
         cow = try CowLayer(path: directory + "/" + disk, initialSize: size)
         modified = timespec(tv_sec: Int(point.timeNanos / 1_000_000_000), tv_nsec: Int(point.timeNanos % 1_000_000_000))
     }
@@ -32,7 +32,7 @@ public final class FailoverDisk: @unchecked Sendable {
     public var modifiedTime: timespec { lock.withLock { modified } }
     /// Bytes written since the failover (whole 4 KiB blocks).
     public var writtenBytes: Int64 { lock.withLock { Int64(cow.writtenBlocks) * CowLayer.blockSize } }
-    /// Bytes of undo logs mapped to present the point.
+    /// Bytes of redo logs mapped to present the point.
     public var overlayBytes: Int { base.overlayBytes }
 
     /// Changes refused since the disk was frozen: a VM still writing during a failback.

@@ -30,8 +30,15 @@ public struct LogScan: Sendable {
     public let tail: Tail
     /// Sizes set by set-size records, in order.
     public let sizeChanges: [UInt64]
+    /// The end of the furthest write after the last set-size record (or in the whole log).
+    public let writeEndAfterLastSize: UInt64
 
     public var isSealed: Bool { seal != nil }
+
+    /// The image's size after this log is applied to an image of `size` bytes.
+    public func sizeAfter(_ size: Int64) -> Int64 {
+        max(sizeChanges.last.map { Int64($0) } ?? size, Int64(writeEndAfterLastSize))
+    }
     public var lastLSN: UInt64 { nextLSN - 1 }
 }
 
@@ -72,6 +79,7 @@ public enum LogScanner {
         var markers: [(UInt64, Marker)] = []
         var ranges = RangeSet()
         var sizes: [UInt64] = []
+        var writeEnd: UInt64 = 0
         var tail = LogScan.Tail.clean
 
         func damaged(_ at: Int, _ reason: String, skip: Int) -> LogScan.Tail {
@@ -116,10 +124,12 @@ public enum LogScanner {
             case .write:
                 ranges.insert(rh.offset..<(rh.offset + rh.extent))
                 dataBytes += rh.extent
+                writeEnd = max(writeEnd, rh.offset + rh.extent)
             case .zero:
                 ranges.insert(rh.offset..<(rh.offset + rh.extent))
             case .setSize:
                 sizes.append(rh.offset)
+                writeEnd = 0
             case .marker:
                 guard let m = Marker.decode(data) else {
                     tail = .corrupt(offset: Int64(pos), reason: "unreadable marker")
@@ -147,7 +157,7 @@ public enum LogScanner {
         }
         return LogScan(path: path, header: header, fileSize: Int64(size), validEnd: validEnd, recordCount: count,
                        dataBytes: dataBytes, nextLSN: lsn, seal: seal, markers: markers, ranges: ranges,
-                       tail: tail, sizeChanges: sizes)
+                       tail: tail, sizeChanges: sizes, writeEndAfterLastSize: writeEnd)
     }
 
     /// True when a valid record header starts somewhere in `from..<end` (searched up to one maximal record).

@@ -2,99 +2,69 @@
 import Glibc
 #endif
 
-/// One disk of a VM as of a recovery point, read-only and without a copy: the replica's
-/// bytes with the undo logs of every later point over them (`UndoOverlay`). A live view
-/// (a test failover, while replication goes on into the same replica) takes the store's
-/// shared lock for each read, so it never sees a commit half applied, and first adds the
-/// undo logs of points committed since, so it stays at its point.
-final class PointView: @unchecked Sendable {
-    let store: TargetStore
-    let vm: String
-    let disk: String
-    let pointID: Int
-    let live: Bool
-    private let replica: FileDescriptor
-    private let overlay = UndoOverlay()
-    private let mutex = Lock()
-    private var stamp: [String] = []
+/// One disk of a VM as of a recovery point, read-only and without a copy: the store's base
+/// disk with the redo logs of every point after the base up to this one over it
+/// (`RedoOverlay`). Replication going on meanwhile only adds later points, and a merge into
+/// the base only rewrites bytes those logs cover, so a view stays at its point without
+/// locking. Pruning never merges past a point a failover or drill holds.
+public final class PointView: @unchecked Sendable {
+    public let vm: String
+    public let disk: String
+    public let pointID: Int
+    /// The disk's size at the point.
+    public let size: Int64
+    private let base: FileDescriptor
+    private let overlay: RedoOverlay
 
-    init(store: TargetStore, vm: String, disk: String, pointID: Int, live: Bool) throws {
-        self.store = store
+    /// Opens `disk` of `vm` at point `pointID` (nil: the latest point). `locked`: the caller
+    /// holds the store's lock already (flock would block on a second descriptor).
+    init(store: TargetStore, vm: String, disk: String, pointID: Int?, locked: Bool = false) throws {
         self.vm = vm
         self.disk = disk
-        self.pointID = pointID
-        self.live = live
-        replica = try FileDescriptor.open(store.replicaPath(vm, disk), O_RDONLY)
+        let base = try FileDescriptor.open(store.basePath(vm, disk), O_RDONLY)
+        self.base = base
         do {
-            try store.withLock(vm, exclusive: false) {
+            let open = { () throws -> (Int, Int64, RedoOverlay) in
                 let catalog = try StoreCatalog.load(store.catalogPath(vm))
-                for later in catalog.points where later.id > pointID {
-                    guard FileSystem.isDirectory(store.pointDirectory(vm, later.id)) else {
-                        throw ReplicaError("undo data of point \(later.id) of VM \(vm) is missing: cannot go back to point \(pointID)")
-                    }
+                guard let entry = catalog.disks.first(where: { $0.name == disk }) else {
+                    throw ReplicaError("disk \(disk) is not part of VM \(vm)")
                 }
-                try refresh()
+                let through = catalog.baseThrough ?? 0
+                let id = pointID ?? catalog.points.last?.id ?? through
+                let size: Int64
+                if let point = catalog.points.first(where: { $0.id == id }) {
+                    guard let s = point.diskSizes[disk] else { throw ReplicaError("disk \(disk) has no size at point \(id) of VM \(vm)") }
+                    size = s
+                } else if id == through {
+                    size = try entry.size ?? base.size()
+                } else {
+                    throw ReplicaError("recovery point \(id) not found for VM \(vm)")
+                }
+                let logs = try store.redoLogs(vm, disk: disk, after: through, through: id)
+                return (id, size, try RedoOverlay(logs: logs))
             }
+            (self.pointID, size, overlay) = try locked ? open() : store.withLock(vm, exclusive: false, open)
         } catch {
-            replica.close()
+            base.close()
             throw error
         }
     }
 
-    deinit { replica.close() }
+    deinit { base.close() }
 
-    /// Bytes of undo logs mapped (what mounting at this point cost, beside the replica).
-    var overlayBytes: Int { mutex.withLock { overlay.bytesMapped } }
+    /// Bytes of redo logs mapped (what opening the view cost, beside the base).
+    var overlayBytes: Int { overlay.bytesMapped }
 
-    /// Fills `count` bytes at `offset` as of the point; past the replica's end reads zeros.
-    func read(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws {
-        guard live else { return try readLocked(into: buffer, count: count, offset: offset) }
-        try mutex.withLock {
-            try store.withLock(vm, exclusive: false) {
-                if try currentStamp() != stamp { try refresh() }
-                try readLocked(into: buffer, count: count, offset: offset)
-            }
-        }
-    }
-
-    private func readLocked(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws {
+    /// Fills `count` bytes at `offset` as of the point (zeros past the base's end; callers
+    /// clip reads to `size`).
+    public func read(into buffer: UnsafeMutableRawPointer, count: Int, offset: Int64) throws {
         var done = 0
         while done < count {
-            let n = try replica.pread(into: buffer + done, count: count - done, offset: offset + Int64(done))
+            let n = try base.pread(into: buffer + done, count: count - done, offset: offset + Int64(done))
             if n == 0 { break }
             done += n
         }
         if done < count { memset(buffer + done, 0, count - done) }
         overlay.overlay(buffer, offset: offset, count: count)
-    }
-
-    /// What changes when a commit or resync starts, ends or is rolled back: the catalog
-    /// (replaced by rename) and the names in the points directory (a pending or resync
-    /// directory appears, is renamed or removed). Names, not timestamps: two commits within
-    /// one clock tick still differ.
-    private func currentStamp() throws -> [String] {
-        let c = try FileSystem.stat(store.catalogPath(vm))
-        let names = try FileSystem.list(store.vmDirectory(vm) + "/points").sorted()
-        return ["\(c.st_ino):\(c.st_mtim.tv_sec).\(c.st_mtim.tv_nsec):\(c.st_size)"] + names
-    }
-
-    /// Adds the undo logs of every later point, committed or pending, nearest first. A pending
-    /// point's undo holds the bytes of the last committed state, which is what the view needs
-    /// whether that commit is later finished or rolled back.
-    private func refresh() throws {
-        stamp = try currentStamp()
-        let dir = store.vmDirectory(vm) + "/points"
-        // A resync before point N (`N.resync`) changed the replica before N's commit did: its
-        // pre-images are the nearer ones, so it comes first among N's.
-        func rank(_ name: String) -> Int { name.hasSuffix(".resync") ? 0 : 1 }
-        let later = try FileSystem.list(dir).compactMap { name -> (Int, String)? in
-            guard let id = Int(name.prefix(8)), id > pointID else { return nil }
-            return (id, name)
-        }.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : rank($0.1) < rank($1.1) }
-        for (_, name) in later {
-            let undo = dir + "/" + name + "/" + disk + ".undo.hrl"
-            guard FileSystem.exists(undo) else { continue } // the disk did not change at that point
-            try overlay.add(undoLog: undo, allowUnsealed: name.hasSuffix(".resync"))
-        }
     }
 }

@@ -53,7 +53,8 @@ extension TargetStore {
     }
 
     /// Makes an unplanned or planned failover's point final: points older than it are dropped
-    /// (the later ones stay: the failed-over disks are read through their undo logs).
+    /// and the base is brought to it (the failed-over disks keep reading the same bytes: a merge
+    /// only rewrites base bytes their redo logs cover). Later points stay.
     @discardableResult
     public func commitFailover(vm: String) throws -> FailoverState {
         guard var state = failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to commit") }
@@ -63,10 +64,7 @@ extension TargetStore {
             var catalog = try StoreCatalog.load(catalogPath(vm))
             catalog.points.removeAll { $0.id < state.point.id }
             try catalog.save(catalogPath(vm))
-            for name in try FileSystem.list(vmDirectory(vm) + "/points") {
-                guard let id = Int(name.prefix(8)), id <= state.point.id, !name.hasSuffix(".pending") else { continue }
-                try removeTree(vmDirectory(vm) + "/points/" + name)
-            }
+            try mergeLocked(vm, through: state.point.id)
             state.committed = true
             try saveFailover(state)
         }
@@ -94,43 +92,42 @@ extension TargetStore {
             .sorted().map { disksDir + "/" + $0 }
     }
 
-    /// After a failback: makes the replica equal `sources` (disk name to image path, at rest),
-    /// saving the bytes it overwrites as undo so every earlier point stays exportable, and
-    /// commits that state as a new crash-consistent point. The chains restart with the next
-    /// logs the primary ships. Returns the point and the bytes written into the replica.
+    /// After a failback: commits `sources` (disk name to image path, at rest) as a new
+    /// crash-consistent point whose redo log holds the blocks where they differ from the
+    /// latest point (SHA-256 per block), so every earlier point stays exportable. The chains
+    /// restart with the next logs the primary ships. Returns the point and the bytes stored.
     public func rebase(vm: String, sources: [String: String], blockSize: Int = 1 << 20) throws -> (RecoveryPoint, Int64) {
         try withLock(vm, exclusive: true) {
             try recoverLocked(vm)
             var catalog = try StoreCatalog.load(catalogPath(vm))
             if let resync = catalog.resync {
                 guard resync.finished else { throw ReplicaError("VM \(vm): a resync is in progress: rebase after it") }
-                // A finished resync's undo (`<id>.resync`) belongs to the point this rebase commits.
+                // The rebase compares with the latest point and carries the whole difference:
+                // a finished resync's blocks are superseded.
+                try removeTree(resyncDirectory(vm, resync.pointID))
                 catalog.resync = nil
             }
             let id = catalog.nextPointID
             let pending = pointDirectory(vm, id, pending: true)
+            if FileSystem.exists(pending) { try removeTree(pending) }
             try FileSystem.mkdirs(pending)
             let sync = BlockSync(blockSize: blockSize)
-            var plans: [(disk: String, ranges: [Range<Int64>])] = []
+            var written: Int64 = 0
             for (i, disk) in catalog.disks.enumerated() {
                 guard let source = sources[disk.name] else { throw ReplicaError("rebase of VM \(vm): no source for disk \(disk.name)") }
-                let ranges = try sync.diff(source, replicaPath(vm, disk.name))
-                plans.append((disk.name, ranges))
+                let view = try PointView(store: self, vm: vm, disk: disk.name, pointID: nil, locked: true)
+                let ranges = try sync.diff(source, view)
+                let size = Int64(try FileSystem.stat(source).st_size)
                 catalog.disks[i].chain = nil
                 catalog.disks[i].nextLSN = nil
-                var set = RangeSet()
-                for r in ranges { set.insert(UInt64(r.lowerBound)..<UInt64(r.upperBound)) }
-                // Undo first, durable before the replica changes (as a commit does).
-                try writeUndo(replica: replicaPath(vm, disk.name), ranges: set,
-                              to: pending + "/" + disk.name + ".undo.hrl", disk: disk.name, pointID: UInt64(id))
+                catalog.disks[i].size = size
+                guard !ranges.isEmpty || size != view.size else { continue }
+                written += try Self.writeRedo(ranges, from: source, size: size,
+                                              to: pending + "/" + Self.redoLogName(disk.name, 1), disk: disk.name, pointID: id)
             }
             try FileSystem.fsyncDirectory(pending)
-            var written: Int64 = 0
-            for plan in plans {
-                written += try Self.copyRanges(plan.ranges, from: sources[plan.disk]!, to: replicaPath(vm, plan.disk))
-            }
             var sizes: [String: Int64] = [:]
-            for disk in catalog.disks { sizes[disk.name] = Int64(try FileSystem.stat(replicaPath(vm, disk.name)).st_size) }
+            for disk in catalog.disks { sizes[disk.name] = try latestSize(vm, disk) }
             let point = RecoveryPoint(id: id, timeNanos: Clock.nowNanos(), consistency: .crash, cut: 0, diskSizes: sizes)
             catalog.points.append(point)
             catalog.nextPointID = id + 1
@@ -140,30 +137,28 @@ extension TargetStore {
         }
     }
 
-    /// Copies `ranges` of `source` into `target`, gives it the source's size, and syncs it.
-    static func copyRanges(_ ranges: [Range<Int64>], from source: String, to target: String) throws -> Int64 {
+    /// Writes a redo log that sets the size to `size` and then carries `ranges` of `source`;
+    /// returns the data bytes it holds.
+    static func writeRedo(_ ranges: [Range<Int64>], from source: String, size: Int64, to path: String,
+                          disk: String, pointID: Int) throws -> Int64 {
         let src = try FileDescriptor.open(source, O_RDONLY)
         defer { src.close() }
-        let dst = try FileDescriptor.open(target, O_RDWR)
-        defer { dst.close() }
-        let size = try src.size()
-        let chunk = 4 << 20
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { buffer.deallocate() }
+        let log = try DirectLogWriter(path: path, header: LogHeader(
+            imageName: disk, chainID: [UInt8](repeating: 0, count: 16), sequence: UInt64(pointID), firstLSN: 1,
+            createdNanos: Clock.nowNanos(), imageSize: UInt64(size)))
+        try log.appendSetSize(UInt64(size))
         var written: Int64 = 0
         for r in ranges {
             var at = r.lowerBound
             let end = min(r.upperBound, size)
             while at < end {
-                let got = try src.pread(into: buffer, count: Int(min(Int64(chunk), end - at)), offset: at)
-                guard got > 0 else { break }
-                try dst.pwrite(buffer, count: got, offset: at)
-                at += Int64(got)
-                written += Int64(got)
+                let n = try log.appendWrite(from: src, offset: at, count: Int(min(Int64(DirectLogWriter.maxData), end - at)))
+                guard n > 0 else { break }
+                at += Int64(n)
+                written += Int64(n)
             }
         }
-        try dst.truncate(to: size)
-        try dst.fsync()
+        try log.seal(reason: .rotation, cutID: UInt64(pointID))
         return written
     }
 }

@@ -3,10 +3,11 @@ import Foundation
 import Glibc
 #endif
 
-/// The secondary site: per VM, replica disks at the latest recovery point plus one undo log
-/// per disk and point (the bytes each point's apply overwrote, as Hyper-V Replica keeps undo
-/// logs since 2012 R2). Any point in the window is the replica with the undo logs of the
-/// later points applied, newest first. Layout and crash rules: docs/target-store.md.
+/// The secondary site: per VM, base disks at the oldest recovery point kept, and per point the
+/// shipped change logs that lead to it from the one before (redo logs). A point is the base
+/// with the logs of every point after the base up to it applied in order; as points expire
+/// their logs are merged into the base. A commit writes each shipped byte once. Layout, crash
+/// rules and the reasons: docs/target-store.md.
 public final class TargetStore {
     public let root: String
 
@@ -39,7 +40,7 @@ public final class TargetStore {
 
     func vmDirectory(_ vm: String) -> String { root + "/" + vm }
     func catalogPath(_ vm: String) -> String { vmDirectory(vm) + "/catalog.json" }
-    func replicaPath(_ vm: String, _ disk: String) -> String { vmDirectory(vm) + "/replica/" + disk }
+    func basePath(_ vm: String, _ disk: String) -> String { vmDirectory(vm) + "/base/" + disk }
     func pointDirectory(_ vm: String, _ id: Int, pending: Bool = false) -> String {
         vmDirectory(vm) + "/points/" + String(id).leftPadded(8) + (pending ? ".pending" : "")
     }
@@ -80,7 +81,7 @@ public final class TargetStore {
     public func seed(vm: String, sources: [String: String], chains: [String: (chain: String, nextLSN: UInt64)],
                      progress: ((Int64) -> Void)? = nil) throws -> Int64 {
         guard !hasVM(vm) else { throw ReplicaError("VM \(vm) already has a replica in \(root)") }
-        try FileSystem.mkdirs(vmDirectory(vm) + "/replica")
+        try FileSystem.mkdirs(vmDirectory(vm) + "/base")
         try FileSystem.mkdirs(vmDirectory(vm) + "/points")
         var state = initialCopy(vm) ?? InitialCopy(disks: sources.keys.sorted().map { name in
             InitialCopy.Disk(name: name, chain: chains[name]?.chain ?? "", nextLSN: chains[name]?.nextLSN ?? 0, copiedTo: 0, done: false)
@@ -91,12 +92,12 @@ public final class TargetStore {
             let disk = state.disks[i]
             guard let source = sources[disk.name] else { throw ReplicaError("disk \(disk.name) of VM \(vm) has no source") }
             var lastSaved = disk.copiedTo
-            try SparseCopy.copy(from: source, to: replicaPath(vm, disk.name), resumeAt: disk.copiedTo) { n, reached in
+            try SparseCopy.copy(from: source, to: basePath(vm, disk.name), resumeAt: disk.copiedTo) { n, reached in
                 copied += n
                 progress?(n)
                 if reached - lastSaved >= 32 << 20 {
                     // Durable progress: the replica's bytes first, then the mark that says so.
-                    if let fd = try? FileDescriptor.open(self.replicaPath(vm, disk.name), O_WRONLY) { try? fd.fdatasync(); fd.close() }
+                    if let fd = try? FileDescriptor.open(self.basePath(vm, disk.name), O_WRONLY) { try? fd.fdatasync(); fd.close() }
                     state.disks[i].copiedTo = reached
                     try? self.saveInitial(vm, state)
                     lastSaved = reached
@@ -105,10 +106,12 @@ public final class TargetStore {
             state.disks[i].done = true
             try saveInitial(vm, state)
         }
-        try FileSystem.fsyncDirectory(vmDirectory(vm) + "/replica")
+        try FileSystem.fsyncDirectory(vmDirectory(vm) + "/base")
         var catalog = StoreCatalog(vm: vm, disks: state.disks.map(\.name))
+        catalog.baseThrough = 0
         for i in catalog.disks.indices {
             let d = state.disks[i]
+            catalog.disks[i].size = Int64(try FileSystem.stat(basePath(vm, d.name)).st_size)
             if !d.chain.isEmpty {
                 catalog.disks[i].chain = d.chain
                 catalog.disks[i].nextLSN = d.nextLSN
@@ -135,7 +138,7 @@ public final class TargetStore {
         }
         try withLock(vm, exclusive: true) {
             _ = unlink(catalogPath(vm))
-            for sub in ["replica", "points"] {
+            for sub in ["base", "points", "incoming"] {
                 let dir = vmDirectory(vm) + "/" + sub
                 for name in (try? FileSystem.list(dir)) ?? [] {
                     let path = dir + "/" + name
@@ -157,8 +160,9 @@ public final class TargetStore {
     public func points(_ vm: String) throws -> [RecoveryPoint] { try catalog(vm).points }
 
     /// Verifies shipped logs (every checksum, one chain per disk continuing the last commit),
-    /// saves undo data, applies them and commits one recovery point for all the VM's disks.
-    /// Logs entirely before a disk's next LSN (already committed, sent again) are skipped.
+    /// stores them as the new point's redo logs and commits one recovery point for all the
+    /// VM's disks. The base is not touched: each shipped byte is written once. Logs entirely
+    /// before a disk's next LSN (already committed, sent again) are skipped.
     @discardableResult
     public func commit(vm: String, logs: [String: [String]], consistency: RecoveryPoint.Consistency,
                        cut: UInt64, timeNanos: UInt64 = Clock.nowNanos()) throws -> RecoveryPoint {
@@ -171,8 +175,8 @@ public final class TargetStore {
             if let resync = catalog.resync, !resync.finished {
                 throw ReplicaError("VM \(vm): a resync is in progress: no recovery point from a half-synced replica")
             }
-            // 1. Verify everything before touching anything.
-            var plans: [(index: Int, applier: LogApplier?)] = []
+            // 1. Verify everything before writing anything.
+            var plans: [(index: Int, scans: [LogScan])] = []
             for (disk, paths) in logs {
                 guard let index = catalog.disks.firstIndex(where: { $0.name == disk }) else {
                     throw ReplicaError("disk \(disk) is not part of VM \(vm)", kind: .nonRecoverable)
@@ -184,40 +188,50 @@ public final class TargetStore {
                     if let next = entry.nextLSN, scan.nextLSN <= next, entry.chain == scan.header.chainHex { continue }
                     fresh.append(scan)
                 }
-                guard !fresh.isEmpty else { plans.append((index, nil)); continue }
-                let applier = try LogApplier(scans: fresh)
-                let first = applier.scans[0].header
+                guard !fresh.isEmpty else { continue }
+                let scans = try LogApplier(scans: fresh).scans
+                let first = scans[0].header
                 if let chain = entry.chain, chain != first.chainHex {
-                    throw ReplicaError("\(applier.scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required", kind: .resyncRequired)
+                    throw ReplicaError("\(scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required", kind: .resyncRequired)
                 }
                 if let next = entry.nextLSN, first.firstLSN != next {
                     throw ReplicaError("broken log chain for disk \(disk): replica expects LSN \(next), shipped logs start at \(first.firstLSN): resync required", kind: .resyncRequired)
                 }
-                guard applier.scans.allSatisfy(\.isSealed) else {
+                guard scans.allSatisfy(\.isSealed) else {
                     throw ReplicaError("disk \(disk): shipped logs must be sealed", kind: .nonRecoverable)
                 }
-                plans.append((index, applier))
+                plans.append((index, scans))
             }
             let id = catalog.nextPointID
             let pending = pointDirectory(vm, id, pending: true)
+            if FileSystem.exists(pending) { try removeTree(pending) }
             try FileSystem.mkdirs(pending)
-            // 2. Undo data first, durable before the replica changes.
+            // 2. The logs become the point's redo logs, durable before the catalog names the point.
+            let incoming = vmDirectory(vm) + "/incoming/"
             for plan in plans {
-                guard let applier = plan.applier else { continue }
                 let disk = catalog.disks[plan.index].name
-                try writeUndo(replica: replicaPath(vm, disk), scans: applier.scans,
-                              to: pending + "/" + disk + ".undo.hrl", disk: disk, pointID: UInt64(id))
+                var size = try latestSize(vm, catalog.disks[plan.index])
+                for (n, scan) in plan.scans.enumerated() {
+                    let target = pending + "/" + Self.redoLogName(disk, n + 1)
+                    if scan.path.hasPrefix(incoming) {
+                        // Received into the store already (inflated there): keep that copy.
+                        guard rename(scan.path, target) == 0 else { throw SystemError.current("rename", scan.path) }
+                        let fd = try FileDescriptor.open(target, O_RDONLY)
+                        defer { fd.close() }
+                        try fd.fdatasync()
+                    } else {
+                        try DirectLogWriter.copy(scan.path, to: target)
+                    }
+                    size = scan.sizeAfter(size)
+                }
+                catalog.disks[plan.index].chain = plan.scans[0].header.chainHex
+                catalog.disks[plan.index].nextLSN = plan.scans.last!.nextLSN
+                catalog.disks[plan.index].size = size
             }
             try FileSystem.fsyncDirectory(pending)
-            // 3. Apply, then commit the catalog (the commit point), then drop the pending mark.
-            for plan in plans {
-                guard let applier = plan.applier else { continue }
-                try applier.apply(to: replicaPath(vm, catalog.disks[plan.index].name))
-                catalog.disks[plan.index].chain = applier.scans[0].header.chainHex
-                catalog.disks[plan.index].nextLSN = applier.scans.last!.nextLSN
-            }
+            // 3. The catalog names the point (the commit point), then the pending mark goes.
             var sizes: [String: Int64] = [:]
-            for disk in catalog.disks { sizes[disk.name] = Int64(try FileSystem.stat(replicaPath(vm, disk.name)).st_size) }
+            for disk in catalog.disks { sizes[disk.name] = try latestSize(vm, disk) }
             let point = RecoveryPoint(id: id, timeNanos: timeNanos, consistency: consistency, cut: cut, diskSizes: sizes)
             catalog.points.append(point)
             catalog.nextPointID = id + 1
@@ -228,60 +242,69 @@ public final class TargetStore {
         }
     }
 
-    /// Writes a disk's bytes as of `selector` to `destination`.
+    /// Writes a disk's bytes as of `selector` to `destination`: the base, then the redo logs
+    /// of every point after the base up to the selected one, in order.
     @discardableResult
     public func export(vm: String, point selector: PointSelector, disk: String, to destination: String) throws -> RecoveryPoint {
         guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
-        // A commit a crash interrupted is finished or rolled back first.
-        if try FileSystem.list(vmDirectory(vm) + "/points").contains(where: { $0.hasSuffix(".pending") }) {
-            try recover(vm: vm)
-        }
         return try withLock(vm, exclusive: false) {
             let catalog = try StoreCatalog.load(catalogPath(vm))
             guard catalog.disks.contains(where: { $0.name == disk }) else {
                 throw ReplicaError("disk \(disk) is not part of VM \(vm)")
             }
             let point = try resolve(selector, in: catalog, vm: vm)
-            try SparseCopy.copy(from: replicaPath(vm, disk), to: destination)
+            let logs = try redoLogs(vm, disk: disk, after: catalog.baseThrough ?? 0, through: point.id)
+            try SparseCopy.copy(from: basePath(vm, disk), to: destination)
             let target = try FileDescriptor.open(destination, O_RDWR)
             defer { target.close() }
-            // A resync not yet followed by a point is the newest change.
-            if let resync = catalog.resync { try applyResyncUndo(vm, pointID: resync.pointID, disk: disk, to: target) }
-            for later in catalog.points.filter({ $0.id > point.id }).sorted(by: { $0.id > $1.id }) {
-                let undo = pointDirectory(vm, later.id) + "/" + disk + ".undo.hrl"
-                guard FileSystem.isDirectory(pointDirectory(vm, later.id)) else {
-                    throw ReplicaError("undo data of point \(later.id) of VM \(vm) is missing: cannot go back past it")
-                }
-                // No undo log: the disk did not change at that point.
-                if FileSystem.exists(undo) { try applyUndo(undo, to: target) }
-                // Then the resync that preceded that point, if any.
-                try applyResyncUndo(vm, pointID: later.id, disk: disk, to: target)
-            }
+            for log in logs { try Self.replay(log, onto: target) }
             try target.fsync()
             return point
         }
     }
 
-    /// Drops points older than `retentionSeconds` (the latest always stays) and the undo data
-    /// that only led back to them.
+    /// Drops points older than `retentionSeconds` (the latest always stays, and so does every
+    /// point from a failover's on) and merges their redo logs into the base.
     @discardableResult
     public func prune(vm: String, retentionSeconds: Double, nowNanos: UInt64 = Clock.nowNanos()) throws -> [Int] {
         try withLock(vm, exclusive: true) {
             var catalog = try StoreCatalog.load(catalogPath(vm))
             guard let latest = catalog.points.last else { return [] }
             let cutoff = nowNanos > UInt64(retentionSeconds * 1e9) ? nowNanos - UInt64(retentionSeconds * 1e9) : 0
-            // A failover in progress keeps its point and every later one (it reads through their undo).
+            // A failover in progress keeps its point and every later one.
             let keepFrom = failoverState(vm)?.point.id ?? Int.max
             let expired = catalog.points.filter { $0.timeNanos < cutoff && $0.id != latest.id && $0.id < keepFrom }.map(\.id)
+            guard !expired.isEmpty else { return [] }
             catalog.points.removeAll { expired.contains($0.id) }
             try catalog.save(catalogPath(vm))
-            // The oldest kept point's own undo leads to a pruned state: it goes too.
-            let oldest = catalog.points.first!.id
-            for name in try FileSystem.list(vmDirectory(vm) + "/points") {
-                guard let id = Int(name.prefix(8)), id <= oldest, !name.hasSuffix(".pending") else { continue }
-                try removeTree(vmDirectory(vm) + "/points/" + name)
-            }
+            try mergeLocked(vm, through: catalog.points.first!.id)
             return expired
+        }
+    }
+
+    /// Brings the base to point `id` (the oldest point kept): applies the redo logs of the
+    /// points up to it, syncs the base, records it in the catalog, then deletes those logs.
+    /// Crash-safe without a mark: until the catalog says so, every reader still applies those
+    /// logs over the base, and replaying a log over a base it was partly merged into gives the
+    /// same bytes; the next prune merges again.
+    func mergeLocked(_ vm: String, through id: Int) throws {
+        var catalog = try StoreCatalog.load(catalogPath(vm))
+        let from = catalog.baseThrough ?? 0
+        if id > from {
+            for disk in catalog.disks.map(\.name) {
+                let logs = try redoLogs(vm, disk: disk, after: from, through: id)
+                guard !logs.isEmpty else { continue }
+                let base = try FileDescriptor.open(basePath(vm, disk), O_RDWR)
+                defer { base.close() }
+                for log in logs { try Self.replay(log, onto: base) }
+                try base.fsync()
+            }
+            catalog.baseThrough = id
+            try catalog.save(catalogPath(vm))
+        }
+        for name in try FileSystem.list(vmDirectory(vm) + "/points") {
+            guard let n = Int(name.prefix(8)), n <= id, !name.hasSuffix(".pending") else { continue }
+            try removeTree(vmDirectory(vm) + "/points/" + name)
         }
     }
 
@@ -302,60 +325,56 @@ public final class TargetStore {
         return found
     }
 
-    // MARK: undo data and crash recovery
+    // MARK: redo logs and crash recovery
 
-    /// Saves the replica's current bytes of every range the logs will change, and its size,
-    /// as an HRL log that restores them when applied in file order.
-    func writeUndo(replica: String, scans: [LogScan], to path: String, disk: String, pointID: UInt64) throws {
-        let oldSize = Int64(try FileSystem.stat(replica).st_size)
-        // Every range the logs touch, from their scans; a size change may cut anything above
-        // it. Saving more than strictly needed is harmless: each saved byte is pre-point state.
-        var ranges = RangeSet()
-        for scan in scans {
-            scan.ranges.ranges.forEach { ranges.insert($0) }
-            for size in scan.sizeChanges where Int64(size) < oldSize { ranges.insert(size..<UInt64(oldSize)) }
-        }
-        try writeUndo(replica: replica, ranges: ranges, to: path, disk: disk, pointID: pointID)
+    static func redoLogName(_ disk: String, _ n: Int) -> String { disk + "." + String(n).leftPadded(6) + ".hrl" }
+
+    /// The redo logs of `disk` in one point directory, in apply order.
+    func redoLogs(inDirectory dir: String, disk: String) throws -> [String] {
+        try FileSystem.list(dir).filter { name in
+            guard name.hasPrefix(disk + "."), name.hasSuffix(".hrl") else { return false }
+            let middle = name.dropFirst(disk.count + 1).dropLast(4)
+            return middle.count == 6 && middle.allSatisfy(\.isNumber)
+        }.sorted().map { dir + "/" + $0 }
     }
 
-    /// Saves the replica's current bytes of `ranges`, and its size, as an undo log.
-    func writeUndo(replica: String, ranges unsorted: RangeSet, to path: String, disk: String, pointID: UInt64) throws {
-        let fd = try FileDescriptor.open(replica, O_RDONLY)
-        defer { fd.close() }
-        let oldSize = try fd.size()
-        var ranges = unsorted
-        ranges.normalize()
-        let undo = try DirectLogWriter(path: path, header: LogHeader(
-            imageName: disk, chainID: [UInt8](repeating: 0, count: 16), sequence: pointID, firstLSN: 1,
-            createdNanos: Clock.nowNanos(), imageSize: UInt64(oldSize)))
-        for range in ranges.ranges {
-            var at = Int64(range.lowerBound)
-            let end = min(Int64(range.upperBound), oldSize)
-            while at < end {
-                let n = try undo.appendWrite(from: fd, offset: at, count: Int(min(Int64(DirectLogWriter.maxData), end - at)))
-                guard n > 0 else { break }
-                at += Int64(n)
+    /// Every redo log of `disk` from the base's point (exclusive) to point `id` (inclusive),
+    /// in apply order: point by point, a resync that preceded a point before the point's own.
+    func redoLogs(_ vm: String, disk: String, after from: Int, through id: Int) throws -> [String] {
+        guard id > from else { return [] }
+        let dir = vmDirectory(vm) + "/points"
+        var byPoint: [Int: [String]] = [:]
+        for name in try FileSystem.list(dir) {
+            guard let n = Int(name.prefix(8)), n > from, n <= id else { continue }
+            let suffix = name.dropFirst(8)
+            guard suffix.isEmpty || suffix == ".resync" else { continue }
+            byPoint[n, default: []].append(name)
+        }
+        var logs: [String] = []
+        for n in (from + 1)...id {
+            guard let names = byPoint[n], names.contains(where: { !$0.hasSuffix(".resync") }) else {
+                throw ReplicaError("redo logs of point \(n) of VM \(vm) are missing: cannot reach point \(id)")
+            }
+            for name in names.sorted(by: { ($0.hasSuffix(".resync") ? 0 : 1) < ($1.hasSuffix(".resync") ? 0 : 1) }) {
+                logs += try redoLogs(inDirectory: dir + "/" + name, disk: disk)
             }
         }
-        try undo.appendSetSize(UInt64(oldSize))
-        try undo.seal(reason: .rotation, cutID: pointID)
+        return logs
     }
 
-    func applyUndo(_ path: String, to target: FileDescriptor) throws {
-        let scan = try LogScanner.scan(path) { header, data in
-            // Pre-point bytes that are all zeros (mostly holes) are punched, not written: rolling
-            // back an apply that filled the store then frees space instead of needing more.
-            if header.type == .write, let first = data.first, first == 0, memcmp(data.baseAddress!, data.baseAddress! + 1, data.count - 1) == 0 {
-                try LogApplier.zeroRange(target, offset: Int64(header.offset), length: Int64(data.count))
-            } else {
-                try LogApplier.applyRecord(header, data, to: target)
-            }
-        }
-        guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged undo log (\(scan.tail))") }
+    /// The disk's size as of the newest change the store holds.
+    func latestSize(_ vm: String, _ disk: StoreCatalog.Disk) throws -> Int64 {
+        try disk.size ?? Int64(FileSystem.stat(basePath(vm, disk.name)).st_size)
     }
 
-    /// Finishes or rolls back a commit a crash interrupted: a pending point the catalog lists is
-    /// complete; one it does not list is undone on the replicas, so they are back at the last point.
+    /// Applies every record of a sealed, undamaged log to `target`.
+    static func replay(_ path: String, onto target: FileDescriptor) throws {
+        let scan = try LogScanner.scan(path) { header, data in try LogApplier.applyRecord(header, data, to: target) }
+        guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged redo log (\(scan.tail))") }
+    }
+
+    /// Finishes or drops a commit a crash interrupted: a pending point the catalog lists is
+    /// complete; one it does not list never was, and the base was not touched by it.
     func recoverLocked(_ vm: String) throws {
         try rollBackInterruptedResyncLocked(vm)
         let catalog = try StoreCatalog.load(catalogPath(vm))
@@ -364,18 +383,9 @@ public final class TargetStore {
             let dir = vmDirectory(vm) + "/points/" + name
             if catalog.points.contains(where: { $0.id == id }) {
                 guard rename(dir, pointDirectory(vm, id)) == 0 else { throw SystemError.current("rename", dir) }
-                continue
+            } else {
+                try removeTree(dir)
             }
-            for file in try FileSystem.list(dir) where file.hasSuffix(".undo.hrl") {
-                let disk = String(file.dropLast(".undo.hrl".count))
-                // An undo log torn by the crash was written before any replica change: nothing to undo.
-                guard let scan = try? LogScanner.scan(dir + "/" + file), scan.isSealed else { continue }
-                let target = try FileDescriptor.open(replicaPath(vm, disk), O_RDWR)
-                defer { target.close() }
-                try applyUndo(dir + "/" + file, to: target)
-                try target.fsync()
-            }
-            try removeTree(dir)
         }
     }
 

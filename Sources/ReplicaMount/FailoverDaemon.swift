@@ -36,7 +36,7 @@ public struct FailoverDaemon {
             let mp = try MountDaemon.checkMountpoint(state.mountpoint, registry: registry)
             let dir = store.failoverDirectory(vm)
             let disks = try state.disks.map {
-                try FailoverDisk(store: store, vm: vm, disk: $0, point: state.point, live: state.kind == .test, directory: dir)
+                try FailoverDisk(store: store, vm: vm, disk: $0, point: state.point, directory: dir)
             }
             server = try FailoverServer(disks: disks, directory: dir, mountpoint: mp, options: options)
             shipper = ReverseShipper(disks: disks, logDirectory: dir + "/reverse")

@@ -55,9 +55,9 @@ struct FailoverDiskTests {
             for disk in ["a.img", "b.img"] {
                 let dir = base.dir + "/fo-\(k)-\(disk)"
                 try FileSystem.mkdirs(dir)
-                let d = try FailoverDisk(store: store, vm: "vm1", disk: disk, point: point, live: false, directory: dir)
+                let d = try FailoverDisk(store: store, vm: "vm1", disk: disk, point: point, directory: dir)
                 #expect(try readAll(d) == expected[k]![disk]!, "point \(k) disk \(disk)")
-                #expect(k < 4 || d.overlayBytes == 0, "the latest point maps no undo data")
+                #expect(d.overlayBytes > 0 && d.overlayBytes < 256 << 10, "point \(k) maps its redo logs, never the disk")
             }
         }
     }
@@ -72,7 +72,7 @@ struct FailoverDiskTests {
         var model = expected[2]!["a.img"]!
         var rng = SystemRandomNumberGenerator()
         do {
-            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, directory: dir)
             for step in 0..<300 {
                 switch Int.random(in: 0..<10, using: &rng) {
                 case 0:
@@ -101,7 +101,7 @@ struct FailoverDiskTests {
             try d.sync()
         }
         // Reopened from its saved layer (as after a daemon restart): the same bytes.
-        let again = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+        let again = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, directory: dir)
         #expect(try readAll(again) == model)
         // The store did not change: every point still exports as before.
         for k in 1...4 {
@@ -116,20 +116,26 @@ struct FailoverDiskTests {
         let (store, set, expected, shipped0) = try makeStore(points: 2)
         defer { try? set.close() }
         var shipped = shipped0
-        let point = try #require(try store.points("vm1").first { $0.id == 1 })
+        let point = try #require(try store.points("vm1").first { $0.id == 2 })
         let dir = base.dir + "/drill"
         try FileSystem.mkdirs(dir)
-        let a = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: true, directory: dir)
-        let b = try FailoverDisk(store: store, vm: "vm1", disk: "b.img", point: point, live: true, directory: dir)
-        #expect(try readAll(a) == expected[1]!["a.img"]!)
+        _ = try store.beginFailover(vm: "vm1", point: .id(2), kind: .test, mountpoint: dir, sourceDisksDir: nil)
+        let a = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, directory: dir)
+        let b = try FailoverDisk(store: store, vm: "vm1", disk: "b.img", point: point, directory: dir)
+        #expect(try readAll(a) == expected[2]!["a.img"]!)
         for k in 3...5 {
             try commitRound(k, store: store, set: set, shipped: &shipped)
-            #expect(try readAll(a) == expected[1]!["a.img"]!, "after commit \(k)")
-            #expect(try readAll(b) == expected[1]!["b.img"]!, "after commit \(k)")
+            #expect(try readAll(a) == expected[2]!["a.img"]!, "after commit \(k)")
+            #expect(try readAll(b) == expected[2]!["b.img"]!, "after commit \(k)")
         }
-        // Pruning the undo logs the view mapped does not change what it reads.
+        // Pruning keeps the drill's point and merges the one before it into the base, under the
+        // open view (whose logs it deletes): the view reads the same bytes.
         try store.prune(vm: "vm1", retentionSeconds: 0)
-        #expect(try readAll(a) == expected[1]!["a.img"]!)
+        #expect(try store.points("vm1").map(\.id) == [2, 3, 4, 5])
+        #expect(try store.catalog("vm1").baseThrough == 2)
+        #expect(try readAll(a) == expected[2]!["a.img"]!)
+        #expect(try readAll(b) == expected[2]!["b.img"]!)
+        try store.discardFailover(vm: "vm1")
     }
 
     func readAt(_ d: FailoverDisk, _ off: Int64, _ n: Int) throws -> [UInt8] {
@@ -149,13 +155,13 @@ struct FailoverDiskTests {
         try FileSystem.mkdirs(dir)
         let size0: Int64
         do {
-            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, directory: dir)
             size0 = d.size
             try [UInt8](repeating: 1, count: 4096).withUnsafeBytes { try d.write($0, offset: 0) }
             try d.sync()
             try [UInt8](repeating: 0xAB, count: 8192).withUnsafeBytes { try d.write($0, offset: size0 + 100_000) }
         }
-        let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+        let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, directory: dir)
         #expect(d.size == size0)
         try d.setSize(size0 + 200_000)
         #expect(try readAt(d, size0 + 100_000, 8192) == [UInt8](repeating: 0, count: 8192))
@@ -173,13 +179,13 @@ struct FailoverDiskTests {
         let size0: Int64
         let data = [UInt8](repeating: 0x5A, count: 8192)
         do {
-            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+            let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, directory: dir)
             size0 = d.size
             try data.withUnsafeBytes { try d.write($0, offset: size0 - 8192) }
             try d.sync()
             try d.setSize(4096)
         }
-        let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, live: false, directory: dir)
+        let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, directory: dir)
         if d.size == size0 {
             #expect(try readAt(d, size0 - 8192, 8192) == data, "fsynced tail lost after an unsynced shrink")
         } else {

@@ -92,7 +92,10 @@ struct TargetStoreTests {
         #expect(try FileSystem.list(storeDir + "/vm1/points").count == 1) // only point 4's undo is needed
     }
 
-    @Test func aCrashMidApplyRollsBackAndTheRetryCommits() throws {
+    /// A crash mid-commit (redo logs half stored, catalog not saved) leaves the last point as it
+    /// was and the resend commits; a crash mid-merge (base partly brought forward, catalog not
+    /// saved) changes no point's bytes and the next prune finishes it.
+    @Test func crashesMidCommitAndMidMergeLoseNothing() throws {
         defer { cleanup() }
         try fill(disks + "/a.img", size: 64 << 10, seed: 3)
         let store = try TargetStore(root: storeDir)
@@ -106,31 +109,59 @@ struct TargetStoreTests {
         let atPoint1 = try read(disks + "/a.img")
         try write(a, 2, count: 9000, at: 2000)
         try a.setSize(32 << 10)
+        try write(a, 3, count: 3000, at: 40 << 10)
         _ = try set.rotate()
         let logs = try sealedLogs("a.img", after: &shipped)
         try set.close()
+        let atPoint2 = try read(disks + "/a.img")
 
-        // The crash: undo saved, replica changed, catalog not yet committed.
+        // The crash mid-commit: half of the log stored as point 2's, the catalog not saved.
         let pending = store.pointDirectory("vm", 2, pending: true)
         try FileSystem.mkdirs(pending)
-        let applier = try LogApplier(paths: logs)
-        try store.writeUndo(replica: store.replicaPath("vm", "a.img"), scans: applier.scans,
-                            to: pending + "/a.img.undo.hrl", disk: "a.img", pointID: 2)
-        try applier.apply(to: store.replicaPath("vm", "a.img"))
-        #expect(try read(store.replicaPath("vm", "a.img")) != atPoint1)
-
-        // An export meanwhile finishes the recovery first and never sees the half-applied state.
+        let half = try read(logs[0])
+        try Data(half.prefix(half.count / 2)).write(to: URL(fileURLWithPath: pending + "/a.img.000001.hrl"))
         try store.export(vm: "vm", point: .latest, disk: "a.img", to: dir + "/during")
         #expect(try read(dir + "/during") == atPoint1)
         try store.recover(vm: "vm")
-        #expect(try read(store.replicaPath("vm", "a.img")) == atPoint1)
+        #expect(!FileSystem.exists(pending))
         #expect(try store.points("vm").map(\.id) == [1])
-        // The shipper sends the same logs again; they apply once.
+        // The shipper sends the same logs again; they commit once.
         try store.commit(vm: "vm", logs: ["a.img": logs], consistency: .crash, cut: 2)
+        try store.commit(vm: "vm", logs: ["a.img": logs], consistency: .crash, cut: 2)
+        #expect(try store.points("vm").map(\.id) == [1, 2, 3]) // the resend skips what point 2 holds
+
+        // The crash mid-merge: point 1 expired and dropped from the catalog, its log and the first
+        // records of point 2's merged into the base, the catalog still saying the base holds the
+        // initial copy.
+        var catalog = try store.catalog("vm")
+        catalog.points.removeFirst()
+        try catalog.save(store.catalogPath("vm"))
+        let base = try FileDescriptor.open(store.basePath("vm", "a.img"), O_RDWR)
+        try TargetStore.replay(try store.redoLogs("vm", disk: "a.img", after: 0, through: 1)[0], onto: base)
+        var applied = 0
+        _ = try LogScanner.scan(try store.redoLogs("vm", disk: "a.img", after: 1, through: 2)[0]) { header, data in
+            guard applied < 2 else { return }
+            try LogApplier.applyRecord(header, data, to: base)
+            applied += 1
+        }
+        base.close()
+        for (id, expected) in [(2, atPoint2), (3, atPoint2)] {
+            try store.export(vm: "vm", point: .id(id), disk: "a.img", to: dir + "/p\(id)")
+            #expect(try read(dir + "/p\(id)") == expected, "point \(id) after a torn merge")
+            let p = try #require(try store.points("vm").first { $0.id == id })
+            try FileSystem.mkdirs(dir + "/fo\(id)")
+            let d = try FailoverDisk(store: store, vm: "vm", disk: "a.img", point: p, directory: dir + "/fo\(id)")
+            var bytes = [UInt8](repeating: 0, count: Int(d.size))
+            _ = try bytes.withUnsafeMutableBytes { try d.read(into: $0.baseAddress!, count: $0.count, offset: 0) }
+            #expect(bytes == expected, "failed-over disk at point \(id) after a torn merge")
+        }
+        // The next prune merges again and finishes it.
+        try store.prune(vm: "vm", retentionSeconds: 0.000001, nowNanos: Clock.nowNanos() + 1)
+        #expect(try store.points("vm").map(\.id) == [3])
+        #expect(try store.catalog("vm").baseThrough == 3)
+        #expect(try read(store.basePath("vm", "a.img")) == atPoint2)
         try store.export(vm: "vm", point: .latest, disk: "a.img", to: dir + "/latest")
-        #expect(try read(dir + "/latest") == read(disks + "/a.img"))
-        try store.export(vm: "vm", point: .id(1), disk: "a.img", to: dir + "/first")
-        #expect(try read(dir + "/first") == atPoint1)
+        #expect(try read(dir + "/latest") == atPoint2)
     }
 
     /// Logs damaged on the way (a flipped bit, a torn copy) are refused before anything
@@ -146,7 +177,7 @@ struct TargetStoreTests {
         _ = try set.rotate()
         let logs = try sealedLogs("a.img", after: &shipped)
         try set.close()
-        let replica = try read(store.replicaPath("vm", "a.img"))
+        let base = try read(store.basePath("vm", "a.img"))
         let catalog = try read(store.catalogPath("vm"))
         let original = try read(logs[0])
         // Every byte of the first record's data, flipped one at a time in a sample, and torn copies.
@@ -164,8 +195,9 @@ struct TargetStoreTests {
             #expect(throws: (any Error).self, "damaged copy \(n) was accepted") {
                 try store.commit(vm: "vm", logs: ["a.img": [path]], consistency: .crash, cut: 1)
             }
-            #expect(try read(store.replicaPath("vm", "a.img")) == replica, "damaged copy \(n) changed the replica")
+            #expect(try read(store.basePath("vm", "a.img")) == base, "damaged copy \(n) changed the base")
             #expect(try read(store.catalogPath("vm")) == catalog)
+            #expect(try FileSystem.list(storeDir + "/vm/points").isEmpty, "damaged copy \(n) left a point behind")
         }
         #expect(try store.points("vm").isEmpty)
         try store.commit(vm: "vm", logs: ["a.img": logs], consistency: .crash, cut: 1)
@@ -207,7 +239,8 @@ struct TargetStoreTests {
         try set.close()
         let logs = try sealedLogs("a.img", after: &shipped)
         try store.commit(vm: "vm", logs: ["a.img": [logs[0]]], consistency: .crash, cut: 1)
-        let before = try read(store.replicaPath("vm", "a.img"))
+        try store.export(vm: "vm", point: .latest, disk: "a.img", to: dir + "/before")
+        let before = try read(dir + "/before")
         #expect(throws: ReplicaError.self) { try store.commit(vm: "vm", logs: ["a.img": [logs[2]]], consistency: .crash, cut: 3) }
         #expect(throws: ReplicaError("disk c.img is not part of VM vm")) {
             try store.commit(vm: "vm", logs: ["c.img": [logs[1]]], consistency: .crash, cut: 2)
@@ -216,7 +249,8 @@ struct TargetStoreTests {
         #expect(throws: ReplicaError("bad recovery point 'yesterday': use an id, latest or latest-app")) {
             try TargetStore.PointSelector("yesterday")
         }
-        #expect(try read(store.replicaPath("vm", "a.img")) == before)
+        try store.export(vm: "vm", point: .latest, disk: "a.img", to: dir + "/after")
+        #expect(try read(dir + "/after") == before)
         #expect(try store.points("vm").count == 1)
     }
 }
