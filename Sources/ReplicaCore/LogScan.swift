@@ -60,6 +60,10 @@ public enum LogScanner {
         guard let map = mmap(nil, Int(fileSize), PROT_READ, MAP_SHARED, fd.rawValue, 0), map != MAP_FAILED else {
             throw SystemError.current("mmap", path)
         }
+        // Read front to back: logs not in the page cache (a store's redo logs, written with direct
+        // I/O, when merged or exported) are then read ahead in large requests, not page by page.
+        _ = madvise(map, Int(fileSize), MADV_SEQUENTIAL)
+        _ = madvise(map, Int(fileSize), MADV_WILLNEED)
         defer { munmap(map, Int(fileSize)) }
         _ = madvise(map, Int(fileSize), MADV_SEQUENTIAL)
         let all = UnsafeRawBufferPointer(start: map, count: Int(fileSize))

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -175,39 +176,51 @@ public final class TargetStore {
             if let resync = catalog.resync, !resync.finished {
                 throw ReplicaError("VM \(vm): a resync is in progress: no recovery point from a half-synced replica")
             }
-            // 1. Verify everything before writing anything.
-            var plans: [(index: Int, scans: [LogScan])] = []
-            for (disk, paths) in logs {
-                guard let index = catalog.disks.firstIndex(where: { $0.name == disk }) else {
-                    throw ReplicaError("disk \(disk) is not part of VM \(vm)", kind: .nonRecoverable)
-                }
-                let entry = catalog.disks[index]
-                var fresh: [LogScan] = []
-                for path in paths {
-                    let scan = try LogScanner.scan(path)
-                    if let next = entry.nextLSN, scan.nextLSN <= next, entry.chain == scan.header.chainHex { continue }
-                    fresh.append(scan)
-                }
-                guard !fresh.isEmpty else { continue }
-                let scans = try LogApplier(scans: fresh).scans
-                let first = scans[0].header
-                if let chain = entry.chain, chain != first.chainHex {
-                    throw ReplicaError("\(scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required", kind: .resyncRequired)
-                }
-                if let next = entry.nextLSN, first.firstLSN != next {
-                    throw ReplicaError("broken log chain for disk \(disk): replica expects LSN \(next), shipped logs start at \(first.firstLSN): resync required", kind: .resyncRequired)
-                }
-                guard scans.allSatisfy(\.isSealed) else {
-                    throw ReplicaError("disk \(disk): shipped logs must be sealed", kind: .nonRecoverable)
-                }
-                plans.append((index, scans))
-            }
             let id = catalog.nextPointID
             let pending = pointDirectory(vm, id, pending: true)
             if FileSystem.exists(pending) { try removeTree(pending) }
             try FileSystem.mkdirs(pending)
-            // 2. The logs become the point's redo logs, durable before the catalog names the point.
+            // 1. Copy the logs into the pending directory while verifying them on this thread
+            //    (verification reads from the page cache, the copy waits on the disk). Logs
+            //    received into the store's incoming/ already are renamed instead, once verified.
             let incoming = vmDirectory(vm) + "/incoming/"
+            var copies: [String: String] = [:]
+            for path in logs.values.joined() where !path.hasPrefix(incoming) { copies[path] = pending + "/.copy-\(copies.count)" }
+            let copier = BackgroundCopy(copies)
+            var plans: [(index: Int, scans: [LogScan])] = []
+            do {
+                for (disk, paths) in logs {
+                    guard let index = catalog.disks.firstIndex(where: { $0.name == disk }) else {
+                        throw ReplicaError("disk \(disk) is not part of VM \(vm)", kind: .nonRecoverable)
+                    }
+                    let entry = catalog.disks[index]
+                    var fresh: [LogScan] = []
+                    for path in paths {
+                        let scan = try LogScanner.scan(path)
+                        if let next = entry.nextLSN, scan.nextLSN <= next, entry.chain == scan.header.chainHex { continue }
+                        fresh.append(scan)
+                    }
+                    guard !fresh.isEmpty else { continue }
+                    let scans = try LogApplier(scans: fresh).scans
+                    let first = scans[0].header
+                    if let chain = entry.chain, chain != first.chainHex {
+                        throw ReplicaError("\(scans[0].path): foreign log chain \(first.chainHex) for disk \(disk) (the replica follows \(chain)): resync required", kind: .resyncRequired)
+                    }
+                    if let next = entry.nextLSN, first.firstLSN != next {
+                        throw ReplicaError("broken log chain for disk \(disk): replica expects LSN \(next), shipped logs start at \(first.firstLSN): resync required", kind: .resyncRequired)
+                    }
+                    guard scans.allSatisfy(\.isSealed) else {
+                        throw ReplicaError("disk \(disk): shipped logs must be sealed", kind: .nonRecoverable)
+                    }
+                    plans.append((index, scans))
+                }
+                try copier.wait()
+            } catch {
+                try? copier.wait()
+                try? removeTree(pending)
+                throw error
+            }
+            // 2. The logs become the point's redo logs, durable before the catalog names the point.
             for plan in plans {
                 let disk = catalog.disks[plan.index].name
                 var size = try latestSize(vm, catalog.disks[plan.index])
@@ -220,7 +233,7 @@ public final class TargetStore {
                         defer { fd.close() }
                         try fd.fdatasync()
                     } else {
-                        try DirectLogWriter.copy(scan.path, to: target)
+                        guard rename(copies[scan.path]!, target) == 0 else { throw SystemError.current("rename", target) }
                     }
                     size = scan.sizeAfter(size)
                 }
@@ -228,6 +241,8 @@ public final class TargetStore {
                 catalog.disks[plan.index].nextLSN = plan.scans.last!.nextLSN
                 catalog.disks[plan.index].size = size
             }
+            // Copies of logs committed before (a resend) are not needed.
+            for name in try FileSystem.list(pending) where name.hasPrefix(".copy-") { try FileSystem.remove(pending + "/" + name) }
             try FileSystem.fsyncDirectory(pending)
             // 3. The catalog names the point (the commit point), then the pending mark goes.
             var sizes: [String: Int64] = [:]
@@ -408,5 +423,34 @@ public final class TargetStore {
             if FileSystem.isDirectory(child) { try removeTree(child) } else { try FileSystem.remove(child) }
         }
         if rmdir(path) != 0 && errno != ENOENT { throw SystemError.current("rmdir", path) }
+    }
+}
+
+/// Copies files on a thread of its own while the caller goes on (a commit's verification).
+private final class BackgroundCopy: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private let lock = Lock()
+    private var failure: Error?
+
+    /// Starts copying each source to its destination, in turn, with direct writes.
+    init(_ copies: [String: String]) {
+        guard !copies.isEmpty else { return }
+        let work = copies.sorted { $0.key < $1.key }
+        DispatchQueue.global().async(group: group) {
+            for (source, destination) in work {
+                do {
+                    try DirectLogWriter.copy(source, to: destination)
+                } catch {
+                    self.lock.withLock { self.failure = error }
+                    return
+                }
+            }
+        }
+    }
+
+    /// Waits for the copies; throws the first failure.
+    func wait() throws {
+        group.wait()
+        if let failure = lock.withLock({ failure }) { throw failure }
     }
 }
