@@ -111,7 +111,7 @@ extension Replicator {
         // The logs cut before the copy are in the replica now: they need not travel.
         for j in journals {
             for path in (try? j.sealedLogs()) ?? [] {
-                if let scan = try? LogScanner.scan(path), scan.nextLSN <= chains[j.name]!.nextLSN { try? FileSystem.remove(path) }
+                if let scan = try? LogScanner.scan(path), scan.nextLSN <= chains[j.name]!.nextLSN { try? reaper.retire(path) }
             }
         }
         resync.satisfied(vm.name, report: report)

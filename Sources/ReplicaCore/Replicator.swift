@@ -63,10 +63,14 @@ public final class Replicator: @unchecked Sendable {
     /// Retry schedule, Critical state and missed cycles per VM.
     public let health = HealthTracker()
 
+    /// Deletes shipped logs in the background.
+    let reaper: ShippedLogReaper
+
     public init(disks: DiskSet, flushImages: @escaping ([String]) throws -> Void) {
         self.disks = disks
         self.flushImages = flushImages
         self.resync = ResyncScheduler(disks: disks)
+        self.reaper = ShippedLogReaper(disksDir: disks.directory)
     }
 
     public func start() {
@@ -86,6 +90,7 @@ public final class Replicator: @unchecked Sendable {
     public func stopAndWait() {
         stop()
         cycleLock.withLock {}
+        reaper.drain()
         resync.recordFingerprints(disks)
     }
 
@@ -290,7 +295,7 @@ public final class Replicator: @unchecked Sendable {
         // Logs wholly before each chain's start are in the copy: they need not travel.
         for j in journals {
             for path in try j.sealedLogs() where try LogScanner.scan(path).nextLSN <= chains[j.name]!.nextLSN {
-                try FileSystem.remove(path)
+                try reaper.retire(path)
             }
         }
         let seconds = max(Self.now() - started, 0.001)
@@ -343,7 +348,7 @@ public final class Replicator: @unchecked Sendable {
             throw error
         }
         let committed = Self.now()
-        for path in logs.values.joined() { try FileSystem.remove(path) }
+        for path in logs.values.joined() { try reaper.retire(path) }
         try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention)
         let previousCut = stateLock.withLock { () -> UInt64? in
             lastCycle[vm.name] = committed
