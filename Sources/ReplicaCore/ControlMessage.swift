@@ -80,7 +80,7 @@ public struct FailoverStatus: Codable, Sendable {
         public var size: Int64
         /// Bytes written since the failover (whole 4 KiB blocks).
         public var writtenBytes: Int64
-        /// Undo log bytes mapped to present the point.
+        /// Redo log bytes mapped to present the point.
         public var overlayBytes: Int
         /// Changes refused since the disk was frozen for failback.
         public var refusedWrites: Int
