@@ -48,9 +48,9 @@ sleep 3
 
 # Bulk apply: 512 MiB logged through the mount, then one snapshot ships and commits it all
 # (flush, cut, verify every checksum, store the logs as the point's redo logs, fsync, commit).
-# Then, once those points have expired (retention 4 s), the next snapshot's prune merges the
+# Then, once those points have expired (retention 10 s), the next snapshot's prune merges the
 # 512 MiB of redo logs into the base: timed too, since over a window every byte is written twice.
-"$RFS" protect bulk --disks-dir "$W/disks" --disk bulk.img --target "$W/store" --copy-frequency 1h --retention 4s >/dev/null
+"$RFS" protect bulk --disks-dir "$W/disks" --disk bulk.img --target "$W/store" --copy-frequency 1h --retention 10s >/dev/null
 for i in $(seq 1 600); do "$RFS" status "$W/mnt" | grep -q "VM bulk: protected" && break; sleep 0.1; done
 "$RFS" snapshot bulk >/dev/null
 dd if=/dev/urandom of="$W/mnt/bulk.img" bs=1M count=512 conv=notrunc,fsync status=none
@@ -62,7 +62,7 @@ t0=$(date +%s.%N); "$RFS" snapshot bulk >/dev/null; t1=$(date +%s.%N)
 a1=$(apply_seconds)
 bulk_mbs=$(python3 -c "print(512*1048576/1e6/($t1-$t0))")
 commit_mbs=$(python3 -c "print(512*1048576/1e6/($a1-$a0))")
-sleep 5
+sleep 11
 dd if=/dev/urandom of="$W/mnt/bulk.img" bs=4k count=1 conv=notrunc,fsync status=none
 t2=$(date +%s.%N); "$RFS" snapshot bulk >/dev/null; t3=$(date +%s.%N)
 merge_mbs=$(python3 -c "print(512*1048576/1e6/($t3-$t2))")
