@@ -17,6 +17,8 @@ public final class ChangeLog {
     public private(set) var seal: Seal?
     /// Set when an append failed and could not be rolled back; the log takes no more records.
     public private(set) var broken: SystemError?
+    /// Where writeback was last started up to (`takeWritebackRange`).
+    private var writebackStarted: Int64 = 0
     /// Set once the log's directory entry has been synced; fsyncs race to set it.
     private var directoryDurable = false
     private let directoryLock = Lock()
@@ -107,6 +109,21 @@ public final class ChangeLog {
                 directoryDurable = true
             }
         }
+    }
+
+    /// The appended range whose writeback is due once `chunk` bytes have piled up since the
+    /// last start, or nil; the caller starts it with `startWriteback` outside its lock.
+    func takeWritebackRange(every chunk: Int64) -> (offset: Int64, count: Int64)? {
+        if writebackStarted > end { writebackStarted = 0 } // rolled back
+        guard end - writebackStarted >= chunk else { return nil }
+        defer { writebackStarted = end }
+        return (writebackStarted, end - writebackStarted)
+    }
+
+    /// Starts writing a range of the log to disk without waiting; best effort (a later sync
+    /// writes whatever this did not).
+    func startWriteback(offset: Int64, length: Int64) {
+        try? fd.startWriteback(offset: offset, length: length)
     }
 
     /// Makes a sealed log read-only on disk too.
