@@ -41,6 +41,24 @@ struct HRLFormatTests {
         #expect(whole == sw)
     }
 
+    @Test func crc32cOfThreeStreamsMatchesOneStreamAtEveryBlockBoundary() {
+        // The hardware path runs three streams over 8 KiB and 256-byte blocks and combines them;
+        // lengths and start offsets around those block sizes must give the byte-by-byte result.
+        var big = [UInt8](repeating: 0, count: (1 << 20) + 64)
+        var x: UInt32 = 2463534242
+        for i in big.indices { x ^= x << 13; x ^= x >> 17; x ^= x << 5; big[i] = UInt8(truncatingIfNeeded: x) }
+        let lengths = [0, 1, 7, 8, 255, 767, 768, 769, 3 * 256 + 8, 24575, 24576, 24577, 24576 + 768 + 13,
+                       49152 + 5, 1 << 20, (1 << 20) + 48]
+        big.withUnsafeBytes { raw in
+            for start in [0, 3, 48, 80] {
+                for n in lengths where start + n <= raw.count {
+                    let p = raw.baseAddress!.advanced(by: start).assumingMemoryBound(to: UInt8.self)
+                    #expect(rfs_crc32c(0x1234_5678, p, n) == rfs_crc32c_sw(0x1234_5678, p, n), "start \(start) length \(n)")
+                }
+            }
+        }
+    }
+
     @Test func headerRoundTripAndRejection() throws {
         defer { cleanup() }
         let h = LogHeader(imageName: "vm1-os.img", chainID: Array(0..<16), sequence: 7, firstLSN: 99,
