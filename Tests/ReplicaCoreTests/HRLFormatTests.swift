@@ -59,6 +59,28 @@ struct HRLFormatTests {
         }
     }
 
+    @Test func preallocatedLogSpaceStaysPastTheSizeAndIsGivenBackBySeal() throws {
+        defer { cleanup() }
+        let path = dir + "/" + LogName.make(image: "p.img", sequence: 1)
+        let log = try ChangeLog.create(path: path, header: LogHeader(imageName: "p.img", chainID: Array(0..<16),
+                                                                     sequence: 1, firstLSN: 1, createdNanos: 1, imageSize: 1 << 30))
+        let data = [UInt8](repeating: 0xA5, count: 256 << 10)
+        for i in 0..<12 {
+            try data.withUnsafeBytes { try log.appendWrite($0, offset: UInt64(i) << 18, dataCRC: Checksum.crc32c($0)) }
+        }
+        var st = try FileSystem.stat(path)
+        // Appends fill space allocated ahead of them; the file's size is only what was appended.
+        #expect(Int64(st.st_size) == log.end)
+        #expect(Int64(st.st_blocks) * 512 > log.end)
+        #expect(try LogScanner.scan(path).tail == .clean)
+        try log.seal(reason: .cleanShutdown, cutID: 1)
+        st = try FileSystem.stat(path)
+        #expect(Int64(st.st_size) == log.end)
+        #expect(Int64(st.st_blocks) * 512 < log.end + (64 << 10))
+        let scan = try LogScanner.scan(path)
+        #expect(scan.tail == .clean && scan.isSealed && scan.recordCount == 12)
+    }
+
     @Test func headerRoundTripAndRejection() throws {
         defer { cleanup() }
         let h = LogHeader(imageName: "vm1-os.img", chainID: Array(0..<16), sequence: 7, firstLSN: 99,
