@@ -23,7 +23,7 @@ public final class ChangeLog {
     /// Space past `end` already allocated (fallocate, file size unchanged), so appends fill
     /// allocated blocks: ext4 then reserves no delayed-allocation blocks page by page and the
     /// writeback finds them mapped. A 1 GiB sequential write took about 10% less daemon CPU
-    /// and ran 15-30% faster through the mount. Released by `seal`.
+    /// and ran faster in most alternating runs (docs/benchmarks.md). Released by `seal`.
     private var preallocatedTo: Int64 = 0
     /// Cleared when the filesystem cannot preallocate (tmpfs, no space): appends go on without.
     private var preallocating = true
