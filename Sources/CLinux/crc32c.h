@@ -26,17 +26,119 @@ static inline uint32_t rfs_crc32c_sw(uint32_t crc, const uint8_t *p, size_t n) {
 }
 
 #if defined(__x86_64__)
+// Shifting a CRC over runs of zero bytes (Mark Adler's crc32c.c): lets three independent
+// crc32 streams over adjacent blocks run at once and be combined afterwards. The crc32
+// instruction has a latency of 3 cycles and a throughput of 1, so one stream uses a third
+// of what the CPU can do.
+#define RFS_CRC32C_LONG 8192
+#define RFS_CRC32C_SHORT 256
+
+static inline uint32_t rfs_gf2_matrix_times(const uint32_t *mat, uint32_t vec) {
+    uint32_t sum = 0;
+    while (vec) {
+        if (vec & 1) sum ^= *mat;
+        vec >>= 1;
+        mat++;
+    }
+    return sum;
+}
+
+static inline void rfs_gf2_matrix_square(uint32_t *square, const uint32_t *mat) {
+    for (int n = 0; n < 32; n++) square[n] = rfs_gf2_matrix_times(mat, mat[n]);
+}
+
+/// The operator that appends `len` zero bytes (a power of two) to a CRC.
+static inline void rfs_crc32c_zeros_op(uint32_t *even, size_t len) {
+    uint32_t odd[32];
+    odd[0] = 0x82F63B78u;
+    uint32_t row = 1;
+    for (int n = 1; n < 32; n++) {
+        odd[n] = row;
+        row <<= 1;
+    }
+    rfs_gf2_matrix_square(even, odd); // 2 zero bits
+    rfs_gf2_matrix_square(odd, even); // 4 zero bits
+    do {
+        rfs_gf2_matrix_square(even, odd);
+        len >>= 1;
+        if (len == 0) return;
+        rfs_gf2_matrix_square(odd, even);
+        len >>= 1;
+    } while (len);
+    for (int n = 0; n < 32; n++) even[n] = odd[n];
+}
+
+static inline void rfs_crc32c_zeros(uint32_t zeros[][256], size_t len) {
+    uint32_t op[32];
+    rfs_crc32c_zeros_op(op, len);
+    for (uint32_t n = 0; n < 256; n++) {
+        zeros[0][n] = rfs_gf2_matrix_times(op, n);
+        zeros[1][n] = rfs_gf2_matrix_times(op, n << 8);
+        zeros[2][n] = rfs_gf2_matrix_times(op, n << 16);
+        zeros[3][n] = rfs_gf2_matrix_times(op, n << 24);
+    }
+}
+
+static inline uint32_t rfs_crc32c_shift(uint32_t zeros[][256], uint32_t crc) {
+    return zeros[0][crc & 0xff] ^ zeros[1][(crc >> 8) & 0xff] ^ zeros[2][(crc >> 16) & 0xff] ^ zeros[3][crc >> 24];
+}
+
 __attribute__((target("sse4.2")))
 static inline uint32_t rfs_crc32c_hw(uint32_t crc, const uint8_t *p, size_t n) {
-    uint64_t c = ~crc;
+    static uint32_t long_zeros[4][256];
+    static uint32_t short_zeros[4][256];
+    static int ready = 0;
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+        // Racing first callers compute the same tables; the release store publishes them.
+        rfs_crc32c_zeros(long_zeros, RFS_CRC32C_LONG);
+        rfs_crc32c_zeros(short_zeros, RFS_CRC32C_SHORT);
+        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+    }
+    uint64_t c0 = (uint32_t)~crc;
+    while (n >= 3 * RFS_CRC32C_LONG) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + RFS_CRC32C_LONG;
+        do {
+            uint64_t a, b, d;
+            memcpy(&a, p, 8);
+            memcpy(&b, p + RFS_CRC32C_LONG, 8);
+            memcpy(&d, p + 2 * RFS_CRC32C_LONG, 8);
+            c0 = __builtin_ia32_crc32di(c0, a);
+            c1 = __builtin_ia32_crc32di(c1, b);
+            c2 = __builtin_ia32_crc32di(c2, d);
+            p += 8;
+        } while (p < end);
+        c0 = rfs_crc32c_shift(long_zeros, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = rfs_crc32c_shift(long_zeros, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * RFS_CRC32C_LONG;
+        n -= 3 * RFS_CRC32C_LONG;
+    }
+    while (n >= 3 * RFS_CRC32C_SHORT) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + RFS_CRC32C_SHORT;
+        do {
+            uint64_t a, b, d;
+            memcpy(&a, p, 8);
+            memcpy(&b, p + RFS_CRC32C_SHORT, 8);
+            memcpy(&d, p + 2 * RFS_CRC32C_SHORT, 8);
+            c0 = __builtin_ia32_crc32di(c0, a);
+            c1 = __builtin_ia32_crc32di(c1, b);
+            c2 = __builtin_ia32_crc32di(c2, d);
+            p += 8;
+        } while (p < end);
+        c0 = rfs_crc32c_shift(short_zeros, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = rfs_crc32c_shift(short_zeros, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * RFS_CRC32C_SHORT;
+        n -= 3 * RFS_CRC32C_SHORT;
+    }
     while (n >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
-        c = __builtin_ia32_crc32di(c, v);
+        c0 = __builtin_ia32_crc32di(c0, v);
         p += 8;
         n -= 8;
     }
-    uint32_t c32 = (uint32_t)c;
+    uint32_t c32 = (uint32_t)c0;
     while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
     return ~c32;
 }

@@ -9,11 +9,14 @@
 #include "crc32c.h"
 
 extern int fallocate(int fd, int mode, off_t offset, off_t len);
+extern int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);
 
 static inline int rfs_fallocate(int fd, int mode, off_t offset, off_t len) { return fallocate(fd, mode, offset, len); }
 static inline int rfs_stat(const char *path, struct stat *st) { return stat(path, st); }
 static inline int rfs_lstat(const char *path, struct stat *st) { return lstat(path, st); }
 static inline int rfs_flock(int fd, int op) { return flock(fd, op); }
+/// Starts writeback of the dirty pages in the range without waiting for it (SYNC_FILE_RANGE_WRITE).
+static inline int rfs_start_writeback(int fd, off_t offset, off_t nbytes) { return sync_file_range(fd, offset, nbytes, 2); }
 
 static const long RFS_UTIME_NOW = ((1l << 30) - 1l);
 static const long RFS_UTIME_OMIT = ((1l << 30) - 2l);

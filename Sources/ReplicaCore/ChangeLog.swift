@@ -1,3 +1,4 @@
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +18,16 @@ public final class ChangeLog {
     public private(set) var seal: Seal?
     /// Set when an append failed and could not be rolled back; the log takes no more records.
     public private(set) var broken: SystemError?
+    /// Where writeback was last started up to (`takeWritebackRange`).
+    private var writebackStarted: Int64 = 0
+    /// Space past `end` already allocated (fallocate, file size unchanged), so appends fill
+    /// allocated blocks: ext4 then reserves no delayed-allocation blocks page by page and the
+    /// writeback finds them mapped. A 1 GiB sequential write took about 10% less daemon CPU
+    /// and ran faster in most alternating runs (docs/benchmarks.md). Released by `seal`.
+    private var preallocatedTo: Int64 = 0
+    /// Cleared when the filesystem cannot preallocate (tmpfs, no space): appends go on without.
+    private var preallocating = true
+    static let preallocationChunk: Int64 = 32 << 20
     /// Set once the log's directory entry has been synced; fsyncs race to set it.
     private var directoryDurable = false
     private let directoryLock = Lock()
@@ -96,6 +107,8 @@ public final class ChangeLog {
             try append(type: .seal, offset: 0, extent: 0, data: $0, dataCRC: Checksum.crc32c($0))
         }
         seal = s
+        // Give back the preallocated space past the seal (truncating to the size frees it).
+        if preallocatedTo > end { try? fd.truncate(to: end) }
     }
 
     /// Makes every appended record durable (and, once, the log's directory entry).
@@ -107,6 +120,21 @@ public final class ChangeLog {
                 directoryDurable = true
             }
         }
+    }
+
+    /// The appended range whose writeback is due once `chunk` bytes have piled up since the
+    /// last start, or nil; the caller starts it with `startWriteback` outside its lock.
+    func takeWritebackRange(every chunk: Int64) -> (offset: Int64, count: Int64)? {
+        if writebackStarted > end { writebackStarted = 0 } // rolled back
+        guard end - writebackStarted >= chunk else { return nil }
+        defer { writebackStarted = end }
+        return (writebackStarted, end - writebackStarted)
+    }
+
+    /// Starts writing a range of the log to disk without waiting; best effort (a later sync
+    /// writes whatever this did not).
+    func startWriteback(offset: Int64, length: Int64) {
+        try? fd.startWriteback(offset: offset, length: length)
     }
 
     /// Makes a sealed log read-only on disk too.
@@ -122,6 +150,7 @@ public final class ChangeLog {
             throw error
         }
         end = offset
+        preallocatedTo = min(preallocatedTo, offset) // the truncate freed the space past it
         nextLSN = lsn
         recordCount = records
         self.dataBytes = dataBytes
@@ -138,11 +167,24 @@ public final class ChangeLog {
         let header = RecordHeader(type: type, lsn: nextLSN, offset: offset, extent: extent,
                                   dataLength: UInt32(data.count), dataCRC: dataCRC)
         header.encode(into: scratch)
+        let recordEnd = end + Int64(RecordHeader.size + data.count)
+        if preallocating && recordEnd > preallocatedTo {
+            let from = max(preallocatedTo, end)
+            // Chunks grow with the log (1 MiB up to 32 MiB): a log of a few small writes
+            // does not hold 32 MiB until its seal.
+            let to = recordEnd + min(Self.preallocationChunk, max(1 << 20, end))
+            if (try? fd.fallocate(mode: RFS_FALLOC_KEEP_SIZE, offset: from, length: to - from)) != nil {
+                preallocatedTo = to
+            } else {
+                preallocating = false
+            }
+        }
         do {
             try fd.pwritev(UnsafeRawBufferPointer(scratch), data, offset: end)
         } catch let error as SystemError {
             // Roll back a partial record so the log never holds a torn record mid-file.
             if (try? fd.truncate(to: end)) == nil { broken = error }
+            preallocatedTo = min(preallocatedTo, end)
             throw error
         }
         end += Int64(RecordHeader.size + data.count)

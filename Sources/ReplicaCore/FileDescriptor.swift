@@ -86,6 +86,12 @@ public struct FileDescriptor: Sendable, Hashable {
         _ = try syscallRetrying("fdatasync", path) { Glibc.fdatasync(rawValue) }
     }
 
+    /// Starts writing the range's dirty pages to disk without waiting (sync_file_range WRITE);
+    /// `length` 0 means to the end of the file. A later fsync then has less left to do.
+    public func startWriteback(offset: Int64, length: Int64) throws {
+        _ = try syscallRetrying("sync_file_range", path) { rfs_start_writeback(rawValue, off_t(offset), off_t(length)) }
+    }
+
     public func truncate(to size: Int64) throws {
         _ = try syscallRetrying("truncate", path) { Glibc.ftruncate(rawValue, off_t(size)) }
     }

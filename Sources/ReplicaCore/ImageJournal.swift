@@ -28,6 +28,11 @@ public final class ImageJournal: @unchecked Sendable {
     var beforeImageWrite: (@Sendable () -> Void)?
     /// Set when the log and the image no longer agree (a logged write failed on the image).
     private var divergence: String?
+    /// Log bytes between early writeback starts (see `write`).
+    static let logWritebackChunk: Int64 = 16 << 20
+    /// Image writes at least this large (sequential streams, write-back of the kernel's cache)
+    /// start their own disk writes at once; small random writes stay in the page cache.
+    static let streamingWrite = 256 << 10
 
     init(name: String, directory: String, image: FileDescriptor, log: ChangeLog, recoveredFromCrash: Bool) {
         self.name = name
@@ -59,12 +64,18 @@ public final class ImageJournal: @unchecked Sendable {
         let appendedTo = log
         let lsn = mark.lsn
         inFlight.append((range, lsn))
+        let logWriteback = log.takeWritebackRange(every: Self.logWritebackChunk)
         lock.unlock()
+        // Start the disk writes now rather than all at the next fsync: the log is written
+        // once and must reach the disk anyway, and streaming image writes are the next
+        // fsync's work. The disk then runs while the daemon copies, not after it.
+        if let (from, count) = logWriteback { appendedTo.startWriteback(offset: from, length: count) }
 
         var failure: Error?
         beforeImageWrite?()
         do {
             try image.pwrite(data.baseAddress!, count: data.count, offset: offset)
+            if data.count >= Self.streamingWrite { try? image.startWriteback(offset: offset, length: Int64(data.count)) }
         } catch {
             failure = error
         }
@@ -139,6 +150,8 @@ public final class ImageJournal: @unchecked Sendable {
     public func sync(dataOnly: Bool) throws {
         let (sealed, current) = lock.withLock { (sealedNotDurable, log) }
         // A write acknowledged before a cut is in the sealed log: it must be durable too.
+        // The image's dirty pages go to the disk while the logs are synced, not after.
+        try? image.startWriteback(offset: 0, length: 0)
         if let sealed { try sealed.sync() }
         try current.sync()
         if dataOnly { try image.fdatasync() } else { try image.fsync() }

@@ -41,6 +41,46 @@ struct HRLFormatTests {
         #expect(whole == sw)
     }
 
+    @Test func crc32cOfThreeStreamsMatchesOneStreamAtEveryBlockBoundary() {
+        // The hardware path runs three streams over 8 KiB and 256-byte blocks and combines them;
+        // lengths and start offsets around those block sizes must give the byte-by-byte result.
+        var big = [UInt8](repeating: 0, count: (1 << 20) + 64)
+        var x: UInt32 = 2463534242
+        for i in big.indices { x ^= x << 13; x ^= x >> 17; x ^= x << 5; big[i] = UInt8(truncatingIfNeeded: x) }
+        let lengths = [0, 1, 7, 8, 255, 767, 768, 769, 3 * 256 + 8, 24575, 24576, 24577, 24576 + 768 + 13,
+                       49152 + 5, 1 << 20, (1 << 20) + 48]
+        big.withUnsafeBytes { raw in
+            for start in [0, 3, 48, 80] {
+                for n in lengths where start + n <= raw.count {
+                    let p = raw.baseAddress!.advanced(by: start).assumingMemoryBound(to: UInt8.self)
+                    #expect(rfs_crc32c(0x1234_5678, p, n) == rfs_crc32c_sw(0x1234_5678, p, n), "start \(start) length \(n)")
+                }
+            }
+        }
+    }
+
+    @Test func preallocatedLogSpaceStaysPastTheSizeAndIsGivenBackBySeal() throws {
+        defer { cleanup() }
+        let path = dir + "/" + LogName.make(image: "p.img", sequence: 1)
+        let log = try ChangeLog.create(path: path, header: LogHeader(imageName: "p.img", chainID: Array(0..<16),
+                                                                     sequence: 1, firstLSN: 1, createdNanos: 1, imageSize: 1 << 30))
+        let data = [UInt8](repeating: 0xA5, count: 256 << 10)
+        for i in 0..<12 {
+            try data.withUnsafeBytes { try log.appendWrite($0, offset: UInt64(i) << 18, dataCRC: Checksum.crc32c($0)) }
+        }
+        var st = try FileSystem.stat(path)
+        // Appends fill space allocated ahead of them; the file's size is only what was appended.
+        #expect(Int64(st.st_size) == log.end)
+        #expect(Int64(st.st_blocks) * 512 > log.end)
+        #expect(try LogScanner.scan(path).tail == .clean)
+        try log.seal(reason: .cleanShutdown, cutID: 1)
+        st = try FileSystem.stat(path)
+        #expect(Int64(st.st_size) == log.end)
+        #expect(Int64(st.st_blocks) * 512 < log.end + (64 << 10))
+        let scan = try LogScanner.scan(path)
+        #expect(scan.tail == .clean && scan.isSealed && scan.recordCount == 12)
+    }
+
     @Test func headerRoundTripAndRejection() throws {
         defer { cleanup() }
         let h = LogHeader(imageName: "vm1-os.img", chainID: Array(0..<16), sequence: 7, firstLSN: 99,
