@@ -83,6 +83,36 @@ static inline uint32_t rfs_crc32c_shift(uint32_t zeros[][256], uint32_t crc) {
     return zeros[0][crc & 0xff] ^ zeros[1][(crc >> 8) & 0xff] ^ zeros[2][(crc >> 16) & 0xff] ^ zeros[3][crc >> 24];
 }
 
+/// Consumes whole stripes of 3 x `len` bytes: three interleaved CRC streams (the crc32
+/// instruction's latency hidden), combined by shifting with the `zeros` tables for `len`.
+__attribute__((target("sse4.2")))
+static inline uint64_t rfs_crc32c_3way(uint64_t c0, const uint8_t **pp, size_t *np, size_t len,
+                                       uint32_t zeros[][256]) {
+    const uint8_t *p = *pp;
+    size_t n = *np;
+    while (n >= 3 * len) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + len;
+        do {
+            uint64_t a, b, d;
+            memcpy(&a, p, 8);
+            memcpy(&b, p + len, 8);
+            memcpy(&d, p + 2 * len, 8);
+            c0 = __builtin_ia32_crc32di(c0, a);
+            c1 = __builtin_ia32_crc32di(c1, b);
+            c2 = __builtin_ia32_crc32di(c2, d);
+            p += 8;
+        } while (p < end);
+        c0 = rfs_crc32c_shift(zeros, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = rfs_crc32c_shift(zeros, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * len;
+        n -= 3 * len;
+    }
+    *pp = p;
+    *np = n;
+    return c0;
+}
+
 __attribute__((target("sse4.2")))
 static inline uint32_t rfs_crc32c_hw(uint32_t crc, const uint8_t *p, size_t n) {
     static uint32_t long_zeros[4][256];
@@ -95,42 +125,8 @@ static inline uint32_t rfs_crc32c_hw(uint32_t crc, const uint8_t *p, size_t n) {
         __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
     }
     uint64_t c0 = (uint32_t)~crc;
-    while (n >= 3 * RFS_CRC32C_LONG) {
-        uint64_t c1 = 0, c2 = 0;
-        const uint8_t *end = p + RFS_CRC32C_LONG;
-        do {
-            uint64_t a, b, d;
-            memcpy(&a, p, 8);
-            memcpy(&b, p + RFS_CRC32C_LONG, 8);
-            memcpy(&d, p + 2 * RFS_CRC32C_LONG, 8);
-            c0 = __builtin_ia32_crc32di(c0, a);
-            c1 = __builtin_ia32_crc32di(c1, b);
-            c2 = __builtin_ia32_crc32di(c2, d);
-            p += 8;
-        } while (p < end);
-        c0 = rfs_crc32c_shift(long_zeros, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = rfs_crc32c_shift(long_zeros, (uint32_t)c0) ^ (uint32_t)c2;
-        p += 2 * RFS_CRC32C_LONG;
-        n -= 3 * RFS_CRC32C_LONG;
-    }
-    while (n >= 3 * RFS_CRC32C_SHORT) {
-        uint64_t c1 = 0, c2 = 0;
-        const uint8_t *end = p + RFS_CRC32C_SHORT;
-        do {
-            uint64_t a, b, d;
-            memcpy(&a, p, 8);
-            memcpy(&b, p + RFS_CRC32C_SHORT, 8);
-            memcpy(&d, p + 2 * RFS_CRC32C_SHORT, 8);
-            c0 = __builtin_ia32_crc32di(c0, a);
-            c1 = __builtin_ia32_crc32di(c1, b);
-            c2 = __builtin_ia32_crc32di(c2, d);
-            p += 8;
-        } while (p < end);
-        c0 = rfs_crc32c_shift(short_zeros, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = rfs_crc32c_shift(short_zeros, (uint32_t)c0) ^ (uint32_t)c2;
-        p += 2 * RFS_CRC32C_SHORT;
-        n -= 3 * RFS_CRC32C_SHORT;
-    }
+    c0 = rfs_crc32c_3way(c0, &p, &n, RFS_CRC32C_LONG, long_zeros);
+    c0 = rfs_crc32c_3way(c0, &p, &n, RFS_CRC32C_SHORT, short_zeros);
     while (n >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
