@@ -79,12 +79,9 @@ final class DirectLogWriter {
     func appendWrite(from source: FileDescriptor, offset: Int64, count: Int) throws -> Int {
         precondition(count <= Self.maxData)
         try makeRoom(RecordHeader.size + count)
-        let data = buffer + used + RecordHeader.size
-        let n = try source.pread(into: data, count: count, offset: offset)
+        let n = try source.pread(into: buffer + used + RecordHeader.size, count: count, offset: offset)
         guard n > 0 else { return 0 }
-        let payload = UnsafeRawBufferPointer(start: data, count: n)
-        finishRecord(type: .write, offset: UInt64(offset), extent: UInt64(n), dataLength: n, crc: Checksum.crc32c(payload))
-        dataBytes += UInt64(n)
+        finishWrite(count: n, offset: offset)
         return n
     }
 
@@ -92,10 +89,14 @@ final class DirectLogWriter {
     func appendWrite(_ bytes: UnsafeRawPointer, count: Int, offset: Int64) throws {
         precondition(count <= Self.maxData)
         try makeRoom(RecordHeader.size + count)
-        let data = buffer + used + RecordHeader.size
-        data.copyMemory(from: bytes, byteCount: count)
-        finishRecord(type: .write, offset: UInt64(offset), extent: UInt64(count), dataLength: count,
-                     crc: Checksum.crc32c(UnsafeRawBufferPointer(start: data, count: count)))
+        (buffer + used + RecordHeader.size).copyMemory(from: bytes, byteCount: count)
+        finishWrite(count: count, offset: offset)
+    }
+
+    /// Completes a write record whose `count` data bytes are already in the buffer.
+    private func finishWrite(count: Int, offset: Int64) {
+        let data = UnsafeRawBufferPointer(start: buffer + used + RecordHeader.size, count: count)
+        finishRecord(type: .write, offset: UInt64(offset), extent: UInt64(count), dataLength: count, crc: Checksum.crc32c(data))
         dataBytes += UInt64(count)
     }
 

@@ -86,8 +86,8 @@ final class RedoOverlay: @unchecked Sendable {
             if let top = open.top {
                 let c = changes[top]
                 let bytes = c.bytes.map { $0 + Int(at - c.start) }
-                if let last = result.last, last.end == at,
-                   (last.bytes == nil && bytes == nil) || (last.bytes != nil && bytes != nil && last.bytes! + Int(at - last.start) == bytes!) {
+                // Continue the previous extent when it runs on into the same bytes (or zeros).
+                if let last = result.last, last.end == at, last.bytes.map({ $0 + Int(at - last.start) }) == bytes {
                     result[result.count - 1].end = to
                 } else {
                     result.append(Extent(start: at, end: to, bytes: bytes))

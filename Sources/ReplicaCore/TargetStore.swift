@@ -270,10 +270,7 @@ public final class TargetStore {
             let point = try resolve(selector, in: catalog, vm: vm)
             let logs = try redoLogs(vm, disk: disk, after: catalog.baseThrough ?? 0, through: point.id)
             try SparseCopy.copy(from: basePath(vm, disk), to: destination)
-            let target = try FileDescriptor.open(destination, O_RDWR)
-            defer { target.close() }
-            for log in logs { try Self.replay(log, onto: target) }
-            try target.fsync()
+            try Self.replay(logs, onto: destination)
             return point
         }
     }
@@ -308,11 +305,7 @@ public final class TargetStore {
         if id > from {
             for disk in catalog.disks.map(\.name) {
                 let logs = try redoLogs(vm, disk: disk, after: from, through: id)
-                guard !logs.isEmpty else { continue }
-                let base = try FileDescriptor.open(basePath(vm, disk), O_RDWR)
-                defer { base.close() }
-                for log in logs { try Self.replay(log, onto: base) }
-                try base.fsync()
+                if !logs.isEmpty { try Self.replay(logs, onto: basePath(vm, disk)) }
             }
             catalog.baseThrough = id
             try catalog.save(catalogPath(vm))
@@ -357,22 +350,15 @@ public final class TargetStore {
     /// in apply order: point by point, a resync that preceded a point before the point's own.
     func redoLogs(_ vm: String, disk: String, after from: Int, through id: Int) throws -> [String] {
         guard id > from else { return [] }
-        let dir = vmDirectory(vm) + "/points"
-        var byPoint: [Int: [String]] = [:]
-        for name in try FileSystem.list(dir) {
-            guard let n = Int(name.prefix(8)), n > from, n <= id else { continue }
-            let suffix = name.dropFirst(8)
-            guard suffix.isEmpty || suffix == ".resync" else { continue }
-            byPoint[n, default: []].append(name)
-        }
         var logs: [String] = []
         for n in (from + 1)...id {
-            guard let names = byPoint[n], names.contains(where: { !$0.hasSuffix(".resync") }) else {
+            let point = pointDirectory(vm, n)
+            guard FileSystem.isDirectory(point) else {
                 throw ReplicaError("redo logs of point \(n) of VM \(vm) are missing: cannot reach point \(id)")
             }
-            for name in names.sorted(by: { ($0.hasSuffix(".resync") ? 0 : 1) < ($1.hasSuffix(".resync") ? 0 : 1) }) {
-                logs += try redoLogs(inDirectory: dir + "/" + name, disk: disk)
-            }
+            let resync = resyncDirectory(vm, n)
+            if FileSystem.isDirectory(resync) { logs += try redoLogs(inDirectory: resync, disk: disk) }
+            logs += try redoLogs(inDirectory: point, disk: disk)
         }
         return logs
     }
@@ -382,10 +368,15 @@ public final class TargetStore {
         try disk.size ?? Int64(FileSystem.stat(basePath(vm, disk.name)).st_size)
     }
 
-    /// Applies every record of a sealed, undamaged log to `target`.
-    static func replay(_ path: String, onto target: FileDescriptor) throws {
-        let scan = try LogScanner.scan(path) { header, data in try LogApplier.applyRecord(header, data, to: target) }
-        guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged redo log (\(scan.tail))") }
+    /// Applies every record of sealed, undamaged logs to `target`, in order, and syncs it.
+    static func replay(_ logs: [String], onto target: String) throws {
+        let fd = try FileDescriptor.open(target, O_RDWR)
+        defer { fd.close() }
+        for path in logs {
+            let scan = try LogScanner.scan(path) { header, data in try LogApplier.applyRecord(header, data, to: fd) }
+            guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged redo log (\(scan.tail))") }
+        }
+        try fd.fsync()
     }
 
     /// Finishes or drops a commit a crash interrupted: a pending point the catalog lists is

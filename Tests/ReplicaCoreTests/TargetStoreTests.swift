@@ -136,8 +136,8 @@ struct TargetStoreTests {
         var catalog = try store.catalog("vm")
         catalog.points.removeFirst()
         try catalog.save(store.catalogPath("vm"))
+        try TargetStore.replay(try store.redoLogs("vm", disk: "a.img", after: 0, through: 1), onto: store.basePath("vm", "a.img"))
         let base = try FileDescriptor.open(store.basePath("vm", "a.img"), O_RDWR)
-        try TargetStore.replay(try store.redoLogs("vm", disk: "a.img", after: 0, through: 1)[0], onto: base)
         var applied = 0
         _ = try LogScanner.scan(try store.redoLogs("vm", disk: "a.img", after: 1, through: 2)[0]) { header, data in
             guard applied < 2 else { return }
