@@ -35,5 +35,5 @@ let package = Package(
         .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "CLinux"]),
         .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaCore", "replicafs"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -165,19 +165,24 @@ public struct BlockSync: Sendable {
         while offset < length {
             let span = Int(min(Int64(window), length - offset))
             let sides = SideResults()
+            let at = offset
+            // Each side reads into its own buffer and both are done when concurrentPerform
+            // returns, so handing the readers and buffers to the two iterations is safe.
+            nonisolated(unsafe) let a = a, b = b, bufA = bufA, bufB = bufB
+            nonisolated(unsafe) let zeroDigest = zeroDigest
             DispatchQueue.concurrentPerform(iterations: 2) { side in
                 let (reader, size, buf) = side == 0 ? (a, sizeA, bufA) : (b, sizeB, bufB)
                 do {
                     // Start reading the next window now, so the disk works while this one is hashed.
-                    let next = offset + Int64(span)
+                    let next = at + Int64(span)
                     if next < size, let fd = reader.file { _ = posix_fadvise(fd.rawValue, off_t(next), off_t(window), POSIX_FADV_WILLNEED) }
-                    let want = Int(max(0, min(Int64(span), size - offset)))
-                    let data = reader.file.flatMap { dataBlocks($0, from: offset, count: want) }
+                    let want = Int(max(0, min(Int64(span), size - at)))
+                    let data = reader.file.flatMap { dataBlocks($0, from: at, count: want) }
                     // Read a chunk and hash it while it is still in the CPU's cache.
                     var got = 0
                     var digests: [SHA256.Digest] = []
                     while got < want {
-                        let n = try reader.readBlock(into: buf + got, count: min(chunk, want - got), offset: offset + Int64(got))
+                        let n = try reader.readBlock(into: buf + got, count: min(chunk, want - got), offset: at + Int64(got))
                         guard n > 0 else { break }
                         let first = got / blockSize
                         let flags = data.map { Array($0[first..<min($0.count, first + (n + blockSize - 1) / blockSize)]) }

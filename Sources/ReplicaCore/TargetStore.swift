@@ -9,11 +9,11 @@ import Glibc
 /// with the logs of every point after the base up to it applied in order; as points expire
 /// their logs are merged into the base. A commit writes each shipped byte once. Layout, crash
 /// rules and the reasons: docs/target-store.md.
-public final class TargetStore {
+public final class TargetStore: Sendable {
     public let root: String
 
     /// Which point to read.
-    public enum PointSelector: Equatable {
+    public enum PointSelector: Equatable, Sendable {
         case id(Int)
         case latest
         case latestApp

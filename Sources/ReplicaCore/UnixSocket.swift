@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A Unix stream socket for the daemon's control channel: newline-delimited JSON.
-public struct UnixSocket {
+public struct UnixSocket: Sendable {
     public let fd: Int32
     public let path: String
 
