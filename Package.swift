@@ -5,7 +5,7 @@ let package = Package(
     name: "ReplicaFS",
     products: [
         .executable(name: "replicafs", targets: ["replicafs"]),
-        .library(name: "ReplicaCore", targets: ["ReplicaCore"]),
+        .library(name: "ReplicaEngine", targets: ["ReplicaEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -15,25 +15,50 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
-        // System libraries: libfuse3 (the kernel interface) and zlib (CRC-32 checksums, compression).
+        // System libraries: libfuse3 (the kernel interface) and zlib (compression of shipped logs).
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3",
                        providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         // Linux calls the Glibc module does not expose to Swift (fallocate, flock, stat).
         .systemLibrary(name: "CLinux"),
-        // The FUSE-free core: HRL format, change logs, disk sets, log apply, control protocol.
-        .target(name: "ReplicaCore", dependencies: [
-            "CZlib", "CLinux", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Yams", package: "Yams"),
+        // The system layer: typed wrappers over system calls (errno errors carrying the path),
+        // the mount table, process spawning, the clock, the Unix socket.
+        .target(name: "ReplicaSystem", dependencies: ["CLinux"]),
+        // The HRL change-log format: header, records, checksums, scanner, applier, direct writer,
+        // zlib frames of shipped logs.
+        .target(name: "ReplicaLog", dependencies: ["ReplicaSystem", "CLinux", "CZlib"]),
+        // The source write path: a protected image's journal and change log, the disk set.
+        .target(name: "ReplicaSource", dependencies: ["ReplicaSystem", "ReplicaLog", "CLinux"]),
+        // The target store: catalog, recovery points, redo overlay, block sync, retention.
+        .target(name: "ReplicaStore", dependencies: [
+            "ReplicaSystem", "ReplicaLog", "CLinux", .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // The thin FUSE glue: a low-level libfuse session that routes I/O into ReplicaCore.
-        .target(name: "ReplicaMount", dependencies: ["CFuse", "ReplicaCore"]),
+        // The engine: replication loop, initial copy, resync, health and retries, failover
+        // disks, reverse replication, recovery plans.
+        .target(name: "ReplicaEngine", dependencies: [
+            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "CLinux", .product(name: "Yams", package: "Yams"),
+        ]),
+        // The control protocol between the commands and a running daemon: wire types, registry,
+        // server.
+        .target(name: "ReplicaControl", dependencies: ["ReplicaSystem", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
+        // The thin FUSE glue: a low-level libfuse session that routes I/O into the write path
+        // and the failover disks.
+        .target(name: "ReplicaMount", dependencies: [
+            "CFuse", "CLinux", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",
+        ]),
         .executableTarget(name: "replicafs", dependencies: [
-            "ReplicaCore", "ReplicaMount",
+            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl", "ReplicaMount",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "ReplicaCoreTests", dependencies: ["ReplicaCore", "CLinux"]),
-        .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaCore", "replicafs"]),
+        // Tests without a mount, beside the layer they test.
+        .testTarget(name: "ReplicaLogTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "CLinux"]),
+        .testTarget(name: "ReplicaStoreTests", dependencies: [
+            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
+        .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaSystem", "ReplicaEngine", "replicafs"]),
     ],
     swiftLanguageModes: [.v6]
 )

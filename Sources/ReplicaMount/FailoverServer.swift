@@ -1,5 +1,6 @@
 import CFuse
-import ReplicaCore
+import ReplicaEngine
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

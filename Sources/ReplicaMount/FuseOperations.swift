@@ -1,6 +1,6 @@
 import CFuse
 import CLinux
-import ReplicaCore
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

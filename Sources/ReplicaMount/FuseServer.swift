@@ -1,5 +1,7 @@
 import CFuse
-import ReplicaCore
+import ReplicaLog
+import ReplicaSource
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

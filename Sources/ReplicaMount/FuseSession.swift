@@ -1,5 +1,5 @@
 import CFuse
-import ReplicaCore
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

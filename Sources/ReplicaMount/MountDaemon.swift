@@ -1,5 +1,8 @@
 import Foundation
-import ReplicaCore
+import ReplicaControl
+import ReplicaEngine
+import ReplicaSource
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,4 @@
 import Foundation
-import ReplicaCore
 #if canImport(Glibc)
 import Glibc
 #endif

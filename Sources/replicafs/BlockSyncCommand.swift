@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaStore
+import ReplicaSystem
 
 /// `replicafs blocksync <src> <dst>` (development and benchmarks): the resync engine on two
 /// plain files, so it can be timed against rsync on the same pair.

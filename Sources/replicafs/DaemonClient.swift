@@ -1,6 +1,8 @@
 import Foundation
-import ReplicaCore
+import ReplicaControl
 import ReplicaMount
+import ReplicaStore
+import ReplicaSystem
 
 // How the commands reach a running mount daemon: through the run registry and its control socket.
 

@@ -1,5 +1,5 @@
 import Foundation
-import ReplicaCore
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

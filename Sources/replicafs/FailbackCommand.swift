@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaEngine
 import ReplicaMount
+import ReplicaStore
+import ReplicaSystem
 
 /// `replicafs failback`: bring a failed-over VM home. minimize-downtime copies the differing
 /// blocks while the VM runs, then stops its writes (freeze) and copies the final delta;

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaControl
 import ReplicaMount
+import ReplicaStore
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

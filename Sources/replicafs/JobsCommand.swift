@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaControl
 import ReplicaMount
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaLog
+import ReplicaSystem
 
 struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
 import ReplicaMount
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

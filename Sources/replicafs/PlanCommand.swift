@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaEngine
+import ReplicaStore
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
 import ReplicaMount
+import ReplicaStore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaEngine
 import ReplicaMount
+import ReplicaSource
+import ReplicaStore
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

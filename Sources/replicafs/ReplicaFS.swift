@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaSystem
 
 /// `replicafs`: protect disk images through a FUSE mount that logs every write.
 @main

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaControl
 import ReplicaMount
+import ReplicaStore
+import ReplicaSystem
 
 /// `replicafs reprotect`: reverse replication after a planned or unplanned failover. The
 /// original site's disks are the starting replica: fixed-size blocks are compared by SHA-256

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaControl
 import ReplicaMount
+import ReplicaSystem
 
 /// `replicafs resume <vm>`: the administrator fixed what stopped replication. Clears the
 /// Critical state a non-recoverable error left and the retry back-off; the next attempt runs

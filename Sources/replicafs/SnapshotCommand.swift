@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
+import ReplicaControl
 import ReplicaMount
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import ReplicaCore
 import ReplicaMount
+import ReplicaStore
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif

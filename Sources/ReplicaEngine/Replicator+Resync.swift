@@ -1,0 +1,142 @@
+import Foundation
+import ReplicaLog
+import ReplicaSource
+import ReplicaStore
+import ReplicaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `replicafs resync` gets back.
+public struct ResyncOutcome: Codable, Sendable {
+    public var vm: String
+    /// "resync required" (waiting for the window) or "resynchronized".
+    public var state: String
+    public var reason: String?
+    public var window: String?
+    public var report: TargetStore.ResyncReport?
+    /// The consistent point committed right after the resync.
+    public var point: RecoveryPoint?
+}
+
+/// Resync in the replicator: the same fuzzy-copy-then-replay scheme as initial replication
+/// (flush, cut the logs, copy, start the chain at the new logs), but copying only the blocks
+/// whose checksums differ, into a replica that keeps its recovery points.
+extension Replicator {
+    /// Called by `tick` for a VM that has a replica. True when a resync owns the VM this tick
+    /// (required and waiting for its window, or just run): ordinary cycles wait meanwhile.
+    func resyncIfNeeded(_ vm: ProtectedVM, _ store: TargetStore) throws -> Bool {
+        let now = Self.now()
+        let behind = vmStates.first { $0.vm == vm.name }?.lastError != nil
+        resync.checkTriggers(vm, journals: vm.disks.compactMap { disks.journal(named: $0) }, behind: behind, now: now)
+        guard let requirement = resync.requirement(vm.name) else { return false }
+        guard ResyncScheduler.windowOpen(vm.policy, requirement) else {
+            update(vm.name) {
+                $0.state = "resync required"
+                $0.resyncReason = requirement.reason + " (waiting for the resync window \(vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow))"
+                $0.resyncPercent = nil
+            }
+            return true
+        }
+        guard resync.mayAttempt(vm.name, now: now) else { return true }
+        _ = try cycleLock.withLock { try runResyncLocked(vm, store) }
+        return true
+    }
+
+    /// `replicafs resync <vm> [--now]`: marks the VM; with `now`, runs the resync at once and
+    /// returns after the first consistent point after it is committed.
+    public func requestResync(_ name: String, now: Bool) throws -> ResyncOutcome {
+        guard let vm = ProtectedVM.all(disksDir: disks.directory).first(where: { $0.name == name }) else {
+            throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
+        }
+        let store = try TargetStore(root: vm.target)
+        guard store.hasVM(vm.name) else {
+            throw ReplicaError("VM \(name) has no replica yet: its initial replication copies every disk")
+        }
+        resync.require(name, reason: "requested by hand", now: now)
+        let window = vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow
+        guard now else {
+            return ResyncOutcome(vm: name, state: "resync required", reason: resync.requirement(name)?.reason, window: window)
+        }
+        let (report, point) = try cycleLock.withLock { try runResyncLocked(vm, store) }
+        // A resync by hand is an administrator acting, as `resume` is: it ends Critical too.
+        if report != nil, health.resume(name) { health.succeeded(name, now: Self.now(), cycle: false) }
+        return ResyncOutcome(vm: name, state: "resynchronized", reason: nil, window: window, report: report, point: point)
+    }
+
+    /// Before an explicit snapshot: a required resync runs first if it may, otherwise the
+    /// snapshot is refused (no point from a replica that may have drifted). Caller holds the cycle lock.
+    func resyncBeforeSnapshotLocked(_ vm: ProtectedVM, _ store: TargetStore) throws {
+        guard store.hasVM(vm.name), let requirement = resync.requirement(vm.name) else { return }
+        guard ResyncScheduler.windowOpen(vm.policy, requirement) else {
+            throw ReplicaError("VM \(vm.name) needs a resync (\(requirement.reason)); it runs in the window \(vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow), or now with: replicafs resync \(vm.name) --now", kind: .waitingForResync)
+        }
+        _ = try runResyncLocked(vm, store)
+    }
+
+    /// The resync itself. Caller holds the cycle lock. Returns the store's report and the
+    /// point committed right after (nil if that commit failed: the next cycle makes it).
+    func runResyncLocked(_ vm: ProtectedVM, _ store: TargetStore) throws -> (TargetStore.ResyncReport?, RecoveryPoint?) {
+        // Someone else (the schedule, or another request) may have done it while this one waited.
+        guard let requirement = resync.requirement(vm.name) else { return (resync.lastReport(vm.name), nil) }
+        resync.noteAttempt(vm.name, now: Self.now())
+        let journals = try vm.disks.map { disk -> ImageJournal in
+            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
+            return j
+        }
+        update(vm.name) { $0.state = "resynchronizing"; $0.resyncPercent = 0; $0.resyncReason = requirement.reason }
+        let report: TargetStore.ResyncReport
+        var chains: [String: (chain: String, nextLSN: UInt64)] = [:]
+        do {
+            // The cut: every write after it is in the new logs, which the next commit replays
+            // over the (fuzzy) copy; every write before it must be in the images first.
+            try flushImages(vm.disks)
+            _ = try disks.rotate(only: Set(vm.disks))
+            var sources: [String: String] = [:]
+            for j in journals {
+                let active = j.activeLog
+                chains[j.name] = (active.chain, active.firstLSN)
+                j.waitForWrites(before: active.firstLSN)
+                sources[j.name] = j.image.path
+            }
+            report = try store.resync(vm: vm.name, sources: sources, chains: chains, reason: requirement.reason) { p in
+                self.update(vm.name) {
+                    $0.resyncPercent = p.bytesTotal > 0 ? min(100, Double(p.bytesDone) * 100 / Double(p.bytesTotal)) : 100
+                }
+            }
+        } catch {
+            update(vm.name) {
+                $0.state = "resync required"
+                $0.resyncPercent = nil
+                $0.lastError = "resync failed (retried in \(Int(ResyncScheduler.retrySeconds)) s): \(error)"
+            }
+            throw error
+        }
+        // The logs cut before the copy are in the replica now: they need not travel.
+        for j in journals {
+            for path in (try? j.sealedLogs()) ?? [] {
+                if let scan = try? LogScanner.scan(path), scan.nextLSN <= chains[j.name]!.nextLSN { try? reaper.retire(path) }
+            }
+        }
+        resync.satisfied(vm.name, report: report)
+        FileHandle.standardError.write(Data(String(
+            format: "replicafs: %@: resync (%@) sent %lld of %lld bytes, compared %lld, in %.2f s\n",
+            vm.name, requirement.reason, report.bytesSent, report.diskBytes, report.bytesCompared, report.seconds).utf8))
+        // The first consistent point after the resync, at once rather than at the next tick.
+        var point: RecoveryPoint?
+        do {
+            point = try cycle(vm, store, consistency: .crash)
+        } catch {
+            update(vm.name) { $0.lastError = "the first point after the resync failed (the next cycle retries): \(error)" }
+        }
+        update(vm.name) {
+            $0.resyncPercent = nil
+            $0.resyncReason = nil
+            if point == nil { $0.state = "resynchronized, waiting for the next point" }
+        }
+        // The resync is what a refused chain was waiting for: replication is back (a point
+        // that failed is retried as any failed cycle is, by the next tick).
+        if point != nil { health.succeeded(vm.name, now: Self.now(), cycle: true) }
+        return (report, point)
+    }
+}

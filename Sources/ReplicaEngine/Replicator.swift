@@ -1,0 +1,426 @@
+import Foundation
+import ReplicaLog
+import ReplicaSource
+import ReplicaStore
+import ReplicaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Replicates the protected VMs of a disk set to their target stores, inside the mount
+/// daemon: initial replication (a copy taken while writes go on, made consistent by the
+/// logs written meanwhile), then at each copy-frequency tick a cut across all disks, the
+/// sealed logs committed at the target as a crash-consistent point, and deleted at the
+/// source only once the target has made them durable. Snapshots cut a point on demand,
+/// app-consistent ones between the policy's quiesce and thaw commands.
+public final class Replicator: @unchecked Sendable {
+    /// What `status` shows per VM.
+    public struct VMState: Codable, Sendable {
+        public var vm: String
+        public var state: String
+        public var initialPercent: Double?
+        public var lastPoint: Int?
+        public var lastPointTime: String?
+        public var lagSeconds: Double?
+        public var pendingBytes: Int64
+        public var lastError: String?
+        /// Per recent cycle: seconds from the previous cut (the oldest write it shipped could
+        /// be acknowledged right after it) to this cycle's point being committed at the target.
+        public var recentLags: [Double] = []
+        /// Log bytes committed at the target (records with their data), and the seconds the commits took.
+        public var appliedBytes: Int64 = 0
+        public var applySeconds: Double = 0
+        /// Log bytes shipped, and the bytes that crossed to the target (less when compressed).
+        public var logBytesShipped: Int64 = 0
+        public var bytesSent: Int64 = 0
+        /// During the initial copy: its speed and the estimated seconds left.
+        public var initialMBps: Double?
+        public var initialETASeconds: Double?
+        /// When a scheduled initial replication will start.
+        public var initialScheduledAt: String?
+        /// Health and why (HealthTracker): the retry schedule after failures, missed cycles.
+        public var health: Health = .normal
+        public var healthReasons: [String] = []
+        /// Consecutive failed attempts, and when the next one runs (none while Critical).
+        public var retryAttempt: Int = 0
+        public var nextRetryAt: String?
+        public var nextRetryInSeconds: Double?
+        public var cyclesDueLastHour: Int = 0
+        public var cyclesMissedLastHour: Int = 0
+        /// Resync (Replicator+Resync.swift): why it is required, and its progress while it runs.
+        public var resyncReason: String?
+        public var resyncPercent: Double?
+    }
+
+    public let disks: DiskSet
+    /// Pushes the kernel's cached writes of these images through the mount (fsync via the mount).
+    let flushImages: ([String]) throws -> Void
+    let cycleLock = Lock()
+    /// Resync triggers, requirements and window (ResyncScheduler.swift).
+    public let resync: ResyncScheduler
+    private let stateLock = Lock()
+    private var states: [String: VMState] = [:]
+    private var lastCycle: [String: Double] = [:]
+    private var lastAppPoint: [String: Double] = [:]
+    private var lastCut: [String: UInt64] = [:]
+    private var running = true
+    /// Retry schedule, Critical state and missed cycles per VM.
+    public let health = HealthTracker()
+
+    /// Deletes shipped logs in the background.
+    let reaper: ShippedLogReaper
+
+    public init(disks: DiskSet, flushImages: @escaping ([String]) throws -> Void) {
+        self.disks = disks
+        self.flushImages = flushImages
+        self.resync = ResyncScheduler(disks: disks)
+        self.reaper = ShippedLogReaper(disksDir: disks.directory)
+    }
+
+    public func start() {
+        let t = Thread { [self] in
+            while stateLock.withLock({ running }) {
+                tick()
+                usleep(100_000)
+            }
+        }
+        t.name = "replicafs-replicator"
+        t.start()
+    }
+
+    public func stop() { stateLock.withLock { running = false } }
+
+    /// Stops and waits for a cycle in progress to end, before the logs are sealed at shutdown.
+    public func stopAndWait() {
+        stop()
+        cycleLock.withLock {}
+        reaper.drain()
+        resync.recordFingerprints(disks)
+    }
+
+    public var vmStates: [VMState] {
+        let now = Self.now()
+        return stateLock.withLock {
+            states.values.sorted { $0.vm < $1.vm }.map { state in
+                var s = state
+                health.annotate(&s, lastCut: lastCut[s.vm].map { Double($0) / 1e9 }, now: now)
+                return s
+            }
+        }
+    }
+
+    public static func now() -> Double { Double(Clock.nowNanos()) / 1e9 }
+
+    /// One pass: pick up protection changes, run what is due.
+    func tick() {
+        let vms = ProtectedVM.all(disksDir: disks.directory)
+        stateLock.withLock { states = states.filter { s in vms.contains { $0.name == s.key } } }
+        health.observe(vms)
+        for vm in vms {
+            // After a failure nothing runs before the retry is due; while Critical, nothing until `resume`.
+            guard health.mayAttempt(vm.name, now: Self.now()) else { continue }
+            do {
+                let store = try TargetStore(root: vm.target)
+                if !store.hasVM(vm.name) {
+                    try requireNoLostReplica(vm, store)
+                    if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
+                        update(vm.name) {
+                            $0.state = "initial replication scheduled"
+                            $0.initialScheduledAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
+                        }
+                        continue
+                    }
+                    let started = Self.now()
+                    try cycleLock.withLock { try initialReplication(vm, store) }
+                    health.markReplicated(vm.name, since: started)
+                    health.succeeded(vm.name, now: Self.now(), cycle: false)
+                    continue
+                }
+                if try resyncIfNeeded(vm, store) { continue }
+                let now = Self.now()
+                if !health.wasReplicated(vm.name) {
+                    health.markReplicated(vm.name, since: (try? store.points(vm.name).last).map { Double($0.timeNanos) / 1e9 } ?? now)
+                }
+                // Continuous: a new cycle as soon as the last one ended (the tick is 100 ms).
+                let interval = vm.policy.copyFrequency == 0 ? 0.1 : vm.policy.copyFrequency
+                let (lastApp, last) = stateLock.withLock { () -> (Double?, Double) in
+                    if lastAppPoint[vm.name] == nil { lastAppPoint[vm.name] = now }
+                    return (lastAppPoint[vm.name], lastCycle[vm.name] ?? 0)
+                }
+                if let every = vm.policy.appConsistentEvery, let lastApp, now - lastApp >= every {
+                    _ = try cut(vm.name, appConsistent: true)
+                    health.succeeded(vm.name, now: Self.now(), cycle: true)
+                } else if now - last >= interval || health.retryPending(vm.name) {
+                    // A retry runs when the back-off says, not at the next copy-frequency tick.
+                    // Continuous mode skips cuts with nothing logged (no empty points 10 times a
+                    // second), unless a failed attempt left sealed logs to ship.
+                    let idleSkips = vm.policy.copyFrequency == 0 && !health.retryPending(vm.name)
+                    _ = try cycleLock.withLock { try cycle(vm, store, consistency: .crash, skipIfIdle: idleSkips) }
+                    health.succeeded(vm.name, now: Self.now(), cycle: true)
+                }
+            } catch {
+                recordFailure(vm, error)
+            }
+        }
+    }
+
+    /// Classifies a failed attempt, schedules the retry (or holds the VM in Critical, or
+    /// requires a resync) and says so in the daemon's log.
+    private func recordFailure(_ vm: ProtectedVM, _ error: Error, cycle: Bool = true) {
+        let failure = ReplicationFailure.classify(error, store: (try? FileSystem.realPath(vm.target)) ?? vm.target)
+        // A chain the target refused: the resync is the retry (a first reason stays).
+        if failure.resync { resync.require(vm.name, reason: "the target refused the logs: \(failure.message)") }
+        let delay = health.failed(vm.name, failure, now: Self.now(), cycle: cycle)
+        update(vm.name) { $0.lastError = failure.message }
+        let window = vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow
+        let next = delay.map { String(format: "retry in %.1f s", $0) }
+            ?? (failure.resync ? "a resync follows (window \(window), or now with `replicafs resync \(vm.name) --now`)"
+                               : "not retried until `replicafs resume \(vm.name)`")
+        FileHandle.standardError.write(Data("replicafs: \(vm.name): replication failed (\(failure.reason)): \(failure.message); \(next)\n".utf8))
+    }
+
+    /// A replica this daemon saw at the target and that is now gone is not seeded again on its
+    /// own: the store may be unmounted, or the replica deleted by hand. `resume` allows it.
+    private func requireNoLostReplica(_ vm: ProtectedVM, _ store: TargetStore) throws {
+        guard health.wasReplicated(vm.name) else { return }
+        throw ReplicaError("VM \(vm.name) not found in target store \(store.root): its replica is gone (store unmounted or replica deleted?)", kind: .nonRecoverable)
+    }
+
+    /// Clears Critical and the back-off of a VM: the next attempt runs at once. Returns whether it was Critical.
+    public func resume(_ name: String) throws -> Bool {
+        guard ProtectedVM.all(disksDir: disks.directory).contains(where: { $0.name == name }) else {
+            throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
+        }
+        return health.resume(name)
+    }
+
+    /// Cuts a recovery point now and returns it once committed at the target. Runs even while
+    /// a retry is scheduled (and counts as an attempt), but not while the VM is Critical.
+    public func snapshot(_ name: String, appConsistent: Bool) throws -> RecoveryPoint {
+        guard let vm = ProtectedVM.all(disksDir: disks.directory).first(where: { $0.name == name }) else {
+            throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
+        }
+        if let critical = health.isCritical(name) {
+            throw ReplicaError("VM \(name) is Critical (\(critical.message)): fix it, then run replicafs resume \(name)")
+        }
+        do {
+            let point = try cut(name, appConsistent: appConsistent)
+            health.succeeded(name, now: Self.now(), cycle: false)
+            return point
+        } catch let e as ReplicaError where e.kind == .waitingForResync {
+            // Refused while the VM waits for its resync window: no attempt was made, so no
+            // failure, no back-off (which could hold the resync past the window's opening).
+            throw e
+        } catch {
+            recordFailure(vm, error, cycle: false)
+            throw error
+        }
+    }
+
+    private func cut(_ name: String, appConsistent: Bool) throws -> RecoveryPoint {
+        guard let vm = ProtectedVM.all(disksDir: disks.directory).first(where: { $0.name == name }) else {
+            throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
+        }
+        return try cycleLock.withLock {
+            let store = try TargetStore(root: vm.target)
+            if !store.hasVM(vm.name) {
+                try requireNoLostReplica(vm, store)
+                try initialReplication(vm, store)
+            }
+            try resyncBeforeSnapshotLocked(vm, store)
+            guard appConsistent else { return try cycle(vm, store, consistency: .crash)! }
+            if let quiesce = vm.policy.quiesce { try Self.runHook(quiesce, what: "quiesce") }
+            var thawError: Error?
+            let point: RecoveryPoint
+            do {
+                point = try cycle(vm, store, consistency: .app)!
+            } catch {
+                if let thaw = vm.policy.thaw { do { try Self.runHook(thaw, what: "thaw") } catch { thawError = error } }
+                throw error
+            }
+            if let thaw = vm.policy.thaw { try Self.runHook(thaw, what: "thaw") }
+            if let thawError { throw thawError }
+            stateLock.withLock { lastAppPoint[vm.name] = Self.now() }
+            return point
+        }
+    }
+
+    /// Copy the disks while writes go on; the logs cut just before the copy started make it
+    /// consistent. An initial copy a crash interrupted resumes where it stopped: the logs since
+    /// its cut are still at the source (the restarted daemon continues the same chains).
+    private func initialReplication(_ vm: ProtectedVM, _ store: TargetStore) throws {
+        // Another caller (a snapshot, or the schedule) may have done it while this one waited.
+        guard !store.hasVM(vm.name) else { return }
+        let journals = try vm.disks.map { disk -> ImageJournal in
+            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)", kind: .nonRecoverable) }
+            return j
+        }
+        var chains: [String: (chain: String, nextLSN: UInt64)] = [:]
+        let resumed = store.initialCopy(vm.name)
+        if let resumed {
+            for d in resumed.disks { chains[d.name] = (d.chain, d.nextLSN) }
+        } else {
+            try flushImages(vm.disks)
+            _ = try disks.rotate(only: Set(vm.disks))
+            for j in journals {
+                let active = j.activeLog
+                chains[j.name] = (active.chain, active.firstLSN)
+                // Writes logged before the cut must be in the image before the copy reads it.
+                j.waitForWrites(before: active.firstLSN)
+            }
+        }
+        let total = max(1, journals.reduce(Int64(0)) { $0 + ((try? $1.image.size()) ?? 0) })
+        let already = resumed?.disks.reduce(Int64(0)) { $0 + ($1.done ? ((try? FileSystem.stat(disks.directory + "/" + $1.name).st_size).map(Int64.init) ?? 0) : $1.copiedTo) } ?? 0
+        var copied: Int64 = 0
+        let started = Self.now()
+        let rateLimit = ProcessInfo.processInfo.environment["REPLICAFS_INITIAL_COPY_RATE"].flatMap(Double.init)
+        update(vm.name) { $0.state = "initial replication"; $0.initialPercent = Double(already) * 100 / Double(total) }
+        var sources: [String: String] = [:]
+        for j in journals { sources[j.name] = j.image.path }
+        try store.seed(vm: vm.name, sources: sources, chains: chains) { n in
+            copied += n
+            let elapsed = max(Self.now() - started, 0.001)
+            let rate = Double(copied) / elapsed
+            self.update(vm.name) {
+                $0.initialPercent = min(100, Double(already + copied) * 100 / Double(total))
+                $0.initialMBps = rate / 1e6
+                $0.initialETASeconds = rate > 0 ? Double(max(0, total - already - copied)) / rate : nil
+            }
+            if let rateLimit, rateLimit > 0 {
+                // Bandwidth limit for the copy (and a way for tests to interrupt it midway).
+                let ahead = Double(copied) / rateLimit - (Self.now() - started)
+                if ahead > 0 { usleep(UInt32(min(ahead, 1) * 1e6)) }
+            }
+        }
+        // The store keeps the VM's disks and networks for failover without the primary.
+        do { try VMMetadata(vm).save(store: store.root) } catch {
+            FileHandle.standardError.write(Data("replicafs: \(vm.name): cannot save vm.json at the target: \(error)\n".utf8))
+        }
+        // Logs wholly before each chain's start are in the copy: they need not travel.
+        for j in journals {
+            for path in try j.sealedLogs() where try LogScanner.scan(path).nextLSN <= chains[j.name]!.nextLSN {
+                try reaper.retire(path)
+            }
+        }
+        let seconds = max(Self.now() - started, 0.001)
+        update(vm.name) {
+            $0.state = "protected"
+            $0.initialPercent = 100
+            $0.initialETASeconds = 0
+            $0.initialScheduledAt = nil
+            $0.lastError = nil
+        }
+        let how = resumed != nil ? "resumed at \(already) bytes and copied" : "copied"
+        FileHandle.standardError.write(Data("replicafs: \(vm.name): initial replication \(how) \(copied) bytes in \(String(format: "%.1f", seconds)) s\n".utf8))
+    }
+
+    /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.
+    @discardableResult
+    func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency,
+                       skipIfIdle: Bool = false) throws -> RecoveryPoint? {
+        let cutTime = Clock.nowNanos()
+        try flushImages(vm.disks)
+        if skipIfIdle, vm.disks.allSatisfy({ (disks.journal(named: $0)?.state.records ?? 0) == 0 }) {
+            // Nothing logged before this moment: the next write shipped is younger than it.
+            stateLock.withLock {
+                lastCycle[vm.name] = Self.now()
+                lastCut[vm.name] = cutTime
+            }
+            return nil
+        }
+        if consistency == .app {
+            for disk in vm.disks {
+                try disks.journal(named: disk)?.mark(Marker(kind: .appConsistent, cutID: 0, timeNanos: cutTime, label: vm.name))
+            }
+        }
+        let rotation = try disks.rotate(only: Set(vm.disks))
+        var logs: [String: [String]] = [:]
+        for disk in vm.disks {
+            guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)", kind: .nonRecoverable) }
+            logs[disk] = try j.sealedLogs()
+        }
+        let shippedBytes = try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) }
+        let commitStart = Self.now()
+        let (received, compressedBytes) = try transfer(logs, vm: vm, store: store)
+        let sent = compressedBytes ?? shippedBytes
+        defer { for path in received.values.joined() where !logs.values.joined().contains(path) { try? FileSystem.remove(path) } }
+        let point: RecoveryPoint
+        do {
+            point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+        } catch {
+            resync.noteCommitError(vm.name, error)
+            throw error
+        }
+        let committed = Self.now()
+        for path in logs.values.joined() { try reaper.retire(path) }
+        try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention)
+        let previousCut = stateLock.withLock { () -> UInt64? in
+            lastCycle[vm.name] = committed
+            defer { lastCut[vm.name] = cutTime }
+            return lastCut[vm.name]
+        }
+        let pending = vm.disks.compactMap { disks.journal(named: $0)?.state.logBytes }.reduce(0, +)
+        update(vm.name) {
+            $0.state = "protected"
+            $0.lastPoint = point.id
+            $0.lastPointTime = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(cutTime) / 1e9))
+            $0.lagSeconds = Self.now() - Double(cutTime) / 1e9
+            $0.pendingBytes = pending
+            $0.lastError = nil
+            if let previousCut {
+                $0.recentLags.append(committed - Double(previousCut) / 1e9)
+                if $0.recentLags.count > 2000 { $0.recentLags.removeFirst($0.recentLags.count - 2000) }
+            }
+            $0.appliedBytes += shippedBytes
+            $0.applySeconds += committed - commitStart
+            $0.logBytesShipped += shippedBytes
+            $0.bytesSent += sent
+        }
+        return point
+    }
+
+    /// Moves the sealed logs to the target. Uncompressed, the target reads them where they lie
+    /// (a local store). Compressed, each crosses as zlib frames into the store's incoming
+    /// directory and is inflated there, as a remote receiver would. Returns the logs as the
+    /// target sees them and, when compressed, the bytes that crossed.
+    private func transfer(_ logs: [String: [String]], vm: ProtectedVM, store: TargetStore) throws -> ([String: [String]], Int64?) {
+        guard vm.policy.compress else { return (logs, nil) }
+        let incoming = store.root + "/" + vm.name + "/incoming"
+        try FileSystem.mkdirs(incoming)
+        var sent: Int64 = 0
+        var received: [String: [String]] = [:]
+        // A transfer that fails (a full store) leaves nothing behind to take space from the retry.
+        var made: [String] = []
+        defer { if received.count < logs.count { for path in made { try? FileSystem.remove(path) } } }
+        for (disk, paths) in logs {
+            received[disk] = try paths.map { path in
+                let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
+                made += [incoming + "/" + name + ".z", incoming + "/" + name]
+                sent += try ZlibFrames.compress(path, to: incoming + "/" + name + ".z")
+                try ZlibFrames.decompress(incoming + "/" + name + ".z", to: incoming + "/" + name)
+                try FileSystem.remove(incoming + "/" + name + ".z")
+                return incoming + "/" + name
+            }
+        }
+        return (received, sent)
+    }
+
+    func update(_ vm: String, _ change: (inout VMState) -> Void) {
+        stateLock.withLock {
+            var s = states[vm] ?? VMState(vm: vm, state: "initial replication", pendingBytes: 0)
+            change(&s)
+            states[vm] = s
+        }
+    }
+
+    /// Runs a quiesce or thaw command with a 60 s timeout; a failure or timeout is an error.
+    static func runHook(_ command: String, what: String) throws {
+        let status: Int32
+        do {
+            status = try Subprocess.run(command, timeout: 60)
+        } catch {
+            throw ReplicaError("\(what) command failed: \(error)")
+        }
+        guard status == 0 else { throw ReplicaError("\(what) command failed with status \(status): \(command)") }
+    }
+}

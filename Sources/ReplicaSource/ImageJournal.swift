@@ -1,0 +1,251 @@
+import CLinux
+import ReplicaLog
+import ReplicaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One protected image and its active change log. Every change is appended to the log
+/// before it reaches the image, under one lock, so the log order is the image's order
+/// and the log always holds at least what the image holds.
+public final class ImageJournal: @unchecked Sendable {
+    public let name: String
+    public let directory: String
+    public let image: FileDescriptor
+    public let chainID: [UInt8]
+    /// True when the previous daemon did not shut down cleanly (its log was recovered).
+    public let recoveredFromCrash: Bool
+    private let lock = Lock()
+    private let rangeFreed = Condition()
+    private var log: ChangeLog
+    /// Byte ranges whose record is logged but whose image write has not finished.
+    private var inFlight: [(range: Range<Int64>, lsn: UInt64)] = []
+    /// Size changes and fallocates waiting for the in-flight writes to drain; new writes hold
+    /// back meanwhile, so a steady stream of writes cannot starve them.
+    private var exclusiveWaiting = 0
+    /// The log sealed by the last cut, until its seal is durable: an fsync syncs it first.
+    private var sealedNotDurable: ChangeLog?
+    /// Fault-injection point for tests: runs between the log append and the image write,
+    /// where a slow thread would let a later overlapping write overtake it.
+    var beforeImageWrite: (@Sendable () -> Void)?
+    /// Set when the log and the image no longer agree (a logged write failed on the image).
+    private var divergence: String?
+    /// Log bytes between early writeback starts (see `write`).
+    static let logWritebackChunk: Int64 = 16 << 20
+    /// Image writes at least this large (sequential streams, write-back of the kernel's cache)
+    /// start their own disk writes at once; small random writes stay in the page cache.
+    static let streamingWrite = 256 << 10
+
+    init(name: String, directory: String, image: FileDescriptor, log: ChangeLog, recoveredFromCrash: Bool) {
+        self.name = name
+        self.directory = directory
+        self.image = image
+        self.chainID = log.header.chainID
+        self.log = log
+        self.recoveredFromCrash = recoveredFromCrash
+    }
+
+    deinit { image.close() }
+
+    /// Logs then writes `data` at `offset`. Appends are serialized (the log has no holes and
+    /// its order is the order of the image's changes); the image write runs outside the lock,
+    /// overlapping the next append, but waits for any earlier in-flight write to the same bytes.
+    public func write(_ data: UnsafeRawBufferPointer, offset: Int64) throws {
+        let crc = Checksum.crc32c(data)
+        let range = offset..<(offset + Int64(data.count))
+        lock.lock()
+        while exclusiveWaiting > 0 || inFlight.contains(where: { $0.range.overlaps(range) }) { rangeFreed.wait(lock) }
+        let mark = log.position
+        do {
+            try log.appendWrite(data, offset: UInt64(offset), dataCRC: crc)
+        } catch {
+            lock.unlock()
+            throw error
+        }
+        let appendedEnd = log.end
+        let appendedTo = log
+        let lsn = mark.lsn
+        inFlight.append((range, lsn))
+        let logWriteback = log.takeWritebackRange(every: Self.logWritebackChunk)
+        lock.unlock()
+        // Start the disk writes now rather than all at the next fsync: the log is written
+        // once and must reach the disk anyway, and streaming image writes are the next
+        // fsync's work. The disk then runs while the daemon copies, not after it.
+        if let (from, count) = logWriteback { appendedTo.startWriteback(offset: from, length: count) }
+
+        var failure: Error?
+        beforeImageWrite?()
+        do {
+            try image.pwrite(data.baseAddress!, count: data.count, offset: offset)
+            if data.count >= Self.streamingWrite { try? image.startWriteback(offset: offset, length: Int64(data.count)) }
+        } catch {
+            failure = error
+        }
+
+        lock.lock()
+        inFlight.remove(at: inFlight.firstIndex { $0.lsn == lsn && $0.range == range }!)
+        if let failure {
+            // The image did not take the write: take it back out of the log if nothing follows
+            // it, otherwise the log now claims a change the image lacks and says so.
+            if appendedTo === log && log.end == appendedEnd {
+                try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
+            } else {
+                divergence = "a write at offset \(offset) is logged but failed on the image: \(failure)"
+            }
+        }
+        rangeFreed.broadcast()
+        lock.unlock()
+        if let failure { throw failure }
+    }
+
+    /// Logs then applies a size change (truncate or extend).
+    public func setSize(_ size: Int64) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        waitForInFlightWrites()
+        let mark = log.position
+        try log.appendSetSize(UInt64(size))
+        do {
+            try image.truncate(to: size)
+        } catch {
+            try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
+            throw error
+        }
+    }
+
+    /// fallocate through the journal: content changes (zeroed ranges, a larger size) are logged;
+    /// pure preallocation changes no byte and is not. Collapse and insert ranges are refused.
+    public func fallocate(mode: Int32, offset: Int64, length: Int64) throws {
+        let supported = RFS_FALLOC_KEEP_SIZE | RFS_FALLOC_PUNCH_HOLE | RFS_FALLOC_ZERO_RANGE
+        guard mode & ~supported == 0 else {
+            throw SystemError(errno: EOPNOTSUPP, operation: "fallocate", path: image.path)
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        waitForInFlightWrites()
+        let mark = log.position
+        let before = try image.size()
+        if mode & (RFS_FALLOC_PUNCH_HOLE | RFS_FALLOC_ZERO_RANGE) != 0 {
+            try log.appendZero(offset: UInt64(offset), length: UInt64(length))
+        }
+        if mode & RFS_FALLOC_KEEP_SIZE == 0 && offset + length > before {
+            try log.appendSetSize(UInt64(offset + length))
+        }
+        do {
+            try image.fallocate(mode: mode, offset: offset, length: length)
+        } catch {
+            try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
+            throw error
+        }
+    }
+
+    /// Size changes and fallocate wait for every in-flight image write (they may touch any byte).
+    private func waitForInFlightWrites() {
+        exclusiveWaiting += 1
+        while !inFlight.isEmpty { rangeFreed.wait(lock) }
+        exclusiveWaiting -= 1
+        // Writers held back re-check once the caller releases the lock.
+        rangeFreed.broadcast()
+    }
+
+    /// Makes the log and then the image durable. Writers keep going meanwhile.
+    public func sync(dataOnly: Bool) throws {
+        let (sealed, current) = lock.withLock { (sealedNotDurable, log) }
+        // A write acknowledged before a cut is in the sealed log: it must be durable too.
+        // The image's dirty pages go to the disk while the logs are synced, not after.
+        try? image.startWriteback(offset: 0, length: 0)
+        if let sealed { try sealed.sync() }
+        try current.sync()
+        if dataOnly { try image.fdatasync() } else { try image.fsync() }
+    }
+
+    /// Called once a cut's sealed log is durable.
+    func sealedLogIsDurable(_ sealed: ChangeLog) {
+        lock.withLock { if sealedNotDurable === sealed { sealedNotDurable = nil } }
+    }
+
+    /// Waits until every image write logged before LSN `lsn` has reached the image, so a copy
+    /// of the image taken afterwards holds everything the logs before that LSN hold.
+    public func waitForWrites(before lsn: UInt64) {
+        lock.withLock {
+            while inFlight.contains(where: { $0.lsn < lsn }) { rangeFreed.wait(lock) }
+        }
+    }
+
+    /// Appends a marker to the active log (app-consistent points, notes).
+    public func mark(_ marker: Marker) throws {
+        try lock.withLock { try log.appendMarker(marker) }
+    }
+
+    /// Where new records go: the active log's sequence, chain and first LSN.
+    public var activeLog: (sequence: UInt64, chain: String, firstLSN: UInt64) {
+        lock.withLock { (log.header.sequence, log.header.chainHex, log.header.firstLSN) }
+    }
+
+    /// Paths of this image's sealed logs (every log before the active one), in sequence order.
+    public func sealedLogs() throws -> [String] {
+        let active = activeLog.sequence
+        return try FileSystem.list(directory).compactMap { file -> (String, UInt64)? in
+            guard let p = LogName.parse(file), p.image == name, p.sequence < active else { return nil }
+            return (directory + "/" + file, p.sequence)
+        }.sorted { $0.1 < $1.1 }.map(\.0)
+    }
+
+    /// What `status` reports about this image.
+    public var state: ImageState {
+        lock.withLock {
+            ImageState(name: name, size: (try? image.size()) ?? -1, activeLog: log.path,
+                       sequence: log.header.sequence, logBytes: log.end, records: log.recordCount,
+                       recoveredFromCrash: recoveredFromCrash, logError: log.broken?.description ?? divergence)
+        }
+    }
+
+    // MARK: rotation, driven by DiskSet with every journal's lock held
+
+    func lockForCut() { lock.lock() }
+    func unlockAfterCut() { lock.unlock() }
+
+    /// Seals the active log at cut `cutID` and opens the next one. Caller holds the lock.
+    func cutLocked(cutID: UInt64, reason: Seal.Reason) throws -> ChangeLog {
+        let old = log
+        let next = try ChangeLog.create(
+            path: directory + "/" + LogName.make(image: name, sequence: old.header.sequence + 1),
+            header: LogHeader(imageName: name, chainID: chainID, sequence: old.header.sequence + 1,
+                              firstLSN: old.nextLSN + 2, createdNanos: Clock.nowNanos(),
+                              imageSize: UInt64(max(0, (try? image.size()) ?? 0))))
+        do {
+            try old.appendMarker(Marker(kind: .cut, cutID: cutID, timeNanos: Clock.nowNanos()))
+            try old.seal(reason: reason, cutID: cutID)
+        } catch {
+            _ = unlink(next.path)
+            throw error
+        }
+        log = next
+        sealedNotDurable = old
+        return old
+    }
+
+    /// Seals the active log for a clean shutdown and makes everything durable.
+    func closeCleanly(cutID: UInt64) throws {
+        try lock.withLock {
+            waitForInFlightWrites()
+            try log.appendMarker(Marker(kind: .cleanShutdown, cutID: cutID, timeNanos: Clock.nowNanos()))
+            try log.seal(reason: .cleanShutdown, cutID: cutID)
+            try log.sync()
+            try log.markReadOnly()
+        }
+        try image.fsync()
+    }
+}
+
+/// A snapshot of one image's journal, for `status`.
+public struct ImageState: Codable, Sendable {
+    public var name: String
+    public var size: Int64
+    public var activeLog: String
+    public var sequence: UInt64
+    public var logBytes: Int64
+    public var records: UInt64
+    public var recoveredFromCrash: Bool
+    public var logError: String?
+}

@@ -1,0 +1,161 @@
+import ReplicaLog
+import ReplicaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The bytes a disk holds at a recovery point where they differ from the store's base: an
+/// extent map into the memory-mapped redo logs of every point after the base up to the chosen
+/// one. Each byte comes from the last change that touched it; zeroed ranges, and everything
+/// above a size a log cut the disk to, read as zeros. A failover or drill reads through this
+/// map instead of copying the disk, so opening one costs the changes since the base, never the
+/// disk's size. Mapped logs stay readable after a merge deletes their files.
+final class RedoOverlay: @unchecked Sendable {
+    struct Extent {
+        public var start: Int64
+        var end: Int64
+        /// The bytes of `start..<end`; nil where the range reads as zeros.
+        var bytes: UnsafeRawPointer?
+    }
+
+    /// Sorted by `start`, never overlapping.
+    private(set) var extents: [Extent] = []
+    private var mappings: [(UnsafeMutableRawPointer, Int)] = []
+
+    /// Maps `logs` (oldest first, each sealed and undamaged) and builds the map.
+    init(logs: [String]) throws {
+        var changes: [Extent] = []
+        do {
+            for path in logs { changes += try map(path) }
+        } catch {
+            for (p, n) in mappings { munmap(p, n) }
+            throw error
+        }
+        extents = Self.lastWriterWins(changes)
+    }
+
+    deinit { for (p, n) in mappings { munmap(p, n) } }
+
+    var bytesMapped: Int { mappings.reduce(0) { $0 + $1.1 } }
+
+    /// Maps one log; returns each record's effect, in log order.
+    private func map(_ path: String) throws -> [Extent] {
+        var changes: [Extent] = []
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        defer { fd.close() }
+        let size = Int(try fd.stat().st_size)
+        guard size >= LogHeader.size else { throw ReplicaError("\(path): damaged redo log (shorter than its header)") }
+        guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd.rawValue, 0), map != MAP_FAILED else {
+            throw SystemError.current("mmap", path)
+        }
+        mappings.append((map, size))
+        let scan = try LogScanner.scan(UnsafeRawBufferPointer(start: map, count: size), path: path) { header, data in
+            switch header.type {
+            case .write where data.count > 0:
+                changes.append(Extent(start: Int64(header.offset), end: Int64(header.offset) + Int64(data.count), bytes: data.baseAddress))
+            case .zero where header.extent > 0:
+                changes.append(Extent(start: Int64(header.offset), end: Int64(header.offset + header.extent), bytes: nil))
+            case .setSize:
+                // Bytes past a cut read as zeros, even if a later change grows the disk again.
+                changes.append(Extent(start: Int64(header.offset), end: Int64.max, bytes: nil))
+            default:
+                break
+            }
+        }
+        guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged redo log (\(scan.tail))") }
+        return changes
+    }
+
+    /// Cuts overlapping changes (given oldest first) into disjoint extents, each taken from the
+    /// newest change covering it: a sweep over the boundaries with a heap of the changes open there.
+    static func lastWriterWins(_ changes: [Extent]) -> [Extent] {
+        guard !changes.isEmpty else { return [] }
+        let order = changes.indices.sorted { changes[$0].start < changes[$1].start }
+        var bounds = changes.flatMap { [$0.start, $0.end] }
+        bounds.sort()
+        var open = MaxHeap() // indexes into `changes`: a higher index is a newer change
+        var next = 0
+        var result: [Extent] = []
+        var i = 0
+        while i < bounds.count - 1 {
+            let at = bounds[i]
+            var j = i + 1
+            while j < bounds.count && bounds[j] == at { j += 1 }
+            guard j < bounds.count else { break }
+            let to = bounds[j]
+            while next < order.count && changes[order[next]].start <= at { open.push(order[next]); next += 1 }
+            while let top = open.top, changes[top].end <= at { _ = open.pop() }
+            if let top = open.top {
+                let c = changes[top]
+                let bytes = c.bytes.map { $0 + Int(at - c.start) }
+                // Continue the previous extent when it runs on into the same bytes (or zeros).
+                if let last = result.last, last.end == at, last.bytes.map({ $0 + Int(at - last.start) }) == bytes {
+                    result[result.count - 1].end = to
+                } else {
+                    result.append(Extent(start: at, end: to, bytes: bytes))
+                }
+            }
+            i = j
+        }
+        return result
+    }
+
+    /// Index of the first extent whose end lies after `offset`.
+    private func firstIndex(endingAfter offset: Int64) -> Int {
+        var lo = 0, hi = extents.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if extents[mid].end <= offset { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Copies the overlay's bytes of `offset..<offset+count` over `buffer` (which holds the
+    /// base's bytes of that range); ranges no change touched are left as they are.
+    func overlay(_ buffer: UnsafeMutableRawPointer, offset: Int64, count: Int) {
+        let end = offset + Int64(count)
+        var i = firstIndex(endingAfter: offset)
+        while i < extents.count, extents[i].start < end {
+            let e = extents[i]
+            let from = max(e.start, offset), to = min(e.end, end)
+            if let bytes = e.bytes {
+                memcpy(buffer + Int(from - offset), bytes + Int(from - e.start), Int(to - from))
+            } else {
+                memset(buffer + Int(from - offset), 0, Int(to - from))
+            }
+            i += 1
+        }
+    }
+}
+
+/// A binary max-heap of change indexes, for the sweep.
+private struct MaxHeap {
+    private var items: [Int] = []
+    var top: Int? { items.first }
+
+    mutating func push(_ x: Int) {
+        items.append(x)
+        var i = items.count - 1
+        while i > 0, items[(i - 1) / 2] < items[i] {
+            items.swapAt(i, (i - 1) / 2)
+            i = (i - 1) / 2
+        }
+    }
+
+    mutating func pop() -> Int? {
+        guard let first = items.first else { return nil }
+        items[0] = items[items.count - 1]
+        items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count, items[l] > items[m] { m = l }
+            if r < items.count, items[r] > items[m] { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+        return first
+    }
+}

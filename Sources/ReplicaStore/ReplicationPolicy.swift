@@ -1,0 +1,119 @@
+import Foundation
+import ReplicaSystem
+
+/// How a protected VM is replicated (the seeds' policy settings).
+public struct ReplicationPolicy: Codable, Sendable, Equatable {
+    /// Seconds between delta cycles; 0 means continuous (ship as soon as data is logged).
+    public var copyFrequency: Double = 300
+    /// Seconds of recovery points kept.
+    public var retention: Double = 24 * 3600
+    /// Seconds between scheduled app-consistent points; nil is off.
+    public var appConsistentEvery: Double?
+    /// Shell commands run around an app-consistent cut (fsfreeze -f / -u, a database checkpoint).
+    public var quiesce: String?
+    public var thaw: String?
+    /// Compress logs in transit (zlib).
+    public var compress = false
+    /// When the initial replication may start (seconds since the epoch); nil is now.
+    public var initialAt: Double?
+    /// Lag (seconds) past which the VM's health is Warning; nil is `defaultRPO`.
+    public var rpo: Double?
+    /// Scales the retry back-off (0.01 makes a minute 0.6 s); nil is REPLICAFS_TIME_SCALE or 1.
+    public var retryTimeScale: Double?
+    /// Resync when a disk's pending log bytes exceed this percent of its size; nil is 50.
+    public var resyncThreshold: Double?
+    /// When automatic resyncs may run: "HH:MM-HH:MM" (local) or "always"; nil is 18:30-06:00.
+    public var resyncWindow: String?
+
+    public init() {}
+
+    /// Twice the copy frequency, and at least a minute: one late cycle is not yet a warning.
+    public var defaultRPO: Double { max(60, 2 * copyFrequency) }
+    public var effectiveRPO: Double { rpo ?? defaultRPO }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        copyFrequency = try c.decode(Double.self, forKey: .copyFrequency)
+        retention = try c.decode(Double.self, forKey: .retention)
+        appConsistentEvery = try c.decodeIfPresent(Double.self, forKey: .appConsistentEvery)
+        quiesce = try c.decodeIfPresent(String.self, forKey: .quiesce)
+        thaw = try c.decodeIfPresent(String.self, forKey: .thaw)
+        compress = try c.decodeIfPresent(Bool.self, forKey: .compress) ?? false
+        initialAt = try c.decodeIfPresent(Double.self, forKey: .initialAt)
+        rpo = try c.decodeIfPresent(Double.self, forKey: .rpo)
+        retryTimeScale = try c.decodeIfPresent(Double.self, forKey: .retryTimeScale)
+        resyncThreshold = try c.decodeIfPresent(Double.self, forKey: .resyncThreshold)
+        resyncWindow = try c.decodeIfPresent(String.self, forKey: .resyncWindow)
+    }
+
+    /// Parses `--initial`: "now", "HH:MM" (the next such time, local), or an ISO-8601 time.
+    public static func startTime(_ text: String, now: Date = Date()) throws -> Double? {
+        if text == "now" { return nil }
+        let parts = text.split(separator: ":")
+        if parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0..<24).contains(h), (0..<60).contains(m) {
+            var cal = Calendar.current
+            cal.timeZone = TimeZone.current
+            guard let next = cal.nextDate(after: now, matching: DateComponents(hour: h, minute: m), matchingPolicy: .nextTime) else {
+                throw ReplicaError("bad --initial time '\(text)'")
+            }
+            return next.timeIntervalSince1970
+        }
+        if let date = ISO8601DateFormatter().date(from: text) { return date.timeIntervalSince1970 }
+        throw ReplicaError("bad --initial time '\(text)': use now, HH:MM or an ISO-8601 time such as 2026-11-23T18:30:00Z")
+    }
+
+    /// Parses "continuous", "30s", "5m", "15m", "2h", "1d" or plain seconds.
+    public static func seconds(_ text: String) throws -> Double {
+        if text == "continuous" { return 0 }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let last = text.last, let unit = units[last], let n = Double(text.dropLast()), n >= 0 { return n * unit }
+        if let n = Double(text), n >= 0 { return n }
+        throw ReplicaError("bad duration '\(text)': use continuous, 30s, 5m, 15m, 2h or seconds")
+    }
+}
+
+/// A VM under protection: a named group of images in one disks-dir, replicated together.
+/// Stored at `<disks-dir>/.replicafs/vms/<name>.json`; a running daemon picks changes up.
+public struct ProtectedVM: Codable, Sendable, Equatable {
+    public var name: String
+    public var disks: [String]
+    public var target: String
+    public var policy: ReplicationPolicy
+    /// Source network names the VM is attached to (`protect --network`), mapped by recovery
+    /// plans at failover; nil in settings written before networks were recorded.
+    public var networks: [String]?
+
+    public init(name: String, disks: [String], target: String, policy: ReplicationPolicy, networks: [String]? = nil) {
+        self.name = name
+        self.disks = disks
+        self.target = target
+        self.policy = policy
+        self.networks = networks
+    }
+
+    public static func directory(disksDir: String) -> String { disksDir + "/.replicafs/vms" }
+
+    public static func path(disksDir: String, vm: String) -> String { directory(disksDir: disksDir) + "/" + vm + ".json" }
+
+    public static func all(disksDir: String) -> [ProtectedVM] {
+        let dir = directory(disksDir: disksDir)
+        guard let names = try? FileSystem.list(dir) else { return [] }
+        return names.filter { $0.hasSuffix(".json") }.compactMap { name in
+            guard let bytes = try? FileSystem.readFile(dir + "/" + name) else { return nil }
+            return try? JSONDecoder().decode(ProtectedVM.self, from: Data(bytes))
+        }
+    }
+
+    public static func validName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 128 && !name.hasPrefix(".")
+            && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
+    }
+
+    public func save(disksDir: String) throws {
+        try FileSystem.mkdirs(Self.directory(disksDir: disksDir))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let path = Self.path(disksDir: disksDir, vm: name)
+        try encoder.encode(self).withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import ReplicaLog
+import ReplicaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Failover bookkeeping in the target store: the failover state beside the disks' writable
+/// layers, the commit that makes a point final, and the rebase that makes the replica follow
+/// the disks a failback brought home. Design: docs/failover.md.
+extension TargetStore {
+    public func failoverDirectory(_ vm: String) -> String { vmDirectory(vm) + "/failover" }
+    func failoverStatePath(_ vm: String) -> String { failoverDirectory(vm) + "/state.json" }
+
+    /// The VM's failover in progress, if any.
+    public func failoverState(_ vm: String) -> FailoverState? {
+        guard let bytes = try? FileSystem.readFile(failoverStatePath(vm)) else { return nil }
+        return try? JSONDecoder().decode(FailoverState.self, from: Data(bytes))
+    }
+
+    public func saveFailover(_ state: FailoverState) throws {
+        let data = try JSONEncoder().encode(state)
+        try data.withUnsafeBytes { try FileSystem.writeAtomically(failoverStatePath(state.vm), $0) }
+    }
+
+    /// Records a failover of `vm` to the selected point; refuses a VM already failed over.
+    /// A planned or unplanned failover stops the store taking replication until failback.
+    public func beginFailover(vm: String, point selector: PointSelector, kind: FailoverState.Kind,
+                              mountpoint: String, sourceDisksDir: String?) throws -> FailoverState {
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        return try withLock(vm, exclusive: true) {
+            if let existing = failoverState(vm) {
+                throw ReplicaError("VM \(vm) is already failed over (\(existing.summary)): clean it up or fail back first")
+            }
+            try recoverLocked(vm)
+            let catalog = try StoreCatalog.load(catalogPath(vm))
+            if kind == .test, let resync = catalog.resync, !resync.finished {
+                throw ReplicaError("VM \(vm) is being resynchronized: run the drill once the resync has finished")
+            }
+            let point = try resolve(selector, in: catalog, vm: vm)
+            let state = FailoverState(vm: vm, kind: kind, point: point, mountpoint: mountpoint,
+                                      disks: catalog.disks.map(\.name), startedNanos: Clock.nowNanos(),
+                                      sourceDisksDir: sourceDisksDir)
+            try FileSystem.mkdirs(failoverDirectory(vm))
+            try saveFailover(state)
+            return state
+        }
+    }
+
+    /// Discards a failover: its writable layers and its state. The store is as before it.
+    public func discardFailover(vm: String) throws {
+        let dir = failoverDirectory(vm)
+        guard FileSystem.isDirectory(dir) else { return }
+        try withLock(vm, exclusive: true) { try removeTree(dir) }
+    }
+
+    /// Makes an unplanned or planned failover's point final: points older than it are dropped
+    /// and the base is brought to it (the failed-over disks keep reading the same bytes: a merge
+    /// only rewrites base bytes their redo logs cover). Later points stay.
+    @discardableResult
+    public func commitFailover(vm: String) throws -> FailoverState {
+        guard var state = failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to commit") }
+        guard state.kind != .test else { throw ReplicaError("VM \(vm) is in a test failover: it cannot be committed, only cleaned up") }
+        guard !state.committed else { throw ReplicaError("the failover of VM \(vm) is already committed") }
+        try withLock(vm, exclusive: true) {
+            var catalog = try StoreCatalog.load(catalogPath(vm))
+            catalog.points.removeAll { $0.id < state.point.id }
+            try catalog.save(catalogPath(vm))
+            try mergeLocked(vm, through: state.point.id)
+            state.committed = true
+            try saveFailover(state)
+        }
+        return state
+    }
+
+    /// Commits every change log a stopped source left in `disksDir` for the VM's disks as one
+    /// crash-consistent point (all must be sealed: a clean unmount seals them), then deletes
+    /// them there. What a planned failover ships after stopping the source's writes.
+    public func shipFinalLogs(vm: String, disksDir: String) throws -> RecoveryPoint {
+        let disks = try catalog(vm).disks.map(\.name)
+        var logs: [String: [String]] = [:]
+        for disk in disks {
+            let found = try Self.logs(in: disksDir, of: [disk])
+            if !found.isEmpty { logs[disk] = found }
+        }
+        let point = try commit(vm: vm, logs: logs, consistency: .crash, cut: 0)
+        for path in logs.values.joined() { try FileSystem.remove(path) }
+        return point
+    }
+
+    /// Every change log in `disksDir` of the given images.
+    public static func logs(in disksDir: String, of images: [String]) throws -> [String] {
+        try FileSystem.list(disksDir).filter { name in LogName.parse(name).map { images.contains($0.image) } ?? false }
+            .sorted().map { disksDir + "/" + $0 }
+    }
+
+    /// After a failback: commits `sources` (disk name to image path, at rest) as a new
+    /// crash-consistent point whose redo log holds the blocks where they differ from the
+    /// latest point (SHA-256 per block), so every earlier point stays exportable. The chains
+    /// restart with the next logs the primary ships. Returns the point and the bytes stored.
+    public func rebase(vm: String, sources: [String: String], blockSize: Int = 1 << 20) throws -> (RecoveryPoint, Int64) {
+        try withLock(vm, exclusive: true) {
+            try recoverLocked(vm)
+            var catalog = try StoreCatalog.load(catalogPath(vm))
+            if let resync = catalog.resync {
+                guard resync.finished else { throw ReplicaError("VM \(vm): a resync is in progress: rebase after it") }
+                // The rebase compares with the latest point and carries the whole difference:
+                // a finished resync's blocks are superseded.
+                try removeTree(resyncDirectory(vm, resync.pointID))
+                catalog.resync = nil
+            }
+            let id = catalog.nextPointID
+            let pending = pointDirectory(vm, id, pending: true)
+            if FileSystem.exists(pending) { try removeTree(pending) }
+            try FileSystem.mkdirs(pending)
+            let sync = BlockSync(blockSize: blockSize)
+            var written: Int64 = 0
+            for (i, disk) in catalog.disks.enumerated() {
+                guard let source = sources[disk.name] else { throw ReplicaError("rebase of VM \(vm): no source for disk \(disk.name)") }
+                let view = try PointView(store: self, vm: vm, disk: disk.name, pointID: nil, locked: true)
+                let ranges = try sync.diff(source, view)
+                let size = Int64(try FileSystem.stat(source).st_size)
+                catalog.disks[i].chain = nil
+                catalog.disks[i].nextLSN = nil
+                catalog.disks[i].size = size
+                guard !ranges.isEmpty || size != view.size else { continue }
+                written += try Self.writeRedo(ranges, from: source, size: size,
+                                              to: pending + "/" + Self.redoLogName(disk.name, 1), disk: disk.name, pointID: id)
+            }
+            try FileSystem.fsyncDirectory(pending)
+            var sizes: [String: Int64] = [:]
+            for disk in catalog.disks { sizes[disk.name] = try latestSize(vm, disk) }
+            let point = RecoveryPoint(id: id, timeNanos: Clock.nowNanos(), consistency: .crash, cut: 0, diskSizes: sizes)
+            catalog.points.append(point)
+            catalog.nextPointID = id + 1
+            try catalog.save(catalogPath(vm))
+            guard rename(pending, pointDirectory(vm, id)) == 0 else { throw SystemError.current("rename", pending) }
+            return (point, written)
+        }
+    }
+
+    /// Writes a redo log that sets the size to `size` and then carries `ranges` of `source`;
+    /// returns the data bytes it holds.
+    static func writeRedo(_ ranges: [Range<Int64>], from source: String, size: Int64, to path: String,
+                          disk: String, pointID: Int) throws -> Int64 {
+        let src = try FileDescriptor.open(source, O_RDONLY)
+        defer { src.close() }
+        let log = try DirectLogWriter(path: path, header: LogHeader(
+            imageName: disk, chainID: [UInt8](repeating: 0, count: 16), sequence: UInt64(pointID), firstLSN: 1,
+            createdNanos: Clock.nowNanos(), imageSize: UInt64(size)))
+        try log.appendSetSize(UInt64(size))
+        var written: Int64 = 0
+        for r in ranges {
+            var at = r.lowerBound
+            let end = min(r.upperBound, size)
+            while at < end {
+                let n = try log.appendWrite(from: src, offset: at, count: Int(min(Int64(DirectLogWriter.maxData), end - at)))
+                guard n > 0 else { break }
+                at += Int64(n)
+                written += Int64(n)
+            }
+        }
+        try log.seal(reason: .rotation, cutID: UInt64(pointID))
+        return written
+    }
+}
