@@ -66,7 +66,7 @@ public struct MountStatus: Codable, Sendable {
     public var disksDir: String
     public var writebackCache: Bool
     public var images: [ImageState]
-    public var vms: [Replicator.VMState] = []
+    public var vms: [VMState] = []
 
     public init(pid: Int32, mountpoint: String, disksDir: String, writebackCache: Bool, images: [ImageState]) {
         self.pid = pid

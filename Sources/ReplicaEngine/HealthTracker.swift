@@ -142,7 +142,7 @@ public final class HealthTracker: @unchecked Sendable {
     /// latest cut the target holds (seconds since the epoch), when a delta cycle made one.
     /// A VM that needs a resync (the state's `resyncReason`: waiting for the window, or
     /// running) is in Warning: it makes no points until the resync ends.
-    public func annotate(_ state: inout Replicator.VMState, lastCut: Double?, now: Double) {
+    public func annotate(_ state: inout VMState, lastCut: Double?, now: Double) {
         lock.withLock {
             let r = records[state.vm] ?? Record()
             var health = Health.normal
@@ -169,7 +169,7 @@ public final class HealthTracker: @unchecked Sendable {
             }
             if let why = state.resyncReason {
                 health = max(health, .warning)
-                if state.state == "resynchronizing" {
+                if state.state == .resynchronizing {
                     reasons.append("resynchronizing \(Int(state.resyncPercent ?? 0))%: \(why)")
                 } else {
                     reasons.append("resync required: \(why)")

@@ -11,7 +11,7 @@ import Glibc
 public struct ResyncOutcome: Codable, Sendable {
     public var vm: String
     /// "resync required" (waiting for the window) or "resynchronized".
-    public var state: String
+    public var state: ReplicationState
     public var reason: String?
     public var window: String?
     public var report: TargetStore.ResyncReport?
@@ -32,7 +32,7 @@ extension Replicator {
         guard let requirement = resync.requirement(vm.name) else { return false }
         guard ResyncScheduler.windowOpen(vm.policy, requirement) else {
             update(vm.name) {
-                $0.state = "resync required"
+                $0.state = .resyncRequired
                 $0.resyncReason = requirement.reason + " (waiting for the resync window \(vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow))"
                 $0.resyncPercent = nil
             }
@@ -56,12 +56,12 @@ extension Replicator {
         resync.require(name, reason: "requested by hand", now: now)
         let window = vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow
         guard now else {
-            return ResyncOutcome(vm: name, state: "resync required", reason: resync.requirement(name)?.reason, window: window)
+            return ResyncOutcome(vm: name, state: .resyncRequired, reason: resync.requirement(name)?.reason, window: window)
         }
         let (report, point) = try cycleLock.withLock { try runResyncLocked(vm, store) }
         // A resync by hand is an administrator acting, as `resume` is: it ends Critical too.
         if report != nil, health.resume(name) { health.succeeded(name, now: Self.now(), cycle: false) }
-        return ResyncOutcome(vm: name, state: "resynchronized", reason: nil, window: window, report: report, point: point)
+        return ResyncOutcome(vm: name, state: .resynchronized, reason: nil, window: window, report: report, point: point)
     }
 
     /// Before an explicit snapshot: a required resync runs first if it may, otherwise the
@@ -84,7 +84,7 @@ extension Replicator {
             guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)") }
             return j
         }
-        update(vm.name) { $0.state = "resynchronizing"; $0.resyncPercent = 0; $0.resyncReason = requirement.reason }
+        update(vm.name) { $0.state = .resynchronizing; $0.resyncPercent = 0; $0.resyncReason = requirement.reason }
         let report: TargetStore.ResyncReport
         var chains: [String: (chain: String, nextLSN: UInt64)] = [:]
         do {
@@ -106,7 +106,7 @@ extension Replicator {
             }
         } catch {
             update(vm.name) {
-                $0.state = "resync required"
+                $0.state = .resyncRequired
                 $0.resyncPercent = nil
                 $0.lastError = "resync failed (retried in \(Int(ResyncScheduler.retrySeconds)) s): \(error)"
             }
@@ -132,7 +132,7 @@ extension Replicator {
         update(vm.name) {
             $0.resyncPercent = nil
             $0.resyncReason = nil
-            if point == nil { $0.state = "resynchronized, waiting for the next point" }
+            if point == nil { $0.state = .resynchronizedWaitingForPoint }
         }
         // The resync is what a refused chain was waiting for: replication is back (a point
         // that failed is retried as any failed cycle is, by the next tick).

@@ -14,43 +14,7 @@ import Glibc
 /// source only once the target has made them durable. Snapshots cut a point on demand,
 /// app-consistent ones between the policy's quiesce and thaw commands.
 public final class Replicator: @unchecked Sendable {
-    /// What `status` shows per VM.
-    public struct VMState: Codable, Sendable {
-        public var vm: String
-        public var state: String
-        public var initialPercent: Double?
-        public var lastPoint: Int?
-        public var lastPointTime: String?
-        public var lagSeconds: Double?
-        public var pendingBytes: Int64
-        public var lastError: String?
-        /// Per recent cycle: seconds from the previous cut (the oldest write it shipped could
-        /// be acknowledged right after it) to this cycle's point being committed at the target.
-        public var recentLags: [Double] = []
-        /// Log bytes committed at the target (records with their data), and the seconds the commits took.
-        public var appliedBytes: Int64 = 0
-        public var applySeconds: Double = 0
-        /// Log bytes shipped, and the bytes that crossed to the target (less when compressed).
-        public var logBytesShipped: Int64 = 0
-        public var bytesSent: Int64 = 0
-        /// During the initial copy: its speed and the estimated seconds left.
-        public var initialMBps: Double?
-        public var initialETASeconds: Double?
-        /// When a scheduled initial replication will start.
-        public var initialScheduledAt: String?
-        /// Health and why (HealthTracker): the retry schedule after failures, missed cycles.
-        public var health: Health = .normal
-        public var healthReasons: [String] = []
-        /// Consecutive failed attempts, and when the next one runs (none while Critical).
-        public var retryAttempt: Int = 0
-        public var nextRetryAt: String?
-        public var nextRetryInSeconds: Double?
-        public var cyclesDueLastHour: Int = 0
-        public var cyclesMissedLastHour: Int = 0
-        /// Resync (Replicator+Resync.swift): why it is required, and its progress while it runs.
-        public var resyncReason: String?
-        public var resyncPercent: Double?
-    }
+    public typealias VMState = ReplicaEngine.VMState
 
     public let disks: DiskSet
     /// Pushes the kernel's cached writes of these images through the mount (fsync via the mount).
@@ -125,7 +89,7 @@ public final class Replicator: @unchecked Sendable {
                     try requireNoLostReplica(vm, store)
                     if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
                         update(vm.name) {
-                            $0.state = "initial replication scheduled"
+                            $0.state = .initialReplicationScheduled
                             $0.initialScheduledAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
                         }
                         continue
@@ -274,7 +238,7 @@ public final class Replicator: @unchecked Sendable {
         var copied: Int64 = 0
         let started = Self.now()
         let rateLimit = ProcessInfo.processInfo.environment["REPLICAFS_INITIAL_COPY_RATE"].flatMap(Double.init)
-        update(vm.name) { $0.state = "initial replication"; $0.initialPercent = Double(already) * 100 / Double(total) }
+        update(vm.name) { $0.state = .initialReplication; $0.initialPercent = Double(already) * 100 / Double(total) }
         var sources: [String: String] = [:]
         for j in journals { sources[j.name] = j.image.path }
         try store.seed(vm: vm.name, sources: sources, chains: chains) { n in
@@ -304,7 +268,7 @@ public final class Replicator: @unchecked Sendable {
         }
         let seconds = max(Self.now() - started, 0.001)
         update(vm.name) {
-            $0.state = "protected"
+            $0.state = .protected
             $0.initialPercent = 100
             $0.initialETASeconds = 0
             $0.initialScheduledAt = nil
@@ -361,7 +325,7 @@ public final class Replicator: @unchecked Sendable {
         }
         let pending = vm.disks.compactMap { disks.journal(named: $0)?.state.logBytes }.reduce(0, +)
         update(vm.name) {
-            $0.state = "protected"
+            $0.state = .protected
             $0.lastPoint = point.id
             $0.lastPointTime = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(cutTime) / 1e9))
             $0.lagSeconds = Self.now() - Double(cutTime) / 1e9
@@ -407,7 +371,7 @@ public final class Replicator: @unchecked Sendable {
 
     func update(_ vm: String, _ change: (inout VMState) -> Void) {
         stateLock.withLock {
-            var s = states[vm] ?? VMState(vm: vm, state: "initial replication", pendingBytes: 0)
+            var s = states[vm] ?? VMState(vm: vm, state: .initialReplication, pendingBytes: 0)
             change(&s)
             states[vm] = s
         }

@@ -35,15 +35,15 @@ struct JobsCommand: ParsableCommand {
             }
             guard let status = response.status else { continue }
             for v in status.vms {
-                if v.state == "resynchronizing" || v.state == "resync required" {
-                    jobs.append(Job(vm: v.vm, job: "resync", state: v.state == "resynchronizing" ? "running" : "waiting for the resync window",
+                if v.state == .resynchronizing || v.state == .resyncRequired {
+                    jobs.append(Job(vm: v.vm, job: "resync", state: v.state == .resynchronizing ? "running" : "waiting for the resync window",
                                     percent: v.resyncPercent, lastPoint: v.lastPoint, lastError: v.lastError))
                     continue
                 }
-                let initial = v.state.hasPrefix("initial replication")
+                let initial = v.state == .initialReplication || v.state == .initialReplicationScheduled
                 jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
                                 state: v.health == .critical ? "critical" : v.nextRetryAt.map { "retry at \($0)" }
-                                    ?? (v.state.hasSuffix("scheduled") ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected")),
+                                    ?? (v.state == .initialReplicationScheduled ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected")),
                                 percent: initial ? v.initialPercent : nil, mbPerSecond: initial ? v.initialMBps : nil,
                                 etaSeconds: initial ? v.initialETASeconds : nil, lastPoint: v.lastPoint, lastError: v.lastError))
             }

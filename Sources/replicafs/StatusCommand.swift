@@ -47,17 +47,17 @@ struct StatusCommand: ParsableCommand {
                 print("  \(i.name): \(i.size) bytes, log #\(i.sequence) \(i.records) records \(i.logBytes) bytes\(crash)\(err)")
             }
             for v in s.vms {
-                var pct = v.state == "initial replication" ? " \(Int(v.initialPercent ?? 0))%" : ""
-                if let eta = v.initialETASeconds, v.state == "initial replication" {
+                var pct = v.state == .initialReplication ? " \(Int(v.initialPercent ?? 0))%" : ""
+                if let eta = v.initialETASeconds, v.state == .initialReplication {
                     pct += String(format: " (%.1f MB/s, ETA %.0f s)", v.initialMBps ?? 0, eta)
                 }
                 if let at = v.initialScheduledAt { pct += " at \(at)" }
-                if v.state == "resynchronizing" { pct = " \(Int(v.resyncPercent ?? 0))%" }
+                if v.state == .resynchronizing { pct = " \(Int(v.resyncPercent ?? 0))%" }
                 if let why = v.resyncReason { pct += " (\(why))" }
                 let last = v.lastPoint.map { ", last point \($0) at \(v.lastPointTime ?? "?")" } ?? ""
                 let lag = v.lagSeconds.map { String(format: ", lag %.1f s", $0) } ?? ""
                 let err = v.lastError.map { ", LAST ERROR: \($0)" } ?? ""
-                print("  VM \(v.vm): \(v.state)\(pct)\(last)\(lag), \(v.pendingBytes) bytes pending\(err)")
+                print("  VM \(v.vm): \(v.state.rawValue)\(pct)\(last)\(lag), \(v.pendingBytes) bytes pending\(err)")
                 let retry = v.nextRetryInSeconds.map { String(format: ", retry %d in %.1f s at \(v.nextRetryAt ?? "?")", v.retryAttempt + 1, $0) } ?? ""
                 print("    health: \(v.health.rawValue)\(retry)")
                 for reason in v.healthReasons { print("      - \(reason)") }

@@ -125,8 +125,8 @@ struct RetryAndHealthTests {
         return ProtectedVM(name: name, disks: ["a.img"], target: "/srv/store", policy: policy)
     }
 
-    func state(_ tracker: HealthTracker, _ name: String, lastCut: Double?, now: Double) -> Replicator.VMState {
-        var s = Replicator.VMState(vm: name, state: "protected", pendingBytes: 0)
+    func state(_ tracker: HealthTracker, _ name: String, lastCut: Double?, now: Double) -> VMState {
+        var s = VMState(vm: name, state: .protected, pendingBytes: 0)
         tracker.annotate(&s, lastCut: lastCut, now: now)
         return s
     }
@@ -188,12 +188,12 @@ struct RetryAndHealthTests {
         // The failed cycle is a missed one (1 of 1 in the last hour).
         #expect(s.cyclesMissedLastHour == 1)
         // Once the replicator has the requirement, the state says why and what it waits for.
-        s = Replicator.VMState(vm: "v", state: "resync required", pendingBytes: 0)
+        s = VMState(vm: "v", state: .resyncRequired, pendingBytes: 0)
         s.resyncReason = "the target refused the logs (waiting for the resync window 18:30-06:00)"
         t.annotate(&s, lastCut: 1000, now: 1001)
         #expect(s.health == .warning && s.healthReasons.first == "resync required: the target refused the logs (waiting for the resync window 18:30-06:00)", "\(s.healthReasons)")
         #expect(s.healthReasons.filter { $0.hasPrefix("resync required") }.count == 1, "said once: \(s.healthReasons)")
-        s = Replicator.VMState(vm: "v", state: "resynchronizing", pendingBytes: 0)
+        s = VMState(vm: "v", state: .resynchronizing, pendingBytes: 0)
         s.resyncReason = "the target refused the logs"
         s.resyncPercent = 42.5
         t.annotate(&s, lastCut: 1000, now: 1001)
@@ -204,7 +204,7 @@ struct RetryAndHealthTests {
         #expect(s.retryAttempt == 0 && s.lastError == nil && !s.healthReasons.contains { $0.contains("resync") }, "\(s)")
         // A VM waiting for its window after a mount-time trigger, with no failed attempt, is in Warning too.
         let fresh = HealthTracker()
-        var w = Replicator.VMState(vm: "w", state: "resync required", pendingBytes: 0)
+        var w = VMState(vm: "w", state: .resyncRequired, pendingBytes: 0)
         w.resyncReason = "image a.img changed outside the mount (waiting for the resync window 18:30-06:00)"
         fresh.annotate(&w, lastCut: nil, now: 0)
         #expect(w.health == .warning && w.retryAttempt == 0 && w.nextRetryAt == nil && w.health.exitCode == 1)
