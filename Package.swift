@@ -11,6 +11,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // SHA-256 per block for resync (BoringSSL-backed on Linux).
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        // Daemon logs with timestamps and levels.
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         // YAML for recovery plan files.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
@@ -24,7 +26,7 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         // The system layer: typed wrappers over system calls (errno errors carrying the path),
         // the mount table, process spawning, the clock, the Unix socket.
-        .target(name: "ReplicaSystem", dependencies: ["CLinux"]),
+        .target(name: "ReplicaSystem", dependencies: ["CLinux", .product(name: "Logging", package: "swift-log")]),
         // The HRL change-log format: header, records, checksums, scanner, applier, direct writer,
         // zlib frames of shipped logs.
         .target(name: "ReplicaLog", dependencies: ["ReplicaSystem", "CLinux", "CZlib"]),

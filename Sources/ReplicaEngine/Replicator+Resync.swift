@@ -119,9 +119,10 @@ extension Replicator {
             }
         }
         resync.satisfied(vm.name, report: report)
-        FileHandle.standardError.write(Data(String(
-            format: "replicafs: %@: resync (%@) sent %lld of %lld bytes, compared %lld, in %.2f s\n",
-            vm.name, requirement.reason, report.bytesSent, report.diskBytes, report.bytesCompared, report.seconds).utf8))
+        DaemonLog.logger.info("""
+            \(vm.name): resync (\(requirement.reason)) sent \(report.bytesSent) of \(report.diskBytes) bytes, \
+            compared \(report.bytesCompared), in \(String(format: "%.2f", report.seconds)) s
+            """)
         // The first consistent point after the resync, at once rather than at the next tick.
         var point: RecoveryPoint?
         do {

@@ -140,7 +140,7 @@ public final class Replicator: @unchecked Sendable {
         let next = delay.map { String(format: "retry in %.1f s", $0) }
             ?? (failure.resync ? "a resync follows (window \(window), or now with `replicafs resync \(vm.name) --now`)"
                                : "not retried until `replicafs resume \(vm.name)`")
-        FileHandle.standardError.write(Data("replicafs: \(vm.name): replication failed (\(failure.reason)): \(failure.message); \(next)\n".utf8))
+        DaemonLog.logger.warning("\(vm.name): replication failed (\(failure.reason)): \(failure.message); \(next)")
     }
 
     /// A replica this daemon saw at the target and that is now gone is not seeded again on its
@@ -258,7 +258,7 @@ public final class Replicator: @unchecked Sendable {
         }
         // The store keeps the VM's disks and networks for failover without the primary.
         do { try VMMetadata(vm).save(store: store.root) } catch {
-            FileHandle.standardError.write(Data("replicafs: \(vm.name): cannot save vm.json at the target: \(error)\n".utf8))
+            DaemonLog.logger.error("\(vm.name): cannot save vm.json at the target: \(error)")
         }
         // Logs wholly before each chain's start are in the copy: they need not travel.
         for j in journals {
@@ -275,7 +275,7 @@ public final class Replicator: @unchecked Sendable {
             $0.lastError = nil
         }
         let how = resumed != nil ? "resumed at \(already) bytes and copied" : "copied"
-        FileHandle.standardError.write(Data("replicafs: \(vm.name): initial replication \(how) \(copied) bytes in \(String(format: "%.1f", seconds)) s\n".utf8))
+        DaemonLog.logger.info("\(vm.name): initial replication \(how) \(copied) bytes in \(String(format: "%.1f", seconds)) s")
     }
 
     /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.

@@ -113,7 +113,7 @@ public final class ResyncScheduler: @unchecked Sendable {
             // Without a replica yet, the initial copy (or its resume) covers it.
             if let store = try? TargetStore(root: vm.target), !store.hasVM(vm.name) { continue }
             require(vm.name, reason: reason)
-            FileHandle.standardError.write(Data("replicafs: \(vm.name): resync required: \(reason)\n".utf8))
+            DaemonLog.logger.warning("\(vm.name): resync required: \(reason)")
         }
     }
 

@@ -26,7 +26,7 @@ public struct FailoverDaemon {
     /// Mounts and serves until unmounted. `ready` is called once the mount is live, with the
     /// seconds opening and mounting took, or with the error that prevented it.
     public func run(ready: (Result<Double, Error>) -> Void) throws {
-        let signals = MountDaemon.blockStopSignals()
+        let signals = StopSignalWatcher()
         let started = Clock.nowNanos()
         let server: FailoverServer
         let control: ControlServer
@@ -93,22 +93,26 @@ public struct FailoverDaemon {
             throw error
         }
         control.start()
-        startReverseReplication(shipper)
-        MountDaemon.watchStopSignals(signals) { server.requestUnmount() }
+        let reverse = startReverseReplication(shipper)
+        signals.start { server.requestUnmount() }
         ready(.success(Double(Clock.nowNanos() - started) / 1e9))
         defer {
+            reverse.stop()
+            signals.stop()
             control.stop()
             registry.remove(server.mountpoint)
         }
         try server.run()
     }
 
-    /// Once reprotect has synced the original site, ships the reverse logs at its interval.
-    private func startReverseReplication(_ shipper: ReverseShipper) {
+    /// Once reprotect has synced the original site, ships the reverse logs at its interval,
+    /// until the returned flag is set.
+    private func startReverseReplication(_ shipper: ReverseShipper) -> StopFlag {
         let store = self.store, vm = self.vm
+        let stop = StopFlag()
         let thread = Thread {
             var last = Date()
-            while true {
+            while !stop.isStopped {
                 sleep(1)
                 guard let state = store.failoverState(vm) else { return }
                 guard state.reverseReady, !shipper.isPaused, let to = state.reverseTo,
@@ -117,12 +121,13 @@ public struct FailoverDaemon {
                 do {
                     try shipper.ship(to: to)
                 } catch {
-                    FileHandle.standardError.write(Data("replicafs: reverse replication of \(vm) to \(to): \(error)\n".utf8))
+                    DaemonLog.logger.error("reverse replication of \(vm) to \(to): \(error)")
                 }
             }
         }
         thread.name = "replicafs-reverse"
         thread.start()
+        return stop
     }
 
     static func status(_ server: FailoverServer, _ state: FailoverState, _ store: String) -> FailoverStatus {

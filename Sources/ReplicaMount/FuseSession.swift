@@ -1,4 +1,5 @@
 import CFuse
+import Synchronization
 import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
@@ -11,8 +12,10 @@ final class FuseSession: @unchecked Sendable {
     let mountpoint: String
     let options: MountOptions
     private var session: OpaquePointer?
-    /// Set once a clean unmount has been requested (unmount command or SIGTERM).
-    private(set) var unmountRequested = false
+    /// Set once a clean unmount has been requested (unmount command or SIGTERM): written by
+    /// the signal or control thread, read by the thread that runs the session loop.
+    private let unmountFlag = Atomic<Bool>(false)
+    var unmountRequested: Bool { unmountFlag.load(ordering: .acquiring) }
 
     init(mountpoint: String, options: MountOptions) {
         self.mountpoint = mountpoint
@@ -67,9 +70,9 @@ final class FuseSession: @unchecked Sendable {
     /// Asks the kernel to unmount (dirty pages are written back through us first). Returns
     /// an error text when the mount is busy; the daemon then keeps serving.
     func requestUnmount() -> String? {
-        unmountRequested = true
+        unmountFlag.store(true, ordering: .releasing)
         if let error = Unmounter.unmount(mountpoint) {
-            unmountRequested = false
+            unmountFlag.store(false, ordering: .releasing)
             return error
         }
         return nil

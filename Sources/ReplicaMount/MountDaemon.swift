@@ -82,7 +82,7 @@ public struct MountDaemon {
                 throw ReplicaError("mountpoint \(mp) holds a stale replicafs mount that cannot be cleaned up: \(error)")
             }
             registry.remove(mp)
-            FileHandle.standardError.write(Data("replicafs: cleaned up the stale mount at \(mp) left by a daemon that died\n".utf8))
+            DaemonLog.logger.notice("cleaned up the stale mount at \(mp) left by a daemon that died")
         }
         guard FileSystem.exists(mp) else { throw ReplicaError("mountpoint \(mp) does not exist") }
         guard FileSystem.isDirectory(mp) else { throw ReplicaError("mountpoint \(mp) is not a directory") }
@@ -90,35 +90,11 @@ public struct MountDaemon {
         return mp
     }
 
-    /// Blocks SIGTERM, SIGINT and SIGHUP in every thread (call before starting any) and returns
-    /// the set, for `watchStopSignals`.
-    static func blockStopSignals() -> sigset_t {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-        return signals
-    }
-
-    /// One thread waits for the stop signals and asks for a clean unmount at each.
-    static func watchStopSignals(_ signals: sigset_t, requestUnmount: @escaping @Sendable () -> String?) {
-        let thread = Thread {
-            var waitSet = signals
-            var sig: Int32 = 0
-            while sigwait(&waitSet, &sig) == 0 {
-                if let problem = requestUnmount() {
-                    FileHandle.standardError.write(Data("replicafs: signal \(sig): not stopping: \(problem)\n".utf8))
-                }
-            }
-        }
-        thread.start()
-    }
-
     /// Mounts and serves until unmounted. `ready` is called once the mount is live (or with
     /// the error that prevented it). SIGTERM, SIGINT and SIGHUP unmount cleanly.
     public func run(ready: (Error?) -> Void) throws {
         // Block the stop signals in every thread; one thread waits for them.
-        let signals = Self.blockStopSignals()
+        let signals = StopSignalWatcher()
 
         let server: FuseServer
         let control: ControlServer
@@ -143,9 +119,10 @@ public struct MountDaemon {
         }
         control.start()
         replicator.start()
-        Self.watchStopSignals(signals) { server.requestUnmount() }
+        signals.start { server.requestUnmount() }
         ready(nil)
         defer {
+            signals.stop()
             replicator.stop()
             control.stop()
             registry.remove(mp)

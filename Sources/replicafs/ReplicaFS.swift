@@ -17,6 +17,7 @@ struct ReplicaFS: ParsableCommand {
     /// Operator errors print as one line, `replicafs: <problem>`, and exit 1; usage errors
     /// keep ArgumentParser's help text.
     static func main() {
+        DaemonLog.bootstrap()
         do {
             var command = try parseAsRoot()
             try command.run()
