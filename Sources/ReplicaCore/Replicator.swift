@@ -259,6 +259,8 @@ public final class Replicator: @unchecked Sendable {
             try flushImages(vm.disks)
             _ = try disks.rotate(only: Set(vm.disks))
             for j in journals {
+                // The copy starts the chain afresh: an earlier break is in it.
+                j.restartChain()
                 let active = j.activeLog
                 chains[j.name] = (active.chain, active.firstLSN)
                 // Writes logged before the cut must be in the image before the copy reads it.
@@ -330,6 +332,12 @@ public final class Replicator: @unchecked Sendable {
             }
         }
         let rotation = try disks.rotate(only: Set(vm.disks))
+        // The cut checked each log and image: with a log lost or an image changed from
+        // outside, these logs miss changes, and a point made from them would be wrong.
+        if let broken = vm.disks.lazy.compactMap({ self.disks.journal(named: $0)?.chainBreak }).first {
+            resync.require(vm.name, reason: broken)
+            throw ReplicaError("VM \(vm.name): no point made: \(broken); a resync makes the next point", kind: .resyncRequired)
+        }
         var logs: [String: [String]] = [:]
         for disk in vm.disks {
             guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)", kind: .nonRecoverable) }

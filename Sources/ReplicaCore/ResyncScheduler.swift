@@ -60,6 +60,12 @@ public final class ResyncScheduler: @unchecked Sendable {
         var mtimeNanos: Int64
         var inode: UInt64
 
+        init(size: Int64, mtimeNanos: Int64, inode: UInt64) {
+            self.size = size
+            self.mtimeNanos = mtimeNanos
+            self.inode = inode
+        }
+
         init(_ st: stat) {
             size = Int64(st.st_size)
             mtimeNanos = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
@@ -115,8 +121,33 @@ public final class ResyncScheduler: @unchecked Sendable {
     }
 
     /// Records every image's fingerprint; called once writes have stopped at clean shutdown.
+    /// An image whose chain broke (its log deleted, the image changed outside the mount) gets
+    /// no fingerprint of its changed state: its VMs are marked for a resync, kept on disk, and
+    /// its recorded fingerprint is one no image matches, so the next mount sees the change too.
     func recordFingerprints(_ disks: DiskSet) {
-        Self.recordFingerprints(disksDir: disksDir, images: disks.images.map(\.name))
+        var intact: [String] = []
+        var broken: [String: String] = [:]
+        for j in disks.images {
+            if let reason = j.chainBreak ?? j.checkChainNow() { broken[j.name] = reason } else { intact.append(j.name) }
+        }
+        Self.recordFingerprints(disksDir: disksDir, images: intact)
+        guard !broken.isEmpty else { return }
+        Self.forgetFingerprints(disksDir: disksDir, images: Array(broken.keys))
+        for vm in ProtectedVM.all(disksDir: disksDir) {
+            guard let reason = vm.disks.compactMap({ broken[$0] }).first else { continue }
+            require(vm.name, reason: reason)
+            FileHandle.standardError.write(Data("replicafs: \(vm.name): resync required: \(reason)\n".utf8))
+        }
+    }
+
+    /// Records, for `images`, a fingerprint no image matches: the next open sees them as changed.
+    static func forgetFingerprints(disksDir: String, images: [String]) {
+        let path = disksDir + "/.replicafs/fingerprints.json"
+        var all = (try? FileSystem.readFile(path)).flatMap { try? JSONDecoder().decode([String: Fingerprint].self, from: Data($0)) } ?? [:]
+        for name in images { all[name] = Fingerprint(size: -1, mtimeNanos: -1, inode: 0) }
+        guard let data = try? JSONEncoder().encode(all) else { return }
+        try? FileSystem.mkdirs(disksDir + "/.replicafs")
+        try? data.withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
     }
 
     /// Records the fingerprints of `images` in `disksDir` (the others recorded are kept): for
