@@ -72,7 +72,7 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
         } else if let n = Double(text) {
             value = n
         } else {
-            throw ReplicaError("bad \(what) '\(text)': use continuous, 30s, 5m, 15m, 2h or seconds")
+            throw ReplicaError("bad duration '\(text)'\(what == "duration" ? "" : " for " + what): use continuous, 30s, 5m, 15m, 2h or seconds")
         }
         return try TimeLimits.checkDuration(value, what, text: text)
     }

@@ -21,10 +21,10 @@ public enum TimeLimits {
     /// at most `maxDurationSeconds`.
     public static func checkDuration(_ seconds: Double, _ what: String, text: String) throws -> Double {
         guard seconds.isFinite, seconds >= 0 else {
-            throw ReplicaError("bad \(what) '\(text)': a duration must be a finite number of seconds, not negative")
+            throw ReplicaError("bad duration '\(text)' for \(what): it must be a finite number of seconds, not negative")
         }
         guard seconds <= maxDurationSeconds else {
-            throw ReplicaError("bad \(what) '\(text)': longer than the limit of 100 years")
+            throw ReplicaError("bad duration '\(text)' for \(what): longer than the limit of 100 years")
         }
         return seconds
     }
