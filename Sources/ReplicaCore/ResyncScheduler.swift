@@ -135,6 +135,8 @@ public final class ResyncScheduler: @unchecked Sendable {
         Self.forgetFingerprints(disksDir: disksDir, images: Array(broken.keys))
         for vm in ProtectedVM.all(disksDir: disksDir) {
             guard let reason = vm.disks.compactMap({ broken[$0] }).first else { continue }
+            // Without a replica yet, the initial copy (or its resume) covers it.
+            if let store = try? TargetStore(root: vm.target), !store.hasVM(vm.name) { continue }
             require(vm.name, reason: reason)
             FileHandle.standardError.write(Data("replicafs: \(vm.name): resync required: \(reason)\n".utf8))
         }
