@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         // Daemon logs with timestamps and levels.
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // Running hooks and plan commands.
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
         // YAML for recovery plan files.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
@@ -26,7 +28,10 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         // The system layer: typed wrappers over system calls (errno errors carrying the path),
         // the mount table, process spawning, the clock, the Unix socket.
-        .target(name: "ReplicaSystem", dependencies: ["CLinux", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "ReplicaSystem", dependencies: [
+            "CLinux", .product(name: "Logging", package: "swift-log"),
+            .product(name: "Subprocess", package: "swift-subprocess"),
+        ]),
         // The HRL change-log format: header, records, checksums, scanner, applier, direct writer,
         // zlib frames of shipped logs.
         .target(name: "ReplicaLog", dependencies: ["ReplicaSystem", "CLinux", "CZlib"]),
@@ -60,7 +65,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
-        .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaSystem", "ReplicaEngine", "replicafs"]),
+        .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaEngine", "replicafs"]),
     ],
     swiftLanguageModes: [.v6]
 )

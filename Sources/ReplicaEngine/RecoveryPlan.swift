@@ -80,7 +80,8 @@ public struct RecoveryPlan: Sendable, Equatable {
     static func validPoint(_ text: String) -> Bool {
         if text == "latest" || text == "latest-app" { return true }
         if let id = Int(text), id > 0 { return true }
-        return ISO8601DateFormatter().date(from: text) != nil
+        guard let date = ISO8601DateFormatter().date(from: text) else { return false }
+        return (try? TimeLimits.checkTime(date.timeIntervalSince1970, text: text)) != nil
     }
 
     /// Walks the YAML node tree so that every error can name its line.
@@ -142,6 +143,10 @@ public struct RecoveryPlan: Sendable, Equatable {
         }
 
         public mutating func plan(_ text: String) throws -> RecoveryPlan {
+            // Before composing: Yams recurses once per level and would overflow the stack.
+            if let line = YAMLDepthLimit.firstTooDeepLine(text) {
+                throw ReplicaError("\(source):\(line): nested deeper than \(YAMLDepthLimit.maxDepth) levels: not a recovery plan")
+            }
             let root: Node
             do {
                 guard let node = try Yams.compose(yaml: text) else { throw fail(nil, "the plan is empty") }

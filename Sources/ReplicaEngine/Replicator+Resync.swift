@@ -94,6 +94,8 @@ extension Replicator {
             _ = try disks.rotate(only: Set(vm.disks))
             var sources: [String: String] = [:]
             for j in journals {
+                // The new chain starts at this cut and the copy covers all before it.
+                j.restartChain()
                 let active = j.activeLog
                 chains[j.name] = (active.chain, active.firstLSN)
                 j.waitForWrites(before: active.firstLSN)

@@ -59,7 +59,12 @@ public final class Replicator: @unchecked Sendable {
         stop()
         cycleLock.withLock {}
         reaper.drain()
-        resync.recordFingerprints(disks)
+        do {
+            try resync.recordFingerprints(disks)
+        } catch {
+            // Without a fingerprint the next mount cannot tell an image changed while unmounted.
+            DaemonLog.logger.error("cannot record the images' fingerprints at shutdown: \(error)")
+        }
     }
 
     public var vmStates: [VMState] {
@@ -227,6 +232,8 @@ public final class Replicator: @unchecked Sendable {
             try flushImages(vm.disks)
             _ = try disks.rotate(only: Set(vm.disks))
             for j in journals {
+                // The copy starts the chain afresh: an earlier break is in it.
+                j.restartChain()
                 let active = j.activeLog
                 chains[j.name] = (active.chain, active.firstLSN)
                 // Writes logged before the cut must be in the image before the copy reads it.
@@ -298,6 +305,12 @@ public final class Replicator: @unchecked Sendable {
             }
         }
         let rotation = try disks.rotate(only: Set(vm.disks))
+        // The cut checked each log and image: with a log lost or an image changed from
+        // outside, these logs miss changes, and a point made from them would be wrong.
+        if let broken = vm.disks.lazy.compactMap({ self.disks.journal(named: $0)?.chainBreak }).first {
+            resync.require(vm.name, reason: broken)
+            throw ReplicaError("VM \(vm.name): no point made: \(broken); a resync makes the next point", kind: .resyncRequired)
+        }
         var logs: [String: [String]] = [:]
         for disk in vm.disks {
             guard let j = disks.journal(named: disk) else { throw ReplicaError("disk \(disk) of VM \(vm.name) is not in \(disks.directory)", kind: .nonRecoverable) }
@@ -378,13 +391,17 @@ public final class Replicator: @unchecked Sendable {
     }
 
     /// Runs a quiesce or thaw command with a 60 s timeout; a failure or timeout is an error.
+    /// Its output goes to the daemon log.
     static func runHook(_ command: String, what: String) throws {
-        let status: Int32
+        let result: CapturedCommand
         do {
-            status = try Subprocess.run(command, timeout: 60)
+            result = try CapturedCommand.shell(command, timeout: 60)
         } catch {
             throw ReplicaError("\(what) command failed: \(error)")
         }
-        guard status == 0 else { throw ReplicaError("\(what) command failed with status \(status): \(command)") }
+        for line in (result.stdout + result.stderr).split(separator: "\n") where !line.isEmpty {
+            DaemonLog.logger.info("\(what) command: \(line)")
+        }
+        guard result.ok else { throw ReplicaError("\(what) command failed with status \(result.status): \(command)") }
     }
 }

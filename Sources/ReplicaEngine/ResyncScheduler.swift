@@ -63,6 +63,12 @@ public final class ResyncScheduler: @unchecked Sendable {
         var mtimeNanos: Int64
         var inode: UInt64
 
+        init(size: Int64, mtimeNanos: Int64, inode: UInt64) {
+            self.size = size
+            self.mtimeNanos = mtimeNanos
+            self.inode = inode
+        }
+
         public init(_ st: stat) {
             size = Int64(st.st_size)
             mtimeNanos = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
@@ -118,19 +124,46 @@ public final class ResyncScheduler: @unchecked Sendable {
     }
 
     /// Records every image's fingerprint; called once writes have stopped at clean shutdown.
-    public func recordFingerprints(_ disks: DiskSet) {
-        Self.recordFingerprints(disksDir: disksDir, images: disks.images.map(\.name))
+    /// An image whose chain broke (its log deleted, the image changed outside the mount) gets
+    /// no fingerprint of its changed state: its VMs are marked for a resync, kept on disk, and
+    /// its recorded fingerprint is one no image matches, so the next mount sees the change too.
+    public func recordFingerprints(_ disks: DiskSet) throws {
+        var intact: [String] = []
+        var broken: [String: String] = [:]
+        for j in disks.images {
+            if let reason = j.chainBreak ?? j.checkChainNow() { broken[j.name] = reason } else { intact.append(j.name) }
+        }
+        try Self.recordFingerprints(disksDir: disksDir, images: intact)
+        guard !broken.isEmpty else { return }
+        try Self.forgetFingerprints(disksDir: disksDir, images: Array(broken.keys))
+        for vm in ProtectedVM.all(disksDir: disksDir) {
+            guard let reason = vm.disks.compactMap({ broken[$0] }).first else { continue }
+            // Without a replica yet, the initial copy (or its resume) covers it.
+            if let store = try? TargetStore(root: vm.target), !store.hasVM(vm.name) { continue }
+            require(vm.name, reason: reason)
+            DaemonLog.logger.warning("\(vm.name): resync required: \(reason)")
+        }
+    }
+
+    /// Records, for `images`, a fingerprint no image matches: the next open sees them as changed.
+    static func forgetFingerprints(disksDir: String, images: [String]) throws {
+        let path = disksDir + "/.replicafs/fingerprints.json"
+        var all = (try? FileSystem.readFile(path)).flatMap { try? JSONDecoder().decode([String: Fingerprint].self, from: Data($0)) } ?? [:]
+        for name in images { all[name] = Fingerprint(size: -1, mtimeNanos: -1, inode: 0) }
+        let data = try JSONEncoder().encode(all)
+        try FileSystem.mkdirs(disksDir + "/.replicafs")
+        try data.withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
     }
 
     /// Records the fingerprints of `images` in `disksDir` (the others recorded are kept): for
     /// whoever wrote them with the replica's knowledge, as a failback does.
-    public static func recordFingerprints(disksDir: String, images: [String]) {
+    public static func recordFingerprints(disksDir: String, images: [String]) throws {
         let path = disksDir + "/.replicafs/fingerprints.json"
         var all = (try? FileSystem.readFile(path)).flatMap { try? JSONDecoder().decode([String: Fingerprint].self, from: Data($0)) } ?? [:]
-        for name in images { if let st = try? FileSystem.stat(disksDir + "/" + name) { all[name] = Fingerprint(st) } }
-        guard let data = try? JSONEncoder().encode(all) else { return }
-        try? FileSystem.mkdirs(disksDir + "/.replicafs")
-        try? data.withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
+        for name in images { all[name] = Fingerprint(try FileSystem.stat(disksDir + "/" + name)) }
+        let data = try JSONEncoder().encode(all)
+        try FileSystem.mkdirs(disksDir + "/.replicafs")
+        try data.withUnsafeBytes { try FileSystem.writeAtomically(path, $0) }
     }
 
     /// The VM's requirement; one whose file is gone (`unprotect` removes it) is forgotten.
@@ -148,9 +181,13 @@ public final class ResyncScheduler: @unchecked Sendable {
             r.now = r.now || now
             requirements[vm] = r
             if now { lastAttempt[vm] = nil }
-            try? FileSystem.mkdirs(directory)
-            if let data = try? JSONEncoder().encode(r) {
-                try? data.withUnsafeBytes { try FileSystem.writeAtomically(directory + "/" + vm + ".json", $0) }
+            do {
+                try FileSystem.mkdirs(directory)
+                let data = try JSONEncoder().encode(r)
+                try data.withUnsafeBytes { try FileSystem.writeAtomically(directory + "/" + vm + ".json", $0) }
+            } catch {
+                // Held in memory until this daemon stops; a restart would forget it.
+                DaemonLog.logger.error("\(vm): cannot save the resync requirement (\(reason)): \(error)")
             }
         }
     }
@@ -160,7 +197,12 @@ public final class ResyncScheduler: @unchecked Sendable {
         lock.withLock {
             requirements[vm] = nil
             reports[vm] = report
-            try? FileSystem.remove(directory + "/" + vm + ".json")
+            do {
+                try FileSystem.remove(directory + "/" + vm + ".json")
+            } catch {
+                // Left behind, it makes the next daemon resync once more: safe, but say so.
+                DaemonLog.logger.error("\(vm): cannot remove the satisfied resync requirement: \(error)")
+            }
         }
     }
 

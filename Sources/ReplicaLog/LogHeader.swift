@@ -78,8 +78,19 @@ public struct LogHeader: Equatable, Sendable {
               let name = String(validating: r.slice(66, nameLength), as: UTF8.self) else {
             throw ReplicaError("\(path): corrupt HRL header (bad image name)")
         }
-        return LogHeader(imageName: name, chainID: r.slice(48, 16), sequence: r.get(UInt64.self, at: 16),
-                         firstLSN: r.get(UInt64.self, at: 24), createdNanos: r.get(UInt64.self, at: 32),
-                         imageSize: r.get(UInt64.self, at: 40))
+        let header = LogHeader(imageName: name, chainID: r.slice(48, 16), sequence: r.get(UInt64.self, at: 16),
+                               firstLSN: r.get(UInt64.self, at: 24), createdNanos: r.get(UInt64.self, at: 32),
+                               imageSize: r.get(UInt64.self, at: 40))
+        // Valid checksums around absurd numbers: a crafted header, refused before any arithmetic.
+        guard header.sequence >= 1, header.sequence <= LogLimits.maxCounter else {
+            throw ReplicaError("\(path): corrupt HRL header (sequence \(header.sequence) out of range 1...\(LogLimits.maxCounter))")
+        }
+        guard header.firstLSN >= 1, header.firstLSN <= LogLimits.maxCounter else {
+            throw ReplicaError("\(path): corrupt HRL header (first LSN \(header.firstLSN) out of range 1...\(LogLimits.maxCounter))")
+        }
+        guard header.imageSize <= LogLimits.maxImageBytes else {
+            throw ReplicaError("\(path): corrupt HRL header (image size \(header.imageSize) beyond \(LogLimits.maxImageBytes))")
+        }
+        return header
     }
 }

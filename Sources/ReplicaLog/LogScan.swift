@@ -125,6 +125,11 @@ public enum LogScanner {
                 tail = .corrupt(offset: Int64(pos), reason: "record LSN \(rh.lsn) where \(lsn) was expected")
                 break
             }
+            if let problem = fieldProblem(rh) {
+                // Checksums verify, so this is no tear: a crafted or miswritten record.
+                tail = .corrupt(offset: Int64(pos), reason: problem)
+                break
+            }
             switch rh.type {
             case .write:
                 ranges.insert(rh.offset..<(rh.offset + rh.extent))
@@ -136,13 +141,13 @@ public enum LogScanner {
                 sizes.append(rh.offset)
                 writeEnd = 0
             case .marker:
-                guard let m = Marker.decode(data) else {
+                guard let m = Marker.decode(data), m.cutID <= LogLimits.maxCounter else {
                     tail = .corrupt(offset: Int64(pos), reason: "unreadable marker")
                     break
                 }
                 markers.append((rh.lsn, m))
             case .seal:
-                guard let s = Seal.decode(data), s.recordCount == count else {
+                guard let s = Seal.decode(data), s.recordCount == count, s.cutID <= LogLimits.maxCounter else {
                     tail = .corrupt(offset: Int64(pos), reason: "seal record does not match the log")
                     break
                 }
@@ -163,6 +168,19 @@ public enum LogScanner {
         return LogScan(path: path, header: header, fileSize: Int64(size), validEnd: validEnd, recordCount: count,
                        dataBytes: dataBytes, nextLSN: lsn, seal: seal, markers: markers, ranges: ranges,
                        tail: tail, sizeChanges: sizes, writeEndAfterLastSize: writeEnd)
+    }
+
+    /// Why a record's numbers are out of range (see `LogLimits`), or nil when they are not.
+    static func fieldProblem(_ rh: RecordHeader) -> String? {
+        if rh.lsn > LogLimits.maxCounter { return "record LSN \(rh.lsn) beyond \(LogLimits.maxCounter)" }
+        switch rh.type {
+        case .write, .zero:
+            return LogLimits.rangeProblem(offset: rh.offset, length: rh.extent).map { "\(rh.type) record: \($0)" }
+        case .setSize:
+            return rh.offset > LogLimits.maxImageBytes ? "set-size record: size \(rh.offset) beyond the largest image size \(LogLimits.maxImageBytes)" : nil
+        case .marker, .seal:
+            return nil
+        }
     }
 
     /// True when a valid record header starts somewhere in `from..<end` (searched up to one maximal record).

@@ -88,6 +88,7 @@ extension FuseServer {
                     }
                     if rc != 0 { throw SystemError.current("utimens", fd.path) }
                 }
+                if toSet & ~FUSE_SET_ATTR_SIZE != 0 { journal.noteAttributeChange() }
                 var st = try server.attributes(ino)
                 fuse_reply_attr(req, &st, FuseServer.stableTimeout)
             } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,15 +20,11 @@ public enum Unmounter {
             if e == EBUSY { return "\(mountpoint) is busy (files open, or a loop device attached): close them first" }
             return "cannot unmount \(mountpoint): \(String(cString: strerror(e)))"
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/fusermount3")
-        p.arguments = lazy ? ["-u", "-z", mountpoint] : ["-u", mountpoint]
-        let err = Pipe()
-        p.standardError = err
-        do { try p.run() } catch { return "cannot run fusermount3: \(error)" }
-        p.waitUntilExit()
-        if p.terminationStatus == 0 { return nil }
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let argv = ["/bin/fusermount3", "-u"] + (lazy ? ["-z"] : []) + [mountpoint]
+        let result: CapturedCommand
+        do { result = try CapturedCommand.run(argv, timeout: 30) } catch { return "cannot run fusermount3: \(error)" }
+        if result.ok { return nil }
+        let text = result.stderr
         return text.split(separator: "\n").first.map(String.init) ?? "fusermount3 failed for \(mountpoint)"
     }
 }

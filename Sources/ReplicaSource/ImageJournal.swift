@@ -30,6 +30,8 @@ public final class ImageJournal: @unchecked Sendable {
     var beforeImageWrite: (@Sendable () -> Void)?
     /// Set when the log and the image no longer agree (a logged write failed on the image).
     private var divergence: String?
+    /// What the mount's own changes left the image and log like, checked at each cut.
+    let integrity: ChainIntegrity
     /// Log bytes between early writeback starts (see `write`).
     static let logWritebackChunk: Int64 = 16 << 20
     /// Image writes at least this large (sequential streams, write-back of the kernel's cache)
@@ -43,6 +45,7 @@ public final class ImageJournal: @unchecked Sendable {
         self.chainID = log.header.chainID
         self.log = log
         self.recoveredFromCrash = recoveredFromCrash
+        self.integrity = ChainIntegrity(image: image)
     }
 
     deinit { image.close() }
@@ -83,6 +86,7 @@ public final class ImageJournal: @unchecked Sendable {
         }
 
         lock.lock()
+        if failure == nil { integrity.noteChange(extendingTo: range.upperBound) }
         inFlight.remove(at: inFlight.firstIndex { $0.lsn == lsn && $0.range == range }!)
         if let failure {
             // The image did not take the write: take it back out of the log if nothing follows
@@ -107,6 +111,7 @@ public final class ImageJournal: @unchecked Sendable {
         try log.appendSetSize(UInt64(size))
         do {
             try image.truncate(to: size)
+            integrity.noteSize(size)
         } catch {
             try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
             throw error
@@ -133,6 +138,7 @@ public final class ImageJournal: @unchecked Sendable {
         }
         do {
             try image.fallocate(mode: mode, offset: offset, length: length)
+            integrity.noteChange(extendingTo: mode & RFS_FALLOC_KEEP_SIZE == 0 ? offset + length : nil)
         } catch {
             try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
             throw error
@@ -200,6 +206,11 @@ public final class ImageJournal: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` under the lock with the active log and whether image writes are in flight.
+    func withActiveLog<T>(_ body: (ChangeLog, Bool) -> T) -> T {
+        lock.withLock { body(log, !inFlight.isEmpty) }
+    }
+
     // MARK: rotation, driven by DiskSet with every journal's lock held
 
     func lockForCut() { lock.lock() }
@@ -208,6 +219,8 @@ public final class ImageJournal: @unchecked Sendable {
     /// Seals the active log at cut `cutID` and opens the next one. Caller holds the lock.
     func cutLocked(cutID: UInt64, reason: Seal.Reason) throws -> ChangeLog {
         let old = log
+        // A log deleted or an image changed from outside breaks the chain: noted, kept until a resync.
+        integrity.check(image: image, log: old, writesInFlight: !inFlight.isEmpty)
         let next = try ChangeLog.create(
             path: directory + "/" + LogName.make(image: name, sequence: old.header.sequence + 1),
             header: LogHeader(imageName: name, chainID: chainID, sequence: old.header.sequence + 1,

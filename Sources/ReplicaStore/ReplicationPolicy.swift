@@ -58,17 +58,44 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
             }
             return next.timeIntervalSince1970
         }
-        if let date = ISO8601DateFormatter().date(from: text) { return date.timeIntervalSince1970 }
+        if let date = ISO8601DateFormatter().date(from: text) { return try TimeLimits.checkTime(date.timeIntervalSince1970, text: text) }
         throw ReplicaError("bad --initial time '\(text)': use now, HH:MM or an ISO-8601 time such as 2026-11-23T18:30:00Z")
     }
 
-    /// Parses "continuous", "30s", "5m", "15m", "2h", "1d" or plain seconds.
-    public static func seconds(_ text: String) throws -> Double {
+    /// Parses "continuous", "30s", "5m", "15m", "2h", "1d" or plain seconds; `what` names the
+    /// option in errors. Refuses infinity, NaN, negative numbers and more than 100 years.
+    public static func seconds(_ text: String, what: String = "duration") throws -> Double {
         if text == "continuous" { return 0 }
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        if let last = text.last, let unit = units[last], let n = Double(text.dropLast()), n >= 0 { return n * unit }
-        if let n = Double(text), n >= 0 { return n }
-        throw ReplicaError("bad duration '\(text)': use continuous, 30s, 5m, 15m, 2h or seconds")
+        let value: Double
+        if let last = text.last, let unit = units[last], let n = Double(text.dropLast()) {
+            value = n * unit
+        } else if let n = Double(text) {
+            value = n
+        } else {
+            throw ReplicaError("bad duration '\(text)'\(what == "duration" ? "" : " for " + what): use continuous, 30s, 5m, 15m, 2h or seconds")
+        }
+        return try TimeLimits.checkDuration(value, what, text: text)
+    }
+
+    /// Checks every duration and time of the policy (what `protect` saves, so nothing out of
+    /// range is ever stored): finite, not negative, within `TimeLimits`.
+    public func validate() throws {
+        func check(_ value: Double?, _ what: String) throws {
+            guard let value else { return }
+            _ = try TimeLimits.checkDuration(value, what, text: String(value))
+        }
+        try check(copyFrequency, "--copy-frequency")
+        try check(retention, "--retention")
+        try check(appConsistentEvery, "--app-consistent-every")
+        try check(rpo, "--rpo")
+        if let initialAt { _ = try TimeLimits.checkTime(initialAt, text: String(initialAt)) }
+        if let retryTimeScale, !(retryTimeScale.isFinite && retryTimeScale > 0) {
+            throw ReplicaError("bad retry time scale \(retryTimeScale): use a number above 0")
+        }
+        if let resyncThreshold, !(resyncThreshold.isFinite && resyncThreshold > 0) {
+            throw ReplicaError("bad --resync-threshold \(resyncThreshold): use a percent of the disk size, above 0")
+        }
     }
 }
 

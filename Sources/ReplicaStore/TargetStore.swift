@@ -284,7 +284,9 @@ public final class TargetStore: Sendable {
         try withLock(vm, exclusive: true) {
             var catalog = try StoreCatalog.load(catalogPath(vm))
             guard let latest = catalog.points.last else { return [] }
-            let cutoff = nowNanos > UInt64(retentionSeconds * 1e9) ? nowNanos - UInt64(retentionSeconds * 1e9) : 0
+            // Clamped: a stored retention of any size (or NaN) must not trap the daemon.
+            let keep = TimeLimits.clampedNanos(seconds: retentionSeconds)
+            let cutoff = nowNanos > keep ? nowNanos - keep : 0
             // A failover in progress keeps its point and every later one.
             let keepFrom = failoverState(vm)?.point.id ?? Int.max
             let expired = catalog.points.filter { $0.timeNanos < cutoff && $0.id != latest.id && $0.id < keepFrom }.map(\.id)

@@ -1,12 +1,15 @@
 import Foundation
+import Subprocess
+import Synchronization
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Runs a program with its output captured, for recovery plan steps: a group's hooks and the
-/// per-VM `replicafs failover|failback` runs, whose last stderr line becomes the report's error.
-/// Output goes through temporary files, not pipes, and only the direct child is waited for: a
-/// failover forks a mount daemon that keeps the descriptors open long after the command ends.
+/// Runs a program with its output captured (swift-subprocess), for the commands an operator
+/// hands ReplicaFS: quiesce and thaw hooks, a recovery plan's pre and post commands. Output
+/// goes through temporary files, not pipes, and only the direct child is waited for: a hook
+/// may start a background process that keeps the descriptors open long after it ends.
 public struct CapturedCommand: Sendable {
     public var status: Int32
     public var stdout: String
@@ -26,12 +29,17 @@ public struct CapturedCommand: Sendable {
 
     /// Runs `/bin/sh -c command`.
     public static func shell(_ command: String, timeout: Double?) throws -> CapturedCommand {
-        try run(["/bin/sh", "-c", command], timeout: timeout)
+        try run(["/bin/sh", "-c", command], timeout: timeout, describedAs: "'\(command)'")
     }
 
     /// Runs `argv` (argv[0] is the program's path); throws when it cannot start or runs past
     /// `timeout` seconds (then it is killed).
     public static func run(_ argv: [String], timeout: Double?) throws -> CapturedCommand {
+        try run(argv, timeout: timeout, describedAs: "'\(argv.joined(separator: " "))'")
+    }
+
+    private static func run(_ argv: [String], timeout: Double?, describedAs what: String) throws -> CapturedCommand {
+        guard let program = argv.first else { throw ReplicaError("nothing to run") }
         var template = Array("/tmp/replicafs-cmd-XXXXXX".utf8CString)
         guard let dirPtr = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SystemError.current("mkdtemp", "/tmp")
@@ -42,34 +50,54 @@ public struct CapturedCommand: Sendable {
             unlink(dir + "/err")
             rmdir(dir)
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, dir + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, dir + "/err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { cargs.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, cargs, environ)
-        guard rc == 0 else { throw ReplicaError("cannot run \(argv[0]): \(String(cString: strerror(rc)))") }
-        let deadline = timeout.map { Date().addingTimeInterval($0) }
-        var status: Int32 = 0
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if r < 0 && errno != EINTR { throw SystemError.current("waitpid", argv[0]) }
-            if let deadline, Date() > deadline {
-                kill(pid, SIGKILL)
-                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                throw ReplicaError("'\(argv.joined(separator: " "))' timed out after \(Int(timeout ?? 0)) s")
+        let out = try SystemPackage.FileDescriptor.open(FilePath(dir + "/out"), .writeOnly, options: [.create, .truncate],
+                                                        permissions: [.ownerReadWrite])
+        let err = try SystemPackage.FileDescriptor.open(FilePath(dir + "/err"), .writeOnly, options: [.create, .truncate],
+                                                        permissions: [.ownerReadWrite])
+        let arguments = Arguments(Array(argv.dropFirst()))
+        let status: Int32 = try Self.blocking {
+            try await withThrowingTaskGroup(of: Int32?.self) { group in
+                group.addTask {
+                    let result = try await Subprocess.run(
+                        .path(FilePath(program)), arguments: arguments, input: .none,
+                        output: .fileDescriptor(out, closeAfterSpawningProcess: true),
+                        error: .fileDescriptor(err, closeAfterSpawningProcess: true))
+                    switch result.terminationStatus {
+                    case .exited(let code): return Int32(code)
+                    case .signaled(let signal): return 128 + Int32(signal)
+                    }
+                }
+                if let timeout {
+                    group.addTask {
+                        try await Task.sleep(nanoseconds: UInt64(max(0, timeout) * 1e9))
+                        return nil
+                    }
+                }
+                // The first to finish decides; cancelling the other kills a command still running.
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                guard let first else { throw ReplicaError("\(what) timed out after \(Int(timeout ?? 0)) s") }
+                return first
             }
-            usleep(5_000)
         }
         let read = { (name: String) in
             String(decoding: (try? FileSystem.readFile(dir + "/" + name)) ?? [], as: UTF8.self)
         }
-        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return CapturedCommand(status: exit, stdout: read("out"), stderr: read("err"))
+        return CapturedCommand(status: status, stdout: read("out"), stderr: read("err"))
+    }
+
+    /// Runs `body` on a task of its own and waits for it on this thread. For the engine's
+    /// threads (replication, plans), never for a FUSE callback or a task of the cooperative pool.
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let outcome = Mutex<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.withLock { $0! }.get()
     }
 }

@@ -111,7 +111,7 @@ struct FailbackCommand: ParsableCommand {
             (point, _) = try store.rebase(vm: vm, sources: sources, blockSize: blockSize)
             // The disks were written here, not through a mount: that is not a change behind
             // the replica's back (the rebase made the replica equal them).
-            ResyncScheduler.recordFingerprints(disksDir: destination, images: state.disks)
+            try ResyncScheduler.recordFingerprints(disksDir: destination, images: state.disks)
             if !ProtectedVM.all(disksDir: destination).contains(where: { $0.name == vm }) {
                 // Failing back to a new location: protection goes with the disks.
                 try ProtectedVM(name: vm, disks: state.disks, target: store.root, policy: ReplicationPolicy()).save(disksDir: destination)

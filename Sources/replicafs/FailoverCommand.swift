@@ -122,7 +122,7 @@ func storeHolding(_ vm: String, target: String) throws -> TargetStore {
 /// Parses `--point`: an id, latest, latest-app, or a time (the last point at or before it).
 func pointSelector(_ text: String, store: TargetStore, vm: String) throws -> TargetStore.PointSelector {
     if let date = ISO8601DateFormatter().date(from: text) {
-        let nanos = UInt64(max(0, date.timeIntervalSince1970) * 1e9)
+        let nanos = try TimeLimits.nanos(ofTime: date.timeIntervalSince1970, text: text)
         guard let p = try store.points(vm).last(where: { $0.timeNanos <= nanos }) else {
             throw ReplicaError("VM \(vm) has no recovery point at or before \(text)")
         }

@@ -74,7 +74,13 @@ struct LogCommand: ParsableCommand {
                                                          time: LogCommand.timeString($0.marker.timeNanos), label: $0.marker.label) },
                 sealed: scan.isSealed, sealReason: scan.seal?.reason.description, cut: scan.seal?.cutID,
                 tail: tail, tailOffset: tailOffset, tailReason: tailReason)
-            if json { return try printJSON(report) }
+            // A corrupt log (damage or crafted numbers, not a crash's torn tail) fails the command.
+            let corrupt = tail == "corrupt" ? ReplicaError("\(log): corrupt record at byte \(tailOffset!): \(tailReason!)") : nil
+            if json {
+                try printJSON(report)
+                if let corrupt { throw corrupt }
+                return
+            }
             print("log:        \(log)")
             print("image:      \(report.image) (chain \(report.chain))")
             print("sequence:   \(report.sequence), LSN \(report.firstLSN)...\(report.lastLSN), created \(report.created)")
@@ -96,6 +102,7 @@ struct LogCommand: ParsableCommand {
             case "corrupt": print("tail:       CORRUPT at byte \(tailOffset!): \(tailReason!)")
             default: print("tail:       clean")
             }
+            if let corrupt { throw corrupt }
         }
     }
 

@@ -53,9 +53,9 @@ struct ProtectCommand: ParsableCommand {
         let store = try TargetStore(root: target)
         if store.hasVM(vm) { throw ReplicaError("target store \(store.root) already holds a replica of VM \(vm)") }
         var policy = ReplicationPolicy()
-        policy.copyFrequency = try ReplicationPolicy.seconds(copyFrequency)
-        policy.retention = try ReplicationPolicy.seconds(retention)
-        if let every = appConsistentEvery { policy.appConsistentEvery = try ReplicationPolicy.seconds(every) }
+        policy.copyFrequency = try ReplicationPolicy.seconds(copyFrequency, what: "--copy-frequency")
+        policy.retention = try ReplicationPolicy.seconds(retention, what: "--retention")
+        if let every = appConsistentEvery { policy.appConsistentEvery = try ReplicationPolicy.seconds(every, what: "--app-consistent-every") }
         policy.quiesce = quiesce
         policy.thaw = thaw
         policy.compress = compress
@@ -65,13 +65,14 @@ struct ProtectCommand: ParsableCommand {
         policy.resyncThreshold = resyncThreshold
         policy.resyncWindow = resyncWindow
         if let rpo {
-            policy.rpo = try ReplicationPolicy.seconds(rpo)
+            policy.rpo = try ReplicationPolicy.seconds(rpo, what: "--rpo")
             guard policy.rpo! > 0 else { throw ReplicaError("bad --rpo '\(rpo)': it must be longer than zero") }
         }
         for network in networks where network.isEmpty || network.contains(where: { $0.isNewline || $0 == "/" }) {
             throw ReplicaError("bad network name '\(network)'")
         }
         guard Set(networks).count == networks.count else { throw ReplicaError("a network is named twice") }
+        try policy.validate()
         let protected = ProtectedVM(name: vm, disks: disks, target: store.root, policy: policy, networks: networks.isEmpty ? nil : networks)
         // The store learns the VM's disks and networks now, so a plan can map them without the primary.
         try VMMetadata(protected).save(store: store.root)

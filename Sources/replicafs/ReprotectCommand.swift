@@ -25,7 +25,7 @@ struct ReprotectCommand: ParsableCommand {
         var (state, destination) = try failedOverVM(vm, store: store, to: to)
         state.reverseTo = destination
         state.reverseReady = false
-        state.reverseInterval = max(1, try ReplicationPolicy.seconds(copyFrequency))
+        state.reverseInterval = max(1, try ReplicationPolicy.seconds(copyFrequency, what: "--copy-frequency"))
         try store.saveFailover(state)
         let entry = try daemonEntry(state.mountpoint)
         // The cut: from here on every change is logged; the block copy below may be fuzzy,

@@ -153,9 +153,12 @@ struct ReplicationTests {
         defer { site.cleanup() }
         Shell.must("mkdir -p '\(site.root)/store' && truncate -s 8M '\(site.disks)/vm.img'")
         site.mount()
-        protect(site, "w", disks: ["vm.img"], extra: "--copy-frequency 1h --retention 4s")
+        // Retention leaves room for a loaded machine: the four points and their exports must all
+        // fall inside it; the wait below is measured from the first point, not assumed.
+        protect(site, "w", disks: ["vm.img"], extra: "--copy-frequency 1h --retention 15s")
         waitProtected(site, "w")
         var sums: [Int: String] = [:]
+        let firstPointAt = Date()
         for k in 1...4 {
             Shell.must("yes \(k) | head -c 3000000 | dd of='\(site.mnt)/vm.img' bs=64k seek=\(k) conv=notrunc,fsync status=none")
             let out = Shell.must("\"$RFS\" snapshot w --json")
@@ -166,8 +169,9 @@ struct ReplicationTests {
         }
         for (id, sum) in sums { #expect(Shell.sha256(export(site, "w", point: String(id), disk: "vm.img")) == sum) }
         #expect(Set(sums.values).count == 4)
-        // Past the 4 s retention, the next point prunes the old ones; the survivors still export exactly.
-        Shell.must("sleep 3")
+        // Past the 15 s retention, the next point prunes the old ones; the survivors still export exactly.
+        let wait = 16 - Date().timeIntervalSince(firstPointAt)
+        if wait > 0 { Shell.must("sleep \(String(format: "%.1f", wait))") }
         let out = Shell.must("\"$RFS\" snapshot w --json")
         struct P: Decodable { var id: Int }
         let last = try JSONDecoder().decode(P.self, from: Data(out.utf8)).id
