@@ -78,7 +78,7 @@ public struct RecoveryPlan: Sendable, Equatable {
     static func validPoint(_ text: String) -> Bool {
         if text == "latest" || text == "latest-app" { return true }
         if let id = Int(text), id > 0 { return true }
-        return ISO8601DateFormatter().date(from: text) != nil
+        return ISOTime.parse(text) != nil
     }
 
     /// Walks the YAML node tree so that every error can name its line.
