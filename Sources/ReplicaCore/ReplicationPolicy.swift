@@ -57,7 +57,7 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
             }
             return next.timeIntervalSince1970
         }
-        if let date = ISO8601DateFormatter().date(from: text) { return date.timeIntervalSince1970 }
+        if let date = ISOTime.parse(text) { return date.timeIntervalSince1970 }
         throw ReplicaError("bad --initial time '\(text)': use now, HH:MM or an ISO-8601 time such as 2026-11-23T18:30:00Z")
     }
 
@@ -94,11 +94,19 @@ public struct ProtectedVM: Codable, Sendable, Equatable {
 
     public static func path(disksDir: String, vm: String) -> String { directory(disksDir: disksDir) + "/" + vm + ".json" }
 
+    /// Every VM whose policy is trusted: the state directory passes `StateDirectory.check` and
+    /// the file is root's alone (hooks in a policy run as root).
     public static func all(disksDir: String) -> [ProtectedVM] {
         let dir = directory(disksDir: disksDir)
+        do {
+            try StateDirectory.check(disksDir: disksDir)
+        } catch {
+            StateDirectory.warn("replicafs: ignoring VM policies: \(error)")
+            return []
+        }
         guard let names = try? FileSystem.list(dir) else { return [] }
         return names.filter { $0.hasSuffix(".json") }.compactMap { name in
-            guard let bytes = try? FileSystem.readFile(dir + "/" + name) else { return nil }
+            guard let bytes = StateDirectory.readTrusted(dir + "/" + name) else { return nil }
             return try? JSONDecoder().decode(ProtectedVM.self, from: Data(bytes))
         }
     }
@@ -109,6 +117,7 @@ public struct ProtectedVM: Codable, Sendable, Equatable {
     }
 
     public func save(disksDir: String) throws {
+        try StateDirectory.prepare(disksDir: disksDir)
         try FileSystem.mkdirs(Self.directory(disksDir: disksDir))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
