@@ -84,6 +84,21 @@ public struct DiskEntries: Sendable {
         }
     }
 
+    /// The path root may write disk `name` of `directory` at (failback, reverse replication):
+    /// the path itself when absent or a regular file, the target of a symlink that the rule
+    /// allows; anything else (a symlink to `/etc/shadow` planted by a user who can write the
+    /// directory) throws one line instead of being written through.
+    public static func pathForWriting(_ name: String, in rawDirectory: String) throws -> String {
+        let directory = try FileSystem.realPath(rawDirectory)
+        let path = directory + "/" + name
+        guard let lst = try? FileSystem.lstat(path) else { return path }
+        if (lst.st_mode & S_IFMT) == S_IFREG { return path }
+        if let reason = problem(name, in: directory, images: []) {
+            throw ReplicaError("refusing to write disk \(path): it is \(reason) (\(rule))")
+        }
+        return try FileSystem.realPath(path)
+    }
+
     /// The path the kernel holds for an open descriptor (/proc/self/fd).
     static func resolvedPath(of fd: FileDescriptor) throws -> String {
         let link = "/proc/self/fd/\(fd.rawValue)"

@@ -51,7 +51,7 @@ public final class ReverseShipper: @unchecked Sendable {
                 }
                 let sealed = try TargetStore.logs(in: logDirectory, of: [d.name]).map { try LogScanner.scan($0) }.filter(\.isSealed)
                 guard !sealed.isEmpty else { continue }
-                let result = try LogApplier(scans: sealed).apply(to: destination + "/" + d.name)
+                let result = try LogApplier(scans: sealed).apply(to: DiskEntries.pathForWriting(d.name, in: destination))
                 applied += Int64(result.dataBytes)
                 for scan in sealed { try FileSystem.remove(scan.path) }
             }

@@ -66,6 +66,27 @@ struct SecurityCoreTests {
         #expect(throws: ReplicaError.self) { try StateDirectory.check(disksDir: disks) }
     }
 
+    @Test("failback never writes a disk through a symlink leaving the disks directory (issue 16, 1b)", .timeLimit(.minutes(1)))
+    func failbackTargetNotFollowedOutside() throws {
+        let dir = try scratch("failback")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/disks/sub", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: dir + "/victim", contents: Data("x".utf8)))
+        #expect(FileManager.default.createFile(atPath: dir + "/disks/sub/inner.img", contents: Data()))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/disks/out.img", withDestinationPath: dir + "/victim")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/disks/in.img", withDestinationPath: "sub/inner.img")
+        #expect(FileManager.default.createFile(atPath: dir + "/disks/plain.img", contents: Data()))
+        do {
+            _ = try DiskEntries.pathForWriting("out.img", in: dir + "/disks")
+            Issue.record("a symlink leaving the disks directory was accepted as a failback target")
+        } catch {
+            #expect("\(error)".contains("refusing to write disk \(dir)/disks/out.img: it is a symlink leaving the disks directory"), "\(error)")
+        }
+        #expect(try DiskEntries.pathForWriting("in.img", in: dir + "/disks") == dir + "/disks/sub/inner.img")
+        #expect(try DiskEntries.pathForWriting("plain.img", in: dir + "/disks") == dir + "/disks/plain.img")
+        #expect(try DiskEntries.pathForWriting("new.img", in: dir + "/disks") == dir + "/disks/new.img")
+    }
+
     @Test("2026-02-30 and other impossible times are refused wherever a time is parsed (issue 16, 13)", .timeLimit(.minutes(1)))
     func impossibleTimesRefused() throws {
         for bad in ["2026-02-30T10:00:00Z", "2025-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-13-01T00:00:00Z",
