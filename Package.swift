@@ -65,7 +65,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
-        .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaEngine", "replicafs"]),
+        .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaEngine", "replicafs"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -67,6 +67,8 @@ public struct MountStatus: Codable, Sendable {
     public var writebackCache: Bool
     public var images: [ImageState]
     public var vms: [VMState] = []
+    /// Entries of the disks directory not served (`DiskEntries`), with the reason.
+    public var skipped: [DiskEntries.Skipped]?
 
     public init(pid: Int32, mountpoint: String, disksDir: String, writebackCache: Bool, images: [ImageState]) {
         self.pid = pid

@@ -80,7 +80,7 @@ public struct RecoveryPlan: Sendable, Equatable {
     static func validPoint(_ text: String) -> Bool {
         if text == "latest" || text == "latest-app" { return true }
         if let id = Int(text), id > 0 { return true }
-        guard let date = ISO8601DateFormatter().date(from: text) else { return false }
+        guard let date = ISOTime.parse(text) else { return false }
         return (try? TimeLimits.checkTime(date.timeIntervalSince1970, text: text)) != nil
     }
 

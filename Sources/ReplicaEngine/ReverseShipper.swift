@@ -1,4 +1,5 @@
 import ReplicaLog
+import ReplicaSource
 import ReplicaStore
 import ReplicaSystem
 #if canImport(Glibc)
@@ -54,7 +55,7 @@ public final class ReverseShipper: @unchecked Sendable {
                 }
                 let sealed = try TargetStore.logs(in: logDirectory, of: [d.name]).map { try LogScanner.scan($0) }.filter(\.isSealed)
                 guard !sealed.isEmpty else { continue }
-                let result = try LogApplier(scans: sealed).apply(to: destination + "/" + d.name)
+                let result = try LogApplier(scans: sealed).apply(to: DiskEntries.pathForWriting(d.name, in: destination))
                 applied += Int64(result.dataBytes)
                 for scan in sealed { try FileSystem.remove(scan.path) }
             }

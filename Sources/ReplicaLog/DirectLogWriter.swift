@@ -42,9 +42,9 @@ public final class DirectLogWriter {
     /// Creates `path` (it must not exist) for direct writes where the filesystem allows them.
     private static func create(_ path: String) throws -> FileDescriptor {
         do {
-            return try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL | RFS_O_DIRECT, mode: 0o644)
+            return try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL | RFS_O_DIRECT, mode: 0o600)
         } catch let e as SystemError where e.errno == EINVAL {
-            return try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            return try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         }
     }
 

@@ -2,6 +2,10 @@ import ReplicaSystem
 /// Change-log file names: `<image>.<sequence, 6+ digits>.hrl`, next to the image.
 public enum LogName {
     public static let suffix = ".hrl"
+    /// The longest image name served (bytes): its log names (`.<sequence>.hrl`, the sequence
+    /// growing past 6 digits) and their names once retired (`<n>-` in front) must fit in a
+    /// file name's 255 bytes. Checked before any log is created.
+    public static let maxImageNameBytes = 255 - 32
 
     public static func make(image: String, sequence: UInt64) -> String {
         "\(image).\(String(sequence).leftPadded(6))\(suffix)"

@@ -59,7 +59,13 @@ public enum LogScanner {
             throw ReplicaError("\(path): not an HRL change log (file shorter than its 512-byte header)")
         }
         guard let map = mmap(nil, Int(fileSize), PROT_READ, MAP_SHARED, fd.rawValue, 0), map != MAP_FAILED else {
-            throw SystemError.current("mmap", path)
+            // Files that cannot be mapped (a log read through the FUSE mount, whose files are
+            // opened with direct I/O or without mmap support: ENODEV) are read with pread.
+            guard errno == ENODEV || errno == EINVAL || errno == EACCES else { throw SystemError.current("mmap", path) }
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(fileSize), alignment: 16)
+            defer { copy.deallocate() }
+            let n = try fd.pread(into: copy.baseAddress!, count: Int(fileSize), offset: 0)
+            return try scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), path: path, visit: visit)
         }
         // Read front to back: logs not in the page cache (a store's redo logs, written with direct
         // I/O, when merged or exported) are then read ahead in large requests, not page by page.

@@ -15,7 +15,7 @@ public enum ZlibFrames {
     public static func compress(_ source: String, to destination: String, level: Int32 = 1) throws -> Int64 {
         let src = try FileDescriptor.open(source, O_RDONLY)
         defer { src.close() }
-        let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
         defer { dst.close() }
         var input = [UInt8](repeating: 0, count: chunk)
         var output = [UInt8](repeating: 0, count: Int(compressBound(UInt(chunk))) + 8)
@@ -43,7 +43,7 @@ public enum ZlibFrames {
     /// Inflates a file written by `compress`; a damaged frame is refused with its offset.
     public static func decompress(_ source: String, to destination: String) throws {
         let bytes = try FileSystem.readFile(source)
-        let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
         defer { dst.close() }
         var output = [UInt8](repeating: 0, count: chunk)
         var at = 0

@@ -87,13 +87,20 @@ public final class FuseServer: @unchecked Sendable {
         var st: stat
         switch node {
         case .root:
+            // The disks directory's owner and mode: who may list the images there may list them here.
             st = try directoryFD.stat()
-            st.st_mode = (st.st_mode & ~0o7777) | 0o755
         case .image(let j):
             st = try j.image.stat()
         case .log(let name):
             st = try FileSystem.stat(disks.directory + "/" + name)
             st.st_mode &= ~0o222 // logs are read-only in the mount
+            // A log holds its image's data: it is shown with the image's owner, and readable
+            // only by those who may read the image now (its mode may have changed since).
+            if let image = LogName.parse(name).flatMap({ disks.journal(named: $0.image) }), let ist = try? image.image.stat() {
+                st.st_uid = ist.st_uid
+                st.st_gid = ist.st_gid
+                st.st_mode = (st.st_mode & ~0o7777) | (st.st_mode & ist.st_mode & 0o444)
+            }
         }
         st.st_ino = __ino_t(ino)
         return st

@@ -56,6 +56,10 @@ public struct MountDaemon {
         if mp == realDisks || mp.hasPrefix(realDisks + "/") {
             throw ReplicaError("mountpoint \(mp) lies inside the disks directory \(realDisks)")
         }
+        try StateDirectory.check(disksDir: realDisks)
+        if let st = try? FileSystem.lstat(realDisks + "/" + DiskSet.lockFileName), (st.st_mode & S_IFMT) == S_IFLNK {
+            throw ReplicaError("refusing \(realDisks)/\(DiskSet.lockFileName): it is a symlink (remove it)")
+        }
         return mp
     }
 
@@ -102,7 +106,11 @@ public struct MountDaemon {
         let mp: String
         do {
             mp = try preflight()
+            try StateDirectory.prepare(disksDir: try FileSystem.realPath(disksDir))
             let disks = try DiskSet.open(directory: disksDir)
+            for skipped in disks.skipped {
+                FileHandle.standardError.write(Data("replicafs: skipping \(skipped.name): \(skipped.reason) (\(DiskEntries.rule))\n".utf8))
+            }
             server = try FuseServer(disks: disks, mountpoint: mp, options: options)
             let paths = registry.paths(for: mp)
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
@@ -142,6 +150,7 @@ public struct MountDaemon {
                 pid: getpid(), mountpoint: server.mountpoint, disksDir: server.disks.directory,
                 writebackCache: server.options.writebackCache, images: server.disks.states)
             status.vms = replicator.vmStates
+            status.skipped = server.disks.skipped
             return ControlResponse(ok: true, status: status)
         case .snapshot:
             guard let vm = request.vm else { throw ReplicaError("snapshot needs a VM name") }

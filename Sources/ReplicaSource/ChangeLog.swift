@@ -50,10 +50,13 @@ public final class ChangeLog {
         scratch.deallocate()
     }
 
-    /// Creates a new log file (it must not exist yet) and writes its header.
-    public static func create(path: String, header: LogHeader) throws -> ChangeLog {
-        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+    /// Creates a new log file (it must not exist yet) and writes its header. It is created
+    /// 0600; with `image`, it then takes the image's owner, group and read/write bits, since it
+    /// holds the same data (a 0600 image must not have a world-readable log).
+    public static func create(path: String, header: LogHeader, image: FileDescriptor? = nil) throws -> ChangeLog {
+        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
         do {
+            if let image { try inheritAccess(fd, from: image.stat()) }
             var bytes = header.encode()
             try bytes.withUnsafeMutableBytes { try fd.pwrite($0.baseAddress!, count: $0.count, offset: 0) }
         } catch {
@@ -140,7 +143,18 @@ public final class ChangeLog {
     }
 
     /// Makes a sealed log read-only on disk too.
-    public func markReadOnly() throws { try fd.chmod(0o444) }
+    /// Drops the write bits, keeping who may read it (the image's readers).
+    public func markReadOnly() throws { try fd.chmod(try fd.stat().st_mode & 0o444) }
+
+    /// Gives a new log its image's owner, group and read/write bits. A daemon not running as
+    /// root cannot give files away: the log then stays its own, mode 0600 at most.
+    static func inheritAccess(_ fd: FileDescriptor, from image: stat) throws {
+        if fchown(fd.rawValue, image.st_uid, image.st_gid) != 0 {
+            guard errno == EPERM else { throw SystemError.current("chown", fd.path) }
+            return
+        }
+        try fd.chmod(image.st_mode & 0o666)
+    }
 
     /// Cuts the log back to `offset` (an earlier `end`), undoing records whose effect on the
     /// image failed, so the log never claims a change the image did not take.

@@ -32,17 +32,13 @@ public final class DiskSet: @unchecked Sendable {
 
     deinit { lockFile.close() }
 
-    /// The image names in `directory`: regular files (symlinks followed), not hidden, not logs.
+    /// Entries of the disks directory that are not served, with the reason (`DiskEntries`).
+    public private(set) var skipped: [DiskEntries.Skipped] = []
+
+    /// The image names in `directory` by the rule of `DiskEntries`: regular files, or symlinks
+    /// to regular files inside it; not hidden, not logs.
     public static func imageNames(in directory: String) throws -> [String] {
-        try FileSystem.list(directory).filter { name in
-            guard !name.hasPrefix("."), !LogName.isLog(name) else { return false }
-            let path = directory + "/" + name
-            guard let lst = try? FileSystem.lstat(path) else { return false }
-            if (lst.st_mode & S_IFMT) == S_IFLNK {
-                return true // validated (and reported if dangling) when opened
-            }
-            return (lst.st_mode & S_IFMT) == S_IFREG
-        }
+        try DiskEntries.scan(FileSystem.realPath(directory)).images
     }
 
     /// Opens every image in `directory` for logging. Refuses (with one clear error, before
@@ -52,14 +48,25 @@ public final class DiskSet: @unchecked Sendable {
         guard FileSystem.exists(rawDirectory) else { throw ReplicaError("disks directory \(rawDirectory) does not exist") }
         guard FileSystem.isDirectory(rawDirectory) else { throw ReplicaError("\(rawDirectory) is not a directory") }
         let directory = try FileSystem.realPath(rawDirectory)
-        let lockFile = try FileDescriptor.open(directory + "/" + lockFileName, O_RDWR | O_CREAT, mode: 0o600)
+        // Never through a symlink: the disks directory may be writable by others, and O_CREAT
+        // on a planted symlink would create its target as root.
+        let lockFile: FileDescriptor
+        do {
+            lockFile = try FileDescriptor.open(directory + "/" + lockFileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK, mode: 0o600)
+        } catch let e as SystemError where e.errno == ELOOP {
+            throw ReplicaError("refusing \(directory)/\(lockFileName): it is a symlink (remove it)")
+        }
         guard try lockFile.tryLockExclusive() else {
             lockFile.close()
             throw ReplicaError("disks directory \(directory) is already served by another replicafs daemon")
         }
         do {
-            let names = try imageNames(in: directory)
-            guard !names.isEmpty else { throw ReplicaError("no disk images in \(directory)") }
+            let entries = try DiskEntries.scan(directory)
+            let names = entries.images
+            guard !names.isEmpty else {
+                let skipped = entries.skipped.isEmpty ? "" : " (skipped: " + entries.skipped.map(\.description).joined(separator: ", ") + "; \(DiskEntries.rule))"
+                throw ReplicaError("no disk images in \(directory)\(skipped)")
+            }
             let allFiles = try FileSystem.list(directory)
             // Validate every image and its logs before touching any of them.
             var plans: [(name: String, fd: FileDescriptor, latest: LogScan?)] = []
@@ -68,8 +75,8 @@ public final class DiskSet: @unchecked Sendable {
             var handedOff = 0
             defer { plans[handedOff...].forEach { $0.fd.close() } }
             for name in names {
-                guard name.utf8.count <= LogHeader.maxNameBytes else {
-                    throw ReplicaError("image name too long (over \(LogHeader.maxNameBytes) bytes): \(name)")
+                guard name.utf8.count <= LogName.maxImageNameBytes else {
+                    throw ReplicaError("image name too long (\(name.utf8.count) bytes, at most \(LogName.maxImageNameBytes) so that its log names fit in 255): \(name)")
                 }
                 let path = directory + "/" + name
                 let fd: FileDescriptor
@@ -78,9 +85,11 @@ public final class DiskSet: @unchecked Sendable {
                 } catch let e as SystemError {
                     throw ReplicaError("cannot open image \(path): \(e.message)")
                 }
-                guard let st = try? fd.stat(), (st.st_mode & S_IFMT) == S_IFREG else {
+                do {
+                    try DiskEntries.checkOpened(fd, path: path, directory: directory)
+                } catch {
                     fd.close()
-                    throw ReplicaError("image \(path) is not a regular file")
+                    throw error
                 }
                 let latest: LogScan?
                 do {
@@ -97,7 +106,9 @@ public final class DiskSet: @unchecked Sendable {
                 journals.append(try startJournal(plan.name, image: plan.fd, latest: plan.latest, directory: directory))
                 handedOff += 1
             }
-            return DiskSet(directory: directory, images: journals, lockFile: lockFile, lastCutID: lastCut)
+            let set = DiskSet(directory: directory, images: journals, lockFile: lockFile, lastCutID: lastCut)
+            set.skipped = entries.skipped
+            return set
         } catch {
             lockFile.close()
             throw error
@@ -177,7 +188,8 @@ public final class DiskSet: @unchecked Sendable {
         let log = try ChangeLog.create(
             path: directory + "/" + LogName.make(image: name, sequence: sequence),
             header: LogHeader(imageName: name, chainID: chainID, sequence: sequence, firstLSN: firstLSN,
-                              createdNanos: Clock.nowNanos(), imageSize: UInt64(max(0, try image.size()))))
+                              createdNanos: Clock.nowNanos(), imageSize: UInt64(max(0, try image.size()))),
+            image: image)
         try log.sync()
         return ImageJournal(name: name, directory: directory, image: image, log: log, recoveredFromCrash: recovered)
     }

@@ -225,7 +225,8 @@ public final class ImageJournal: @unchecked Sendable {
             path: directory + "/" + LogName.make(image: name, sequence: old.header.sequence + 1),
             header: LogHeader(imageName: name, chainID: chainID, sequence: old.header.sequence + 1,
                               firstLSN: old.nextLSN + 2, createdNanos: Clock.nowNanos(),
-                              imageSize: UInt64(max(0, (try? image.size()) ?? 0))))
+                              imageSize: UInt64(max(0, (try? image.size()) ?? 0))),
+            image: image)
         do {
             try old.appendMarker(Marker(kind: .cut, cutID: cutID, timeNanos: Clock.nowNanos()))
             try old.seal(reason: reason, cutID: cutID)

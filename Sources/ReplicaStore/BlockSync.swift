@@ -88,7 +88,7 @@ public struct BlockSync: Sendable {
         let started = Clock.nowNanos()
         let src = try FileDescriptor.open(source, O_RDONLY)
         defer { src.close() }
-        let dst = try FileDescriptor.open(target, O_RDWR | O_CREAT, mode: 0o644)
+        let dst = try FileDescriptor.open(target, O_RDWR | O_CREAT, mode: 0o600)
         defer { dst.close() }
         let size = try src.size()
         if try dst.size() != size { try dst.truncate(to: size) }

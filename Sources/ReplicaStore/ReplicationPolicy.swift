@@ -58,7 +58,7 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
             }
             return next.timeIntervalSince1970
         }
-        if let date = ISO8601DateFormatter().date(from: text) { return try TimeLimits.checkTime(date.timeIntervalSince1970, text: text) }
+        if let date = ISOTime.parse(text) { return try TimeLimits.checkTime(date.timeIntervalSince1970, text: text) }
         throw ReplicaError("bad --initial time '\(text)': use now, HH:MM or an ISO-8601 time such as 2026-11-23T18:30:00Z")
     }
 
@@ -122,11 +122,19 @@ public struct ProtectedVM: Codable, Sendable, Equatable {
 
     public static func path(disksDir: String, vm: String) -> String { directory(disksDir: disksDir) + "/" + vm + ".json" }
 
+    /// Every VM whose policy is trusted: the state directory passes `StateDirectory.check` and
+    /// the file is root's alone (hooks in a policy run as root).
     public static func all(disksDir: String) -> [ProtectedVM] {
         let dir = directory(disksDir: disksDir)
+        do {
+            try StateDirectory.check(disksDir: disksDir)
+        } catch {
+            DaemonLog.logger.warning("ignoring VM policies: \(error)")
+            return []
+        }
         guard let names = try? FileSystem.list(dir) else { return [] }
         return names.filter { $0.hasSuffix(".json") }.compactMap { name in
-            guard let bytes = try? FileSystem.readFile(dir + "/" + name) else { return nil }
+            guard let bytes = StateDirectory.readTrusted(dir + "/" + name) else { return nil }
             return try? JSONDecoder().decode(ProtectedVM.self, from: Data(bytes))
         }
     }
@@ -137,6 +145,7 @@ public struct ProtectedVM: Codable, Sendable, Equatable {
     }
 
     public func save(disksDir: String) throws {
+        try StateDirectory.prepare(disksDir: disksDir)
         try FileSystem.mkdirs(Self.directory(disksDir: disksDir))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

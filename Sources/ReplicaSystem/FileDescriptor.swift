@@ -213,9 +213,11 @@ public enum FileSystem {
 
     /// Replaces `path` with `bytes` all at once: written to a temporary file, fsynced, renamed
     /// over it, and the directory fsynced, so a crash leaves the old or the new file, never a mix.
-    public static func writeAtomically(_ path: String, _ bytes: UnsafeRawBufferPointer) throws {
+    /// The temporary file is always a new file (O_EXCL|O_NOFOLLOW, mode 0600 by default): a
+    /// symlink planted at its name is removed, never followed, so root never writes through it.
+    public static func writeAtomically(_ path: String, _ bytes: UnsafeRawBufferPointer, mode: mode_t = 0o600) throws {
         let tmp = path + ".tmp"
-        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        let fd = try createExclusive(tmp, mode: mode)
         do {
             if bytes.count > 0 { try fd.pwrite(bytes.baseAddress!, count: bytes.count, offset: 0) }
             try fd.fsync()
@@ -226,6 +228,21 @@ public enum FileSystem {
         fd.close()
         guard rename(tmp, path) == 0 else { throw SystemError.current("rename", path) }
         try fsyncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? ".")
+    }
+
+    /// Creates `path` as a new file with O_EXCL|O_NOFOLLOW; whatever already has the name (a
+    /// stale temporary file left by a crash, or a symlink someone planted) is unlinked first.
+    /// A name that keeps coming back (someone racing us) is an error, never followed.
+    public static func createExclusive(_ path: String, mode: mode_t) throws -> FileDescriptor {
+        var attempts = 0
+        while true {
+            do {
+                return try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+            } catch let e as SystemError where e.errno == EEXIST && attempts < 3 {
+                attempts += 1
+                try remove(path)
+            }
+        }
     }
 
     public static func readFile(_ path: String) throws -> [UInt8] {

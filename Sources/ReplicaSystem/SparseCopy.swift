@@ -14,7 +14,7 @@ public enum SparseCopy {
                             progress: ((Int64, Int64) -> Void)? = nil) throws -> Int64 {
         let src = try FileDescriptor.open(source, O_RDONLY)
         defer { src.close() }
-        let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | (resumeAt == 0 ? O_TRUNC : 0), mode: 0o644)
+        let dst = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | (resumeAt == 0 ? O_TRUNC : 0), mode: 0o600)
         defer { dst.close() }
         let size = try src.size()
         try dst.truncate(to: size)

@@ -121,12 +121,15 @@ func storeHolding(_ vm: String, target: String) throws -> TargetStore {
 
 /// Parses `--point`: an id, latest, latest-app, or a time (the last point at or before it).
 func pointSelector(_ text: String, store: TargetStore, vm: String) throws -> TargetStore.PointSelector {
-    if let date = ISO8601DateFormatter().date(from: text) {
+    if let date = ISOTime.parse(text) {
         let nanos = try TimeLimits.nanos(ofTime: date.timeIntervalSince1970, text: text)
         guard let p = try store.points(vm).last(where: { $0.timeNanos <= nanos }) else {
             throw ReplicaError("VM \(vm) has no recovery point at or before \(text)")
         }
         return .id(p.id)
+    }
+    if text.contains("-") && text.contains(":") {
+        throw ReplicaError("bad point time '\(text)': not a valid ISO-8601 time (use one such as 2026-11-23T18:30:00Z)")
     }
     return try TargetStore.PointSelector(text)
 }

@@ -4,6 +4,7 @@ import ReplicaMount
 import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
+import ReplicaSource
 #endif
 
 struct MountCommand: ParsableCommand {
@@ -53,6 +54,9 @@ struct MountCommand: ParsableCommand {
         if noWritebackCache { args.append("--no-writeback-cache") }
         let launched = try DaemonLauncher.launch(args, logPath: daemon.registry.paths(for: mp).log, runDirectory: daemon.registry.runDirectory)
         print("mounted \(disksDir) on \(mp) (daemon pid \(launched.pid), log \(launched.log))")
+        for skipped in (try? DiskEntries.scan(FileSystem.realPath(disksDir)).skipped) ?? [] {
+            FileHandle.standardError.write(Data("replicafs: skipping \(skipped.name): \(skipped.reason) (\(DiskEntries.rule))\n".utf8))
+        }
     }
 }
 

@@ -35,6 +35,7 @@ struct ProtectCommand: ParsableCommand {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
         guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
         let dir = try FileSystem.realPath(disksDir)
+        try StateDirectory.check(disksDir: dir)
         guard !disks.isEmpty else { throw ReplicaError("name at least one --disk") }
         let images = try DiskSet.imageNames(in: dir)
         for disk in disks where !images.contains(disk) {

@@ -4,6 +4,7 @@ import ReplicaControl
 import ReplicaMount
 import ReplicaStore
 import ReplicaSystem
+import ReplicaSource
 
 /// `replicafs reprotect`: reverse replication after a planned or unplanned failover. The
 /// original site's disks are the starting replica: fixed-size blocks are compared by SHA-256
@@ -88,7 +89,7 @@ func reverseSync(_ state: FailoverState, to destination: String, blockSize: Int,
     var report = ReverseSyncReport(disks: [:], compared: 0, sent: 0, seconds: 0)
     let sync = BlockSync(blockSize: blockSize)
     for disk in state.disks {
-        let source = state.mountpoint + "/" + disk, target = destination + "/" + disk
+        let source = state.mountpoint + "/" + disk, target = try DiskEntries.pathForWriting(disk, in: destination)
         if fullCopy {
             // Whole disk, no comparison: every byte travels.
             let n = try SparseCopy.copy(from: source, to: target)

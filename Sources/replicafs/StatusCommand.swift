@@ -46,6 +46,7 @@ struct StatusCommand: ParsableCommand {
                 let err = i.logError.map { ", LOG ERROR: \($0)" } ?? ""
                 print("  \(i.name): \(i.size) bytes, log #\(i.sequence) \(i.records) records \(i.logBytes) bytes\(crash)\(err)")
             }
+            for skipped in s.skipped ?? [] { print("  skipped \(skipped.name): \(skipped.reason), not served") }
             for v in s.vms {
                 var pct = v.state == .initialReplication ? " \(Int(v.initialPercent ?? 0))%" : ""
                 if let eta = v.initialETASeconds, v.state == .initialReplication {

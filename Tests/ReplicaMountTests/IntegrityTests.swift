@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ReplicaLog
+import ReplicaStore
 import ReplicaSystem
 
 /// Issue 16, findings 3, 4, 5, 11 and 12 on real mounts and the real command: a deleted active
