@@ -10,6 +10,7 @@ import Glibc
 /// fsync, rename) after the data is synced, at each fsync of the disk, so a crash keeps every
 /// block an fsync acknowledged. Blocks are 4 KiB: the page size, so the kernel's writes
 /// rarely need a read-modify-write.
+// @unchecked: used only under its FailoverDisk's lock, on FUSE worker threads.
 final class CowLayer: @unchecked Sendable {
     static let blockSize: Int64 = 4096
     static let magic: [UInt8] = Array("RFSCOW01".utf8)

@@ -10,6 +10,7 @@ import Glibc
 /// no copy) and takes writes into its own copy-on-write layer (`CowLayer`), so neither the
 /// store's replica nor its points change. Opening it costs the same for a 1 GiB disk as for
 /// a 64 GiB one. Calls come from FUSE threads and stay synchronous under one lock.
+// @unchecked: FUSE worker threads call it directly; every field is guarded by `lock`.
 public final class FailoverDisk: @unchecked Sendable {
     public let name: String
     let base: PointView

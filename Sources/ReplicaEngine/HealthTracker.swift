@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ReplicaStore
 import ReplicaSystem
 
@@ -7,7 +8,7 @@ import ReplicaSystem
 /// non-recoverable one (held until `resume`), and which replication cycles were due in the
 /// last hour and whether they committed. Every method takes the time, so tests drive it
 /// with a made-up clock. Thread-safe.
-public final class HealthTracker: @unchecked Sendable {
+public final class HealthTracker: Sendable {
     /// The fraction of missed cycles in the last hour above which a VM is in Warning (Hyper-V Replica's 20%).
     public static let missedCycleLimit = 0.2
     /// The window missed cycles are counted over, in one-minute buckets.
@@ -31,14 +32,13 @@ public final class HealthTracker: @unchecked Sendable {
         var cycles: [Int: (due: Int, missed: Int)] = [:]
     }
 
-    private let lock = Lock()
-    private var records: [String: Record] = [:]
+    private let state = Mutex<[String: Record]>([:])
 
     public init() {}
 
     /// Notes each VM's current policy (called every pass), and drops VMs no longer protected.
     public func observe(_ vms: [ProtectedVM]) {
-        lock.withLock {
+        state.withLock { records in
             let names = Set(vms.map(\.name))
             records = records.filter { names.contains($0.key) }
             for vm in vms { records[vm.name, default: Record()].policy = vm.policy }
@@ -49,7 +49,7 @@ public final class HealthTracker: @unchecked Sendable {
     /// From a failure to the next success, every copy-frequency interval that passes counts as
     /// one missed cycle, however many retries ran in it.
     public func mayAttempt(_ vm: String, now: Double) -> Bool {
-        lock.withLock {
+        state.withLock { records in
             guard var r = records[vm] else { return true }
             if r.failures > 0, r.replicated, now - (r.lastMissed ?? now) >= max(r.policy.copyFrequency, 0.1) {
                 Self.count(&r, now: now, missed: true)
@@ -60,16 +60,16 @@ public final class HealthTracker: @unchecked Sendable {
         }
     }
 
-    public func isCritical(_ vm: String) -> ReplicationFailure? { lock.withLock { records[vm]?.critical } }
+    public func isCritical(_ vm: String) -> ReplicationFailure? { state.withLock { records in records[vm]?.critical } }
 
     /// Whether a failed attempt is waiting to be retried (its logs are still to be shipped).
-    public func retryPending(_ vm: String) -> Bool { lock.withLock { (records[vm]?.failures ?? 0) > 0 } }
+    public func retryPending(_ vm: String) -> Bool { state.withLock { records in (records[vm]?.failures ?? 0) > 0 } }
 
-    public func wasReplicated(_ vm: String) -> Bool { lock.withLock { records[vm]?.replicated ?? false } }
+    public func wasReplicated(_ vm: String) -> Bool { state.withLock { records in records[vm]?.replicated ?? false } }
 
     /// The target holds the VM's replica, as of the cut at `since` (seconds since the epoch).
     public func markReplicated(_ vm: String, since: Double) {
-        lock.withLock {
+        state.withLock { records in
             guard records[vm]?.replicated != true else { return }
             records[vm, default: Record()].replicated = true
             records[vm]!.replicatedSince = since
@@ -78,7 +78,7 @@ public final class HealthTracker: @unchecked Sendable {
 
     /// An attempt succeeded; a due cycle (`cycle`) counts as committed. Resets the back-off.
     public func succeeded(_ vm: String, now: Double, cycle: Bool) {
-        lock.withLock {
+        state.withLock { records in
             guard var r = records[vm] else { return }
             if cycle { Self.count(&r, now: now, missed: false) }
             r.failures = 0
@@ -98,7 +98,7 @@ public final class HealthTracker: @unchecked Sendable {
     @discardableResult
     public func failed(_ vm: String, _ failure: ReplicationFailure, now: Double, cycle: Bool = true,
                        environment: [String: String] = ProcessInfo.processInfo.environment) -> Double? {
-        lock.withLock {
+        state.withLock { records in
             var r = records[vm] ?? Record()
             if r.failures == 0 {
                 if cycle && r.replicated { Self.count(&r, now: now, missed: true) }
@@ -125,7 +125,7 @@ public final class HealthTracker: @unchecked Sendable {
     /// that went missing may be seeded again. Returns whether the VM was Critical.
     @discardableResult
     public func resume(_ vm: String) -> Bool {
-        lock.withLock {
+        state.withLock { records in
             guard var r = records[vm] else { return false }
             let was = r.critical != nil
             r.critical = nil
@@ -143,7 +143,7 @@ public final class HealthTracker: @unchecked Sendable {
     /// A VM that needs a resync (the state's `resyncReason`: waiting for the window, or
     /// running) is in Warning: it makes no points until the resync ends.
     public func annotate(_ state: inout VMState, lastCut: Double?, now: Double) {
-        lock.withLock {
+        state.withLock { records in
             let r = records[state.vm] ?? Record()
             var health = Health.normal
             var reasons: [String] = []

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ReplicaSystem
 
 /// Runs a recovery plan: the groups in order; in each, the pre command, then all the group's
@@ -7,7 +8,7 @@ import ReplicaSystem
 /// finish (a half-done failover is worse than a finished one), the post command and the later
 /// groups do not start. The per-VM action is a closure, so the core can be tested with plain
 /// shell commands and the CLI can run `replicafs failover` for real.
-public final class PlanRunner: @unchecked Sendable {
+public final class PlanRunner: Sendable {
     /// Does the operation for one VM; throwing marks it failed with the error's text.
     public typealias Action = @Sendable (RecoveryPlan.VM) throws -> Void
 
@@ -128,11 +129,10 @@ public final class PlanRunner: @unchecked Sendable {
     }
 
     /// Each VM thread's result, filled in as the threads end.
-    private final class Slots: @unchecked Sendable {
-        private let lock = Lock()
-        private var values: [PlanReport.VMResult?]
-        public init(count: Int) { values = Array(repeating: nil, count: count) }
-        public func set(_ i: Int, _ value: PlanReport.VMResult) { lock.withLock { values[i] = value } }
-        public var all: [PlanReport.VMResult] { lock.withLock { values.map { $0! } } }
+    private final class Slots: Sendable {
+        private let values: Mutex<[PlanReport.VMResult?]>
+        init(count: Int) { values = Mutex(Array(repeating: nil, count: count)) }
+        func set(_ i: Int, _ value: PlanReport.VMResult) { values.withLock { $0[i] = value } }
+        var all: [PlanReport.VMResult] { values.withLock { $0.map { $0! } } }
     }
 }

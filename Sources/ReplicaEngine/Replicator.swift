@@ -13,6 +13,7 @@ import Glibc
 /// sealed logs committed at the target as a crash-consistent point, and deleted at the
 /// source only once the target has made them durable. Snapshots cut a point on demand,
 /// app-consistent ones between the policy's quiesce and thaw commands.
+// @unchecked: holds the DiskSet the FUSE threads write through; its own state is under `stateLock`.
 public final class Replicator: @unchecked Sendable {
     public typealias VMState = ReplicaEngine.VMState
 

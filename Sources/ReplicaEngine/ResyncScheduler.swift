@@ -15,6 +15,7 @@ import Glibc
 /// until it is met, ordinary cycles of the VM wait: no point is made from a replica that may
 /// have drifted from the source. Automatic resyncs run inside the policy's window (off-hours
 /// by default, as the seeds do); `resync --now` runs at once.
+// @unchecked: reads the DiskSet the FUSE threads write through; its own state is under `lock`.
 public final class ResyncScheduler: @unchecked Sendable {
     public static let defaultWindow = "18:30-06:00"
     public static let defaultThreshold = 50.0

@@ -10,6 +10,7 @@ import Glibc
 /// log and replays the sealed logs onto the original site's disks in sequence order (chain
 /// and checksums verified first), deleting each log once applied. A log applied but not yet
 /// deleted when a crash hits is applied again before any later one: replay is idempotent.
+// @unchecked: seals the failover disks' logs that FUSE threads write; state under `lock`.
 public final class ReverseShipper: @unchecked Sendable {
     public let disks: [FailoverDisk]
     public let logDirectory: String

@@ -9,6 +9,7 @@ import Glibc
 /// (`FailoverDisk`: reads from the store, writes to a copy-on-write layer), plus the
 /// read-only `network.json` a recovery plan may have written for the hypervisor. The file
 /// set is fixed. State hangs off libfuse's userdata; callbacks stay synchronous.
+// @unchecked: handed to libfuse as raw userdata; its disks guard their own state.
 public final class FailoverServer: @unchecked Sendable {
     public let disks: [FailoverDisk]
     public let mountpoint: String

@@ -10,6 +10,7 @@ import Glibc
 /// files and its change logs as read-only files, and routes every change into the images'
 /// journals. All per-mount state hangs off libfuse's userdata, so one process can serve
 /// several mounts. Callbacks run on libfuse's threads and stay synchronous.
+// @unchecked: handed to libfuse as raw userdata; the journals guard their own state.
 public final class FuseServer: @unchecked Sendable {
     public let disks: DiskSet
     public let mountpoint: String

@@ -8,6 +8,7 @@ import Glibc
 /// One libfuse low-level session on one mountpoint: create and mount it with an operation
 /// table and its userdata, serve on libfuse's worker threads, unmount. Shared by the
 /// protected mount (`FuseServer`) and the failover mount (`FailoverServer`).
+// @unchecked: owns the libfuse session pointer, used from libfuse's threads and the signal thread.
 final class FuseSession: @unchecked Sendable {
     let mountpoint: String
     let options: MountOptions

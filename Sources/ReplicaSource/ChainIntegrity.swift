@@ -17,6 +17,7 @@ import Glibc
 /// change (every write, truncate or attribute change through the mount moves that time on, so
 /// only a change from outside leaves a later ctime). A change from outside that is immediately
 /// followed by one through the mount, within the same clock tick, can still escape the ctime check.
+// @unchecked: updated from FUSE worker threads under its journal's lock; fields guarded by `lock`.
 final class ChainIntegrity: @unchecked Sendable {
     private let lock = Lock()
     private var lastOwnChangeNanos: UInt64

@@ -7,6 +7,7 @@ import Glibc
 /// The protected images of one disks-dir and their change logs, opened for one daemon.
 /// Opening recovers after a crash (torn tails cut, the interrupted log sealed) and starts
 /// a fresh log per image; `rotate` seals all of them at one cut.
+// @unchecked: shared with FUSE worker threads; its mutable fields are guarded by `lock`.
 public final class DiskSet: @unchecked Sendable {
     public static let lockFileName = ".replicafs.lock"
 

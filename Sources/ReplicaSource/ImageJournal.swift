@@ -8,6 +8,7 @@ import Glibc
 /// One protected image and its active change log. Every change is appended to the log
 /// before it reaches the image, under one lock, so the log order is the image's order
 /// and the log always holds at least what the image holds.
+// @unchecked: FUSE worker threads call it directly; every field is guarded by `lock`.
 public final class ImageJournal: @unchecked Sendable {
     public let name: String
     public let directory: String

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
@@ -9,11 +10,10 @@ import Glibc
 /// background queue, because freeing a large file's blocks takes ext4 about 0.1 s per 512 MiB
 /// (a fifth of a bulk snapshot's time). A daemon that stops first leaves files there; the next
 /// start empties the directory.
-public final class ShippedLogReaper: @unchecked Sendable {
+public final class ShippedLogReaper: Sendable {
     public let directory: String
     private let queue = DispatchQueue(label: "replicafs-reaper")
-    private let lock = Lock()
-    private var counter = 0
+    private let counter = Atomic<Int>(0)
 
     public init(disksDir: String) {
         directory = disksDir + "/.replicafs/shipped"
@@ -23,7 +23,7 @@ public final class ShippedLogReaper: @unchecked Sendable {
 
     /// Takes a shipped log out of the disks directory now; its blocks are freed later.
     public func retire(_ path: String) throws {
-        let n = lock.withLock { () -> Int in counter += 1; return counter }
+        let n = counter.add(1, ordering: .relaxed).newValue
         let target = directory + "/\(n)-" + String(path[path.index(after: path.lastIndex(of: "/") ?? path.startIndex)...])
         guard rename(path, target) == 0 else { throw SystemError.current("rename", path) }
         queue.async { _ = unlink(target) }

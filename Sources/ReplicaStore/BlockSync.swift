@@ -270,6 +270,7 @@ public struct BlockSync: Sendable {
 }
 
 /// What the two reader threads of one window hand back (each writes only its own slot).
+// @unchecked: SHA256.Digest is not Sendable; both sides write under `lock`, read after they end.
 private final class SideResults: @unchecked Sendable {
     var counts = [0, 0]
     var digests: [[SHA256.Digest]] = [[], []]

@@ -8,6 +8,7 @@ import Glibc
 /// (`RedoOverlay`). Replication going on meanwhile only adds later points, and a merge into
 /// the base only rewrites bytes those logs cover, so a view stays at its point without
 /// locking. Pruning never merges past a point a failover or drill holds.
+// @unchecked: a failover disk's read path on FUSE worker threads; fields guarded by `lock`.
 public final class PointView: @unchecked Sendable {
     public let vm: String
     public let disk: String

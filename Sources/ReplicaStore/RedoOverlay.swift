@@ -10,6 +10,7 @@ import Glibc
 /// above a size a log cut the disk to, read as zeros. A failover or drill reads through this
 /// map instead of copying the disk, so opening one costs the changes since the base, never the
 /// disk's size. Mapped logs stay readable after a merge deletes their files.
+// @unchecked: immutable after init but for its mappings, read from FUSE worker threads.
 final class RedoOverlay: @unchecked Sendable {
     struct Extent {
         public var start: Int64

@@ -422,6 +422,7 @@ public final class TargetStore: Sendable {
 }
 
 /// Copies files on a thread of its own while the caller goes on (a commit's verification).
+// @unchecked: `failure` is written by the copy thread under `lock` and read after `group.wait()`.
 private final class BackgroundCopy: @unchecked Sendable {
     private let group = DispatchGroup()
     private let lock = Lock()

@@ -29,17 +29,14 @@ public struct CapturedCommand: Sendable {
 
     /// Runs `/bin/sh -c command`.
     public static func shell(_ command: String, timeout: Double?) throws -> CapturedCommand {
-        try run(["/bin/sh", "-c", command], timeout: timeout, describedAs: "'\(command)'")
+        try run(["/bin/sh", "-c", command], timeout: timeout)
     }
 
     /// Runs `argv` (argv[0] is the program's path); throws when it cannot start or runs past
     /// `timeout` seconds (then it is killed).
     public static func run(_ argv: [String], timeout: Double?) throws -> CapturedCommand {
-        try run(argv, timeout: timeout, describedAs: "'\(argv.joined(separator: " "))'")
-    }
-
-    private static func run(_ argv: [String], timeout: Double?, describedAs what: String) throws -> CapturedCommand {
         guard let program = argv.first else { throw ReplicaError("nothing to run") }
+        let what = "'\(argv.joined(separator: " "))'"
         var template = Array("/tmp/replicafs-cmd-XXXXXX".utf8CString)
         guard let dirPtr = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SystemError.current("mkdtemp", "/tmp")

@@ -4,6 +4,7 @@ import Glibc
 
 /// A plain pthread mutex. FUSE callbacks run on libfuse's threads and must not wait on
 /// Swift tasks, so the I/O path uses this synchronous lock.
+// @unchecked: a pthread mutex, the primitive the FUSE I/O path and `Condition` need.
 public final class Lock: @unchecked Sendable {
     fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
@@ -29,6 +30,7 @@ public final class Lock: @unchecked Sendable {
 }
 
 /// A condition variable used with `Lock`.
+// @unchecked: a pthread condition variable, used only with its `Lock` held.
 public final class Condition: @unchecked Sendable {
     private let cond: UnsafeMutablePointer<pthread_cond_t>
 
