@@ -13,6 +13,8 @@ final class FuseSession: @unchecked Sendable {
     private var session: OpaquePointer?
     /// Set once a clean unmount has been requested (unmount command or SIGTERM).
     private(set) var unmountRequested = false
+    /// Drops the cached pages of writes that failed (see `CacheInvalidator`).
+    private var invalidator: CacheInvalidator?
 
     init(mountpoint: String, options: MountOptions) {
         self.mountpoint = mountpoint
@@ -38,6 +40,10 @@ final class FuseSession: @unchecked Sendable {
             throw ReplicaError("cannot mount \(mountpoint): the kernel refused the FUSE mount")
         }
         session = se
+        invalidator = CacheInvalidator(session: se)
+        // No child (a flush or unmount helper) may inherit /dev/fuse: a child blocked on the
+        // mount would otherwise keep the connection alive after the daemon is killed.
+        _ = fcntl(fuse_session_fd(se), F_SETFD, FD_CLOEXEC)
         tuneBackingDeviceInfo()
         // A daemon that backs a loop device must not be throttled by the reclaim it serves.
         _ = rfs_set_io_flusher()
@@ -64,11 +70,17 @@ final class FuseSession: @unchecked Sendable {
         }
     }
 
+    /// After a write the daemon refused: the kernel's cached copy of those bytes goes, so the
+    /// mount shows what the disk holds. Call after replying to the failed request.
+    func dropCachedPages(_ ino: fuse_ino_t, offset: Int64, length: Int) {
+        invalidator?.invalidate(ino, offset: offset, length: Int64(length))
+    }
+
     /// Asks the kernel to unmount (dirty pages are written back through us first). Returns
     /// an error text when the mount is busy; the daemon then keeps serving.
     func requestUnmount() -> String? {
         unmountRequested = true
-        if let error = Unmounter.unmount(mountpoint) {
+        if let error = HelperProcess.unmount(mountpoint) {
             unmountRequested = false
             return error
         }

@@ -1,0 +1,78 @@
+import Foundation
+import ReplicaCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the calls on the daemon's own mount that wait for the daemon to answer (an fsync that
+/// pushes the kernel's cached writes through it, an unmount that writes them back) in a child
+/// process. A daemon thread blocked in such a call would keep /dev/fuse open after a kill -9,
+/// so the kernel would never abort the connection and every access to the mount would hang
+/// for good. A child blocked there holds no /dev/fuse descriptor: when the daemon dies, the
+/// kernel aborts the connection and the child's call fails.
+public enum HelperProcess {
+    /// Runs `argv` (argv[0] an absolute path), stdin and stdout on /dev/null; returns the exit
+    /// status and the first line of its standard error.
+    static func run(_ argv: [String]) throws -> (status: Int32, message: String) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw SystemError.current("pipe", argv[0]) }
+        // Only the dup2'ed copy may reach the child, or the read below would never see EOF.
+        fds.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, nil, cargs, environ)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            throw ReplicaError("cannot run \(argv[0]): \(String(cString: strerror(rc)))")
+        }
+        let reader = FileDescriptor(rawValue: fds[0], path: argv[0] + " (stderr)")
+        let output = (try? reader.readAll()) ?? []
+        reader.close()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw SystemError.current("waitpid", argv[0]) }
+        }
+        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let text = String(decoding: output, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+        return (exit, text)
+    }
+
+    /// Pushes the kernel's cached writes of these images through the mount, where they are
+    /// logged, and makes them durable: `sync FILE...` (an fsync of each) in a child process.
+    public static func flush(_ images: [String], in mountpoint: String) throws {
+        guard !images.isEmpty else { return }
+        let result = try run(["/usr/bin/sync", "--"] + images.map { mountpoint + "/" + $0 })
+        guard result.status == 0 else {
+            throw ReplicaError("flushing the kernel's cache of \(images.joined(separator: ", ")) through \(mountpoint) failed: \(result.message.isEmpty ? "sync exited with \(result.status)" : result.message)")
+        }
+    }
+
+    /// Unmounts the daemon's own mount from a child process (the kernel writes the cached
+    /// pages back through the daemon first). Returns nil, or a one-line reason; a busy mount
+    /// is retried for two seconds.
+    public static func unmount(_ mountpoint: String) -> String? {
+        guard geteuid() == 0 else { return Unmounter.unmount(mountpoint) } // fusermount3: a child already
+        var last = ""
+        for _ in 0..<20 {
+            do {
+                let result = try run(["/usr/bin/umount", "-i", mountpoint])
+                if result.status == 0 { return nil }
+                last = result.message
+            } catch {
+                return "\(error)"
+            }
+            guard last.contains("busy") else { break }
+            usleep(100_000)
+        }
+        if last.contains("busy") { return "\(mountpoint) is busy (files open, or a loop device attached): close them first" }
+        return "cannot unmount \(mountpoint): \(last)"
+    }
+}
