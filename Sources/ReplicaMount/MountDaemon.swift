@@ -78,6 +78,9 @@ public struct MountDaemon {
             // abort its connection, end the old daemon, detach the mount.
             let note = try StaleMount.recover(mounted, registry: registry, problem: problem)
             FileHandle.standardError.write(Data((note + "\n").utf8))
+        } else if let entry = registry.lookup(mp), DaemonProcess(pid: entry.pid).state == .gone {
+            // A dead daemon's record whose mount was detached already: the mountpoint is free.
+            registry.remove(mp)
         }
         guard FileSystem.exists(mp) else { throw ReplicaError("mountpoint \(mp) does not exist") }
         guard FileSystem.isDirectory(mp) else { throw ReplicaError("mountpoint \(mp) is not a directory") }
