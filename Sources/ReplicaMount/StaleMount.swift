@@ -34,20 +34,21 @@ enum StaleMount {
     static func recover(_ mount: MountTable.Mount, registry: MountRegistry, problem: String) throws -> String {
         let mp = mount.mountpoint
         var done: [String] = []
+        // A dead daemon's connection is gone already (no such fusectl entry); a stopped one's
+        // also goes when it is killed below; a stuck one's must be aborted to let it exit.
+        var abortError: Error?
         do {
             try abortConnection(device: mount.device)
             done.append("aborted its FUSE connection")
         } catch {
-            // A dead daemon's connection is gone already; only a live one must be aborted.
-            if let entry = registry.lookup(mp), DaemonProcess(pid: entry.pid).state != .gone {
-                throw ReplicaError("cannot abort the FUSE connection of \(mp): \(error)")
-            }
+            abortError = error
         }
         if let entry = registry.lookup(mp) {
             let process = DaemonProcess(pid: entry.pid)
             if process.state != .gone && process.isReplicaFS {
                 guard process.killAndWait(timeout: 15) else {
-                    throw ReplicaError("the old daemon of \(mp) (pid \(entry.pid)) does not exit after SIGKILL")
+                    let why = abortError.map { " (its FUSE connection could not be aborted: \($0))" } ?? ""
+                    throw ReplicaError("the old daemon of \(mp) (pid \(entry.pid)) does not exit after SIGKILL\(why)")
                 }
                 done.append("killed its daemon (pid \(entry.pid))")
             }
