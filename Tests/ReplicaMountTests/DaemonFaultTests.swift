@@ -37,7 +37,7 @@ struct DaemonFaultTests {
     func abortConnection(_ mountpoint: String) {
         Shell.run("""
             grep -q ' /sys/fs/fuse/connections fusectl' /proc/self/mountinfo || mount -t fusectl fusectl /sys/fs/fuse/connections
-            awk -v m='\(mountpoint)' '$5 == m && $9 ~ /^fuse/ {print $3}' /proc/self/mountinfo | while IFS=: read ma mi; do
+            awk -v m='\(mountpoint)' '$5 == m && / - fuse/ {print $3}' /proc/self/mountinfo | while IFS=: read ma mi; do
               echo 1 > /sys/fs/fuse/connections/$(( (ma << 20) | mi ))/abort
             done
             """)
@@ -45,7 +45,7 @@ struct DaemonFaultTests {
 
     /// The FUSE connection number of the mount at `mountpoint` (fusectl's name for it).
     func connection(_ mountpoint: String) -> String? {
-        let out = Shell.run("awk -v m='\(mountpoint)' '$5 == m && $9 ~ /^fuse/ {print $3}' /proc/self/mountinfo | tail -1").stdout
+        let out = Shell.run("awk -v m='\(mountpoint)' '$5 == m && / - fuse/ {print $3}' /proc/self/mountinfo | tail -1").stdout
         let parts = out.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt32($0) }
         return parts.count == 2 ? String((parts[0] << 20) | parts[1]) : nil
     }
