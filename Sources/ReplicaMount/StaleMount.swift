@@ -13,7 +13,7 @@ enum StaleMount {
 
     /// Why the replicafs mount at `mountpoint` has no daemon that serves it, or nil when its
     /// daemon answers a ping within `timeout` seconds.
-    static func problem(_ mountpoint: String, registry: MountRegistry, timeout: Double = 3) -> String? {
+    static func problem(_ mountpoint: String, registry: MountRegistry, timeout: Double = 5) -> String? {
         guard let entry = registry.lookup(mountpoint) else { return "no daemon is recorded for it" }
         let process = DaemonProcess(pid: entry.pid)
         switch process.state {
