@@ -53,9 +53,11 @@ public final class FailoverDisk: @unchecked Sendable {
     func rotateReverseLogLocked() throws -> String? { try reverse?.rotate(size: cow.size) }
 
     /// Once frozen, writes fail with EROFS: a failback's final copy must see the last write.
+    /// Freezing or thawing starts the refused-write count again: an abandoned failback's
+    /// refusals must not stop the next one.
     public var frozen: Bool {
         get { lock.withLock { frozenFlag } }
-        set { lock.withLock { frozenFlag = newValue } }
+        set { lock.withLock { frozenFlag = newValue; refused = 0 } }
     }
 
     /// Starts logging every change into a new HRL chain in `directory` (reverse replication's cut).

@@ -32,13 +32,13 @@ public final class HealthTracker: Sendable {
         var cycles: [Int: (due: Int, missed: Int)] = [:]
     }
 
-    private let state = Mutex<[String: Record]>([:])
+    private let table = Mutex<[String: Record]>([:])
 
     public init() {}
 
     /// Notes each VM's current policy (called every pass), and drops VMs no longer protected.
     public func observe(_ vms: [ProtectedVM]) {
-        state.withLock { records in
+        table.withLock { records in
             let names = Set(vms.map(\.name))
             records = records.filter { names.contains($0.key) }
             for vm in vms { records[vm.name, default: Record()].policy = vm.policy }
@@ -49,7 +49,7 @@ public final class HealthTracker: Sendable {
     /// From a failure to the next success, every copy-frequency interval that passes counts as
     /// one missed cycle, however many retries ran in it.
     public func mayAttempt(_ vm: String, now: Double) -> Bool {
-        state.withLock { records in
+        table.withLock { records in
             guard var r = records[vm] else { return true }
             if r.failures > 0, r.replicated, now - (r.lastMissed ?? now) >= max(r.policy.copyFrequency, 0.1) {
                 Self.count(&r, now: now, missed: true)
@@ -60,16 +60,16 @@ public final class HealthTracker: Sendable {
         }
     }
 
-    public func isCritical(_ vm: String) -> ReplicationFailure? { state.withLock { records in records[vm]?.critical } }
+    public func isCritical(_ vm: String) -> ReplicationFailure? { table.withLock { records in records[vm]?.critical } }
 
     /// Whether a failed attempt is waiting to be retried (its logs are still to be shipped).
-    public func retryPending(_ vm: String) -> Bool { state.withLock { records in (records[vm]?.failures ?? 0) > 0 } }
+    public func retryPending(_ vm: String) -> Bool { table.withLock { records in (records[vm]?.failures ?? 0) > 0 } }
 
-    public func wasReplicated(_ vm: String) -> Bool { state.withLock { records in records[vm]?.replicated ?? false } }
+    public func wasReplicated(_ vm: String) -> Bool { table.withLock { records in records[vm]?.replicated ?? false } }
 
     /// The target holds the VM's replica, as of the cut at `since` (seconds since the epoch).
     public func markReplicated(_ vm: String, since: Double) {
-        state.withLock { records in
+        table.withLock { records in
             guard records[vm]?.replicated != true else { return }
             records[vm, default: Record()].replicated = true
             records[vm]!.replicatedSince = since
@@ -78,7 +78,7 @@ public final class HealthTracker: Sendable {
 
     /// An attempt succeeded; a due cycle (`cycle`) counts as committed. Resets the back-off.
     public func succeeded(_ vm: String, now: Double, cycle: Bool) {
-        state.withLock { records in
+        table.withLock { records in
             guard var r = records[vm] else { return }
             if cycle { Self.count(&r, now: now, missed: false) }
             r.failures = 0
@@ -98,7 +98,7 @@ public final class HealthTracker: Sendable {
     @discardableResult
     public func failed(_ vm: String, _ failure: ReplicationFailure, now: Double, cycle: Bool = true,
                        environment: [String: String] = ProcessInfo.processInfo.environment) -> Double? {
-        state.withLock { records in
+        table.withLock { records in
             var r = records[vm] ?? Record()
             if r.failures == 0 {
                 if cycle && r.replicated { Self.count(&r, now: now, missed: true) }
@@ -125,7 +125,7 @@ public final class HealthTracker: Sendable {
     /// that went missing may be seeded again. Returns whether the VM was Critical.
     @discardableResult
     public func resume(_ vm: String) -> Bool {
-        state.withLock { records in
+        table.withLock { records in
             guard var r = records[vm] else { return false }
             let was = r.critical != nil
             r.critical = nil
@@ -143,7 +143,7 @@ public final class HealthTracker: Sendable {
     /// A VM that needs a resync (the state's `resyncReason`: waiting for the window, or
     /// running) is in Warning: it makes no points until the resync ends.
     public func annotate(_ state: inout VMState, lastCut: Double?, now: Double) {
-        state.withLock { records in
+        table.withLock { records in
             let r = records[state.vm] ?? Record()
             var health = Health.normal
             var reasons: [String] = []

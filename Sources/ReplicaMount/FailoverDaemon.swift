@@ -27,6 +27,7 @@ public struct FailoverDaemon {
     /// seconds opening and mounting took, or with the error that prevented it.
     public func run(ready: (Result<Double, Error>) -> Void) throws {
         let signals = StopSignalWatcher()
+        signal(SIGPIPE, SIG_IGN) // a launcher gone before the ready line must not kill a live mount's daemon
         let started = Clock.nowNanos()
         let server: FailoverServer
         let control: ControlServer

@@ -114,6 +114,8 @@ extension FailoverServer {
                 fuse_reply_write(req, size)
             } catch {
                 fuse_reply_err(req, FuseSession.errno(of: error))
+                // Refused (frozen) or failed: the cached bytes must not stay readable.
+                server.session.dropCachedPages(ino, offset: Int64(off), length: size)
             }
         }
 

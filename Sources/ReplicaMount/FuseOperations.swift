@@ -152,6 +152,8 @@ extension FuseServer {
                 fuse_reply_write(req, size)
             } catch {
                 fuse_reply_err(req, FuseSession.errno(of: error))
+                // Written back from the cache, the failed bytes would stay readable there.
+                server.session.dropCachedPages(ino, offset: Int64(off), length: size)
             }
         }
 

@@ -15,7 +15,7 @@ public final class FuseServer: @unchecked Sendable {
     public let disks: DiskSet
     public let mountpoint: String
     public let options: MountOptions
-    private let session: FuseSession
+    let session: FuseSession
     let directoryFD: FileDescriptor
     private let logInodes = Lock()
     private var inodeOfLog: [String: fuse_ino_t] = [:]

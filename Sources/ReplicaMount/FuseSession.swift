@@ -17,6 +17,8 @@ final class FuseSession: @unchecked Sendable {
     /// the signal or control thread, read by the thread that runs the session loop.
     private let unmountFlag = Atomic<Bool>(false)
     var unmountRequested: Bool { unmountFlag.load(ordering: .acquiring) }
+    /// Drops the cached pages of writes that failed (see `CacheInvalidator`).
+    private var invalidator: CacheInvalidator?
 
     init(mountpoint: String, options: MountOptions) {
         self.mountpoint = mountpoint
@@ -42,6 +44,10 @@ final class FuseSession: @unchecked Sendable {
             throw ReplicaError("cannot mount \(mountpoint): the kernel refused the FUSE mount")
         }
         session = se
+        invalidator = CacheInvalidator(session: se)
+        // No child (a flush or unmount helper) may inherit /dev/fuse: a child blocked on the
+        // mount would otherwise keep the connection alive after the daemon is killed.
+        _ = fcntl(fuse_session_fd(se), F_SETFD, FD_CLOEXEC)
         tuneBackingDeviceInfo()
         // A daemon that backs a loop device must not be throttled by the reclaim it serves.
         _ = rfs_set_io_flusher()
@@ -68,11 +74,17 @@ final class FuseSession: @unchecked Sendable {
         }
     }
 
+    /// After a write the daemon refused: the kernel's cached copy of those bytes goes, so the
+    /// mount shows what the disk holds. Call after replying to the failed request.
+    func dropCachedPages(_ ino: fuse_ino_t, offset: Int64, length: Int) {
+        invalidator?.invalidate(ino, offset: offset, length: Int64(length))
+    }
+
     /// Asks the kernel to unmount (dirty pages are written back through us first). Returns
     /// an error text when the mount is busy; the daemon then keeps serving.
     func requestUnmount() -> String? {
         unmountFlag.store(true, ordering: .releasing)
-        if let error = Unmounter.unmount(mountpoint) {
+        if let error = HelperProcess.unmount(mountpoint) {
             unmountFlag.store(false, ordering: .releasing)
             return error
         }

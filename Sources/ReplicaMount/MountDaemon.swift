@@ -36,7 +36,8 @@ public struct MountDaemon {
     }
 
     /// Pushes the kernel's cached writes of these images through the mount, where they are
-    /// logged, and makes them durable: an fsync of each file via the mountpoint.
+    /// logged, and makes them durable: an fsync of each file via the mountpoint. For commands;
+    /// the daemon itself must not wait on its own mount and uses `HelperProcess.flush`.
     public static func flush(_ images: [String], in mountpoint: String) throws {
         for name in images {
             let fd = try FileDescriptor.open(mountpoint + "/" + name, O_RDONLY)
@@ -77,16 +78,16 @@ public struct MountDaemon {
             guard mounted.fsType == "fuse.replicafs" else {
                 throw ReplicaError("mountpoint \(mp) is already mounted (\(mounted.fsType) from \(mounted.source))")
             }
-            if let entry = registry.lookup(mp), MountRegistry.isAlive(entry.pid),
-               (try? UnixSocket.call(entry.socket, ControlRequest(op: .ping)))?.ok == true {
-                throw ReplicaError("mountpoint \(mp) is already mounted by replicafs (daemon pid \(entry.pid))")
+            guard let problem = StaleMount.problem(mp, registry: registry) else {
+                throw ReplicaError("mountpoint \(mp) is already mounted by replicafs (daemon pid \(registry.lookup(mp)?.pid ?? 0))")
             }
-            // The daemon is gone but the kernel still holds the mount: detach it.
-            if let error = Unmounter.unmount(mp, lazy: true) {
-                throw ReplicaError("mountpoint \(mp) holds a stale replicafs mount that cannot be cleaned up: \(error)")
-            }
+            // The daemon is gone, stopped or stuck but the kernel still holds the mount:
+            // abort its connection, end the old daemon, detach the mount.
+            let note = try StaleMount.recover(mounted, registry: registry, problem: problem)
+            FileHandle.standardError.write(Data((note + "\n").utf8))
+        } else if let entry = registry.lookup(mp), DaemonProcess(pid: entry.pid).state == .gone {
+            // A dead daemon's record whose mount was detached already: the mountpoint is free.
             registry.remove(mp)
-            DaemonLog.logger.notice("cleaned up the stale mount at \(mp) left by a daemon that died")
         }
         guard FileSystem.exists(mp) else { throw ReplicaError("mountpoint \(mp) does not exist") }
         guard FileSystem.isDirectory(mp) else { throw ReplicaError("mountpoint \(mp) is not a directory") }
@@ -99,6 +100,8 @@ public struct MountDaemon {
     public func run(ready: (Error?) -> Void) throws {
         // Block the stop signals in every thread; one thread waits for them.
         let signals = StopSignalWatcher()
+        // A launcher gone before the ready line must not kill the daemon of a live mount.
+        signal(SIGPIPE, SIG_IGN)
 
         let server: FuseServer
         let control: ControlServer
@@ -115,7 +118,7 @@ public struct MountDaemon {
             let paths = registry.paths(for: mp)
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
             let mounted = mp
-            replicator = Replicator(disks: disks) { names in try Self.flush(names, in: mounted) }
+            replicator = Replicator(disks: disks) { names in try HelperProcess.flush(names, in: mounted) }
             control = try ControlServer(path: paths.socket) { [server, replicator] request in
                 try Self.answer(request, server: server, replicator: replicator)
             }

@@ -8,6 +8,12 @@ public struct UnixSocket: Sendable {
     public let fd: Int32
     public let path: String
 
+    /// Wraps a connected socket `fd`, named by its `path` in errors.
+    public init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
     private static func address(_ path: String) throws -> sockaddr_un {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)

@@ -16,7 +16,7 @@ func daemonEntry(_ mountpoint: String) throws -> MountRegistry.Entry {
 }
 
 func call(_ entry: MountRegistry.Entry, _ op: ControlRequest.Operation) throws -> ControlResponse {
-    let response = try UnixSocket.call(entry.socket, ControlRequest(op: op))
+    let response = try ControlClient.call(socket: entry.socket, pid: entry.pid, ControlRequest(op: op))
     guard response.ok else { throw ReplicaError(response.error ?? "the daemon refused \(op.rawValue)") }
     return response
 }
@@ -33,7 +33,15 @@ func daemonProtecting(_ vm: String) throws -> MountRegistry.Entry {
 /// exit, which is when its logs or copy-on-write layers are durable.
 func stopMount(_ mountpoint: String, timeout: Double = 120) throws {
     let mp = try MountDaemon.absolutePath(mountpoint)
-    guard let mounted = MountTable.mount(at: mp) else { throw ReplicaError("\(mp) is not mounted") }
+    guard let mounted = MountTable.mount(at: mp) else {
+        // A daemon that died after its mount went leaves its record: forget it.
+        let registry = MountRegistry()
+        if let entry = registry.lookup(mp), DaemonProcess(pid: entry.pid).state == .gone {
+            registry.remove(mp)
+            throw ReplicaError("\(mp) is not mounted (the record of its dead daemon, pid \(entry.pid), is removed)")
+        }
+        throw ReplicaError("\(mp) is not mounted")
+    }
     guard mounted.fsType == "fuse.replicafs" else {
         throw ReplicaError("\(mp) is not a replicafs mount (it is \(mounted.fsType))")
     }

@@ -64,11 +64,24 @@ enum DaemonLauncher {
         throw ReplicaError("the daemon exited before it was ready; see \(logPath)")
     }
 
-    /// Answers the launcher on `fd` (the daemon side).
+    /// Answers the launcher on `fd` (the daemon side). The launcher may be gone (killed, or
+    /// Ctrl-C): the write then fails with EPIPE (SIGPIPE is ignored in the daemon), which is
+    /// noted in the daemon's log; a daemon that is ready serves on.
     static func answer(_ fd: Int32, _ line: String) {
         guard fd >= 0 else { return }
-        let text = line + "\n"
-        _ = text.withCString { write(fd, $0, strlen($0)) }
+        let bytes = Array((line + "\n").utf8)
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                let why = n < 0 ? String(cString: strerror(errno)) : "nothing written"
+                let next = line.hasPrefix("READY") ? "the mount is ready and served; `replicafs status` shows it" : "it did not see: \(line)"
+                FileHandle.standardError.write(Data("replicafs: the command that started this daemon is gone (\(why)): \(next)\n".utf8))
+                break
+            }
+            done += n
+        }
         close(fd)
     }
 }

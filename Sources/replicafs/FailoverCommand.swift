@@ -101,7 +101,7 @@ struct FailoverStartCommand: ParsableCommand {
             return given
         }
         // Ship what is logged while the source still runs: the final delta stays small.
-        let response = try UnixSocket.call(running.socket, ControlRequest(op: .snapshot, vm: vm))
+        let response = try ControlClient.call(socket: running.socket, pid: running.pid, ControlRequest(op: .snapshot, vm: vm))
         guard response.ok else { throw ReplicaError("planned failover: the source could not ship its changes: \(response.error ?? "?")") }
         do {
             try stopMount(running.mountpoint)

@@ -14,7 +14,7 @@ struct ResumeCommand: ParsableCommand {
 
     func run() throws {
         let entry = try daemonProtecting(vm)
-        let response = try UnixSocket.call(entry.socket, ControlRequest(op: .resume, vm: vm))
+        let response = try ControlClient.call(socket: entry.socket, pid: entry.pid, ControlRequest(op: .resume, vm: vm))
         guard response.ok else { throw ReplicaError(response.error ?? "resume failed") }
         print("resumed \(vm): replication retries now")
     }

@@ -4,12 +4,13 @@ import ReplicaControl
 import ReplicaMount
 #if canImport(Glibc)
 import Glibc
+import ReplicaSystem
 #endif
 
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show running mounts, their images and active logs, and each protected VM's health.",
-        discussion: "Exit status: the worst health of the VMs shown: 0 normal, 1 warning, 2 critical.")
+        discussion: "Exit status: the worst health of the VMs shown: 0 normal, 1 warning, 2 critical; 2 also when a mount's daemon is dead or does not answer (the line names the command that recovers it).")
 
     @Argument(help: "A mountpoint (default: every running mount).")
     var mountpoint: String?
@@ -18,23 +19,44 @@ struct StatusCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let entries = try mountpoint.map { [try daemonEntry($0)] }
-            ?? MountRegistry().all().filter { MountRegistry.isAlive($0.pid) }
-        let responses = try entries.map { try call($0, .status) }
+        let entries = try mountpoint.map { [try registeredEntry($0)] } ?? MountRegistry().all()
+        // Every registered daemon is asked, each with a short time limit: a dead, stopped or
+        // stuck one is listed as such (with the command that recovers it), never waited for.
+        var responses: [ControlResponse] = []
+        var unserved: [UnservedMount] = []
+        for entry in entries {
+            if DaemonProcess(pid: entry.pid).state == .gone {
+                unserved.append(UnservedMount(entry, daemon: "dead", error: "daemon pid \(entry.pid) is gone"))
+                continue
+            }
+            do {
+                responses.append(try call(entry, .status))
+            } catch {
+                let daemon = DaemonProcess(pid: entry.pid).state == .stopped ? "stopped" : "not answering"
+                unserved.append(UnservedMount(entry, daemon: daemon, error: describe(error)))
+            }
+        }
         let statuses = responses.compactMap(\.status)
         let failovers = responses.compactMap(\.failover)
-        // Scripts read the worst health from the exit status: 0 normal, 1 warning, 2 critical.
-        let worst = statuses.flatMap(\.vms).map(\.health).max() ?? .normal
+        // Scripts read the worst health from the exit status: 0 normal, 1 warning, 2 critical
+        // (a mount nothing serves is critical).
+        let worst = unserved.isEmpty ? statuses.flatMap(\.vms).map(\.health).max() ?? .normal : .critical
         defer { if worst != .normal { Foundation.exit(worst.exitCode) } }
         if json {
-            // One array: protected mounts, then failover mounts (each object has its pid and mountpoint).
+            // One array: protected mounts, then failover mounts (each object has its pid and
+            // mountpoint), then mounts whose daemon is dead or does not answer.
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let objects = try statuses.map { try encoder.encode($0) } + failovers.map { try encoder.encode($0) }
+                + unserved.map { try encoder.encode($0) }
             print("[" + objects.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ",\n") + "]")
             return
         }
-        if statuses.isEmpty && failovers.isEmpty { print("no replicafs mounts running") }
+        for u in unserved {
+            print("\(u.mountpoint) <- \(u.disksDir) (pid \(u.pid)): DAEMON \(u.daemon.uppercased()): \(u.error)")
+            print("  recover with: \(u.recover)")
+        }
+        if statuses.isEmpty && failovers.isEmpty && unserved.isEmpty { print("no replicafs mounts running") }
         for f in failovers {
             print("\(f.mountpoint) <- VM \(f.vm) at point \(f.point) of \(f.store) (\(f.kind) failover, pid \(f.pid)\(f.frozen ? ", frozen for failback" : ""))")
             for d in f.disks { print("  \(d.name): \(d.size) bytes, \(d.writtenBytes) bytes written since the failover") }
@@ -65,4 +87,39 @@ struct StatusCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// A registered mount whose daemon is dead, stopped or does not answer, as `status` lists it.
+struct UnservedMount: Encodable {
+    var pid: Int32
+    var mountpoint: String
+    var disksDir: String
+    /// "dead", "stopped" or "not answering".
+    var daemon: String
+    var error: String
+    /// The command that brings the mount back.
+    var recover: String
+
+    init(_ entry: MountRegistry.Entry, daemon: String, error: String) {
+        pid = entry.pid
+        mountpoint = entry.mountpoint
+        disksDir = entry.disksDir
+        self.daemon = daemon
+        self.error = error
+        // A failover mount's directory is <store>/<vm>/failover, holding its state.json.
+        let dir = URL(fileURLWithPath: entry.disksDir)
+        if dir.lastPathComponent == "failover", FileSystem.exists(entry.disksDir + "/state.json") {
+            let vmDir = dir.deletingLastPathComponent()
+            recover = "replicafs failover remount \(vmDir.lastPathComponent) --target \(vmDir.deletingLastPathComponent().path)"
+        } else {
+            recover = "replicafs mount \(entry.disksDir) \(entry.mountpoint)"
+        }
+    }
+}
+
+/// The registry entry of a mountpoint, whether or not its daemon still runs.
+func registeredEntry(_ mountpoint: String) throws -> MountRegistry.Entry {
+    let mp = try MountDaemon.absolutePath(mountpoint)
+    guard let entry = MountRegistry().lookup(mp) else { throw ReplicaError("\(mp) is not served by a running replicafs daemon") }
+    return entry
 }

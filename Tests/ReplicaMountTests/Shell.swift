@@ -129,6 +129,9 @@ final class Site {
 
     func cleanup() {
         for m in extraMounts.reversed() { Shell.run("umount -l '\(m)' 2>/dev/null") }
+        // A daemon killed after its mount was detached leaves its record (status lists it as
+        // dead, exit 2): unmount drops it.
+        Shell.run("grep -q ' \(mnt) ' /proc/mounts || \"$RFS\" unmount '\(mnt)' >/dev/null 2>&1")
         Shell.run("grep -q ' \(mnt) ' /proc/mounts && { \"$RFS\" unmount '\(mnt)' || umount -l '\(mnt)'; }")
         Shell.run("losetup -l -n -O NAME,BACK-FILE | awk -v r='\(root)' 'index($2, r) == 1 {print $1}' | xargs -r -n1 losetup -d")
         Shell.run("rm -rf '\(root)'")
