@@ -20,6 +20,8 @@ public struct PlanReport: Codable, Sendable, Equatable {
         public var name: String
         public var outcome: Outcome
         public var error: String?
+        /// The failed step's error code (a `ReplicaError`'s), for programs reading the report.
+        public var errorCode: ReplicaError.Code?
         public var seconds: Double
     }
 

@@ -7,7 +7,7 @@ import Glibc
 /// (`RedoOverlay`). Replication going on meanwhile only adds later points, and a merge into
 /// the base only rewrites bytes those logs cover, so a view stays at its point without
 /// locking. Pruning never merges past a point a failover or drill holds.
-public final class PointView: @unchecked Sendable {
+public final class PointView: PointReader, @unchecked Sendable {
     public let vm: String
     public let disk: String
     public let pointID: Int
@@ -18,7 +18,7 @@ public final class PointView: @unchecked Sendable {
 
     /// Opens `disk` of `vm` at point `pointID` (nil: the latest point). `locked`: the caller
     /// holds the store's lock already (flock would block on a second descriptor).
-    init(store: TargetStore, vm: String, disk: String, pointID: Int?, locked: Bool = false) throws {
+    init(store: DirectoryStore, vm: String, disk: String, pointID: Int?, locked: Bool = false) throws {
         self.vm = vm
         self.disk = disk
         let base = try FileDescriptor.open(store.basePath(vm, disk), O_RDONLY)
@@ -53,7 +53,7 @@ public final class PointView: @unchecked Sendable {
     deinit { base.close() }
 
     /// Bytes of redo logs mapped (what opening the view cost, beside the base).
-    var overlayBytes: Int { overlay.bytesMapped }
+    public var overlayBytes: Int { overlay.bytesMapped }
 
     /// Fills `count` bytes at `offset` as of the point (zeros past the base's end; callers
     /// clip reads to `size`).

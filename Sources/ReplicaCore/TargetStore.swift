@@ -9,25 +9,8 @@ import Glibc
 /// with the logs of every point after the base up to it applied in order; as points expire
 /// their logs are merged into the base. A commit writes each shipped byte once. Layout, crash
 /// rules and the reasons: docs/target-store.md.
-public final class TargetStore {
+public final class DirectoryStore {
     public let root: String
-
-    /// Which point to read.
-    public enum PointSelector: Equatable {
-        case id(Int)
-        case latest
-        case latestApp
-
-        public init(_ text: String) throws {
-            switch text {
-            case "latest": self = .latest
-            case "latest-app": self = .latestApp
-            default:
-                guard let id = Int(text) else { throw ReplicaError("bad recovery point '\(text)': use an id, latest or latest-app") }
-                self = .id(id)
-            }
-        }
-    }
 
     public init(root: String) throws {
         // A missing store may be a share not mounted yet; one that refuses writes needs a person.
@@ -47,20 +30,6 @@ public final class TargetStore {
     }
 
     public func hasVM(_ vm: String) -> Bool { FileSystem.exists(catalogPath(vm)) }
-
-    /// An initial replication in progress: where each disk's chain starts and how far its
-    /// copy got, so that a copy interrupted by a crash resumes there.
-    public struct InitialCopy: Codable, Sendable {
-        public struct Disk: Codable, Sendable {
-            public var name: String
-            public var chain: String
-            public var nextLSN: UInt64
-            /// Offset below which the replica holds the copy.
-            public var copiedTo: Int64
-            public var done: Bool
-        }
-        public var disks: [Disk]
-    }
 
     func initialPath(_ vm: String) -> String { vmDirectory(vm) + "/initial.json" }
 
