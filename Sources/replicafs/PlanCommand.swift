@@ -36,7 +36,8 @@ struct PlanCommand: ParsableCommand {
         }
         guard hookTimeout > 0 else { throw ReplicaError("--hook-timeout must be positive") }
         let plan = try RecoveryPlan.load(planFile)
-        let networks = operation == .failback ? [:] : try Self.mapNetworks(plan)
+        let networks = operation == .failback ? [:] : try PlanSteps.mapNetworks(plan)
+        let steps = PlanSteps(mounts: ProcessFailoverMounts())
         let op = operation
         let json = json
         let runner = PlanRunner(plan: plan, operation: operation.rawValue, hookTimeout: hookTimeout, progress: { line in
@@ -45,12 +46,9 @@ struct PlanCommand: ParsableCommand {
         }) { vm in
             switch op {
             case .failover, .testFailover:
-                let kind: FailoverState.Kind = op == .testFailover ? .test : planned ? .planned : .unplanned
-                try Self.failover(vm, networks: networks[vm.name], kind: kind)
+                try steps.failover(vm, kind: op == .testFailover ? .test : planned ? .planned : .unplanned, networks: networks[vm.name])
             case .failback:
-                // The steps' progress lines stay out of the plan's report (as a subprocess's did).
-                let coordinator = FailoverCoordinator(store: try openTargetStore(vm.target), mounts: ProcessFailoverMounts())
-                _ = try coordinator.failback(vm: vm.name, mode: failbackMode, to: vm.disksDir)
+                try steps.failback(vm, mode: failbackMode)
             }
         }
         let report = runner.run()
@@ -61,41 +59,6 @@ struct PlanCommand: ParsableCommand {
             if !report.failedHooks.isEmpty { what.append("hook\(report.failedHooks.count == 1 ? "" : "s") \(report.failedHooks.joined(separator: ", ")) failed") }
             let skipped = report.notStarted.isEmpty ? "" : "; groups not started: " + report.notStarted.joined(separator: ", ")
             throw ReplicaError("plan \(plan.name): \(operation.rawValue) stopped: \(what.joined(separator: ", "))\(skipped)")
-        }
-    }
-
-    /// Each VM's mapped networks, from the VM's metadata in its store; nil for a VM the store
-    /// has no metadata of (its failover will tell what is wrong). Every network must be mapped
-    /// before anything starts.
-    static func mapNetworks(_ plan: RecoveryPlan) throws -> [String: FailoverNetworks] {
-        var out: [String: FailoverNetworks] = [:]
-        for vm in plan.allVMs {
-            guard let store = try? openTargetStore(vm.target), let meta = try store.metadata(vm: vm.name) else { continue }
-            out[vm.name] = try FailoverNetworks(vm: vm.name, plan: plan.name, sourceNetworks: meta.networks, mapping: plan.networkMapping)
-        }
-        return out
-    }
-
-    /// Creates the VM's mountpoint if needed and fails it over with its mapped networks; on a
-    /// failure takes back the directories it created (the coordinator leaves nothing else).
-    static func failover(_ vm: RecoveryPlan.VM, networks: FailoverNetworks?, kind: FailoverState.Kind) throws {
-        // The mountpoint and any of its parents that are missing; taken away again on failure.
-        var createdDirs: [String] = []
-        var dir = vm.mount
-        while !dir.isEmpty, dir != "/", !FileSystem.exists(dir) {
-            createdDirs.append(dir)
-            dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
-        }
-        if !createdDirs.isEmpty { try FileSystem.mkdirs(vm.mount) }
-        do {
-            let coordinator = FailoverCoordinator(store: try openTargetStore(vm.target), mounts: ProcessFailoverMounts())
-            _ = try coordinator.failover(vm: vm.name, point: vm.point, kind: kind, mountpoint: vm.mount,
-                                         disksDir: kind == .planned ? vm.disksDir : nil, networks: networks)
-        } catch {
-            for dir in createdDirs {
-                if rmdir(dir) != 0 { break }
-            }
-            throw error
         }
     }
 }

@@ -13,11 +13,15 @@ struct FailoverCoordinatorTests {
     var base: TargetStoreTests { disks.base }
 
     /// Opens the failover's disks as the daemon does (from the store's state), or fails to start.
+    /// Called from a plan's threads too: one lock around its records.
     final class InProcessMounts: FailoverMounts {
-        var opened: [String: [FailoverDisk]] = [:]
-        var launches = 0
-        var stops: [String] = []
+        private let lock = Lock()
+        private var openedDisks: [String: [FailoverDisk]] = [:]
+        private(set) var launches = 0
+        private(set) var stops: [String] = []
         var failLaunch: Error?
+
+        var opened: [String: [FailoverDisk]] { lock.withLock { openedDisks } }
 
         func checkMountpoint(_ path: String) throws -> String {
             guard FileSystem.isDirectory(path) else { throw ReplicaError("mountpoint \(path) does not exist") }
@@ -25,22 +29,25 @@ struct FailoverCoordinatorTests {
         }
 
         func launchFailoverMount(vm: String, store: any TargetStore, mountpoint: String) throws -> LaunchedMount {
-            launches += 1
+            lock.withLock { launches += 1 }
             if let failLaunch { throw failLaunch }
             let state = try #require(store.failoverState(vm))
             try FileSystem.mkdirs(state.workDirectory)
-            opened[mountpoint] = try state.disks.map {
+            let disks = try state.disks.map {
                 try FailoverDisk(store: store, vm: vm, disk: $0, point: state.point, directory: state.workDirectory)
             }
+            lock.withLock { openedDisks[mountpoint] = disks }
             return LaunchedMount(pid: getpid(), seconds: 0)
         }
 
         func stopMount(_ mountpoint: String) throws {
-            stops.append(mountpoint)
-            opened[mountpoint] = nil
+            lock.withLock {
+                stops.append(mountpoint)
+                openedDisks[mountpoint] = nil
+            }
         }
 
-        func isMounted(_ mountpoint: String) -> Bool { opened[mountpoint] != nil }
+        func isMounted(_ mountpoint: String) -> Bool { lock.withLock { openedDisks[mountpoint] != nil } }
     }
 
     func coordinator(_ store: DirectoryStore, _ mounts: InProcessMounts) -> FailoverCoordinator {
@@ -160,5 +167,38 @@ struct FailoverCoordinatorTests {
         let again = try c.remount(vm: "vm1")
         #expect(again.state.point.id == 3)
         #expect(try disks.readAll(try #require(mounts.opened[mp]?.first { $0.name == "a.img" })) == final)
+    }
+
+    @Test func aPlanFailsOverInProcessAndReportsTheFailedStepsCode() throws {
+        defer { base.cleanup() }
+        let (store, set, expected, _) = try disks.makeStore(points: 2)
+        defer { try? set.close() }
+        try store.saveMetadata(VMMetadata(vm: "vm1", disks: ["a.img", "b.img"], networks: ["lan"]))
+        let mounts = InProcessMounts()
+        let steps = PlanSteps(mounts: mounts, registry: MountRegistry(runDirectory: base.dir + "/run"))
+        let root = base.dir + "/failover"
+        let vm = { (name: String) in RecoveryPlan.VM(name: name, target: base.storeDir, point: "latest", mount: root + "/" + name) }
+        let plan = RecoveryPlan(name: "drill", networkMapping: ["lan": "dr-lan"], groups: [
+            RecoveryPlan.Group(name: "first", vms: [vm("vm1"), vm("ghost")]),
+            RecoveryPlan.Group(name: "second", vms: [vm("later")]),
+        ])
+        let networks = try PlanSteps.mapNetworks(plan)
+        #expect(networks.keys.sorted() == ["vm1"])
+        let report = PlanRunner(plan: plan, operation: "test-failover") { vm in
+            try steps.failover(vm, kind: .test, networks: networks[vm.name])
+        }.run()
+        #expect(report.failedVMs == ["ghost"])
+        #expect(report.notStarted == ["second"])
+        let ghost = try #require(report.groups[0].vms.first { $0.name == "ghost" })
+        #expect(ghost.errorCode == .unknownVM)
+        #expect(ghost.error == "unknown VM ghost in target store \(store.location)")
+        #expect(!FileSystem.exists(root + "/ghost"), "the failed VM's mountpoint stays behind")
+        // vm1 failed over in the same group: its disks at the latest point, its networks mapped.
+        let state = try #require(store.failoverState("vm1"))
+        let mp = try FileSystem.realPath(root + "/vm1")
+        for d in try #require(mounts.opened[mp]) { #expect(try disks.readAll(d) == expected[2]![d.name]!) }
+        let written = try JSONDecoder().decode(FailoverNetworks.self, from: Data(try FileSystem.readFile(state.workDirectory + "/network.json")))
+        #expect(written.networks == [.init(source: "lan", target: "dr-lan")])
+        try FailoverCoordinator(store: store, mounts: mounts).cleanup(vm: "vm1")
     }
 }
