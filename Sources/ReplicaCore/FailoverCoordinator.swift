@@ -50,15 +50,22 @@ public final class FailoverCoordinator {
     /// Fails `vm` over to `point` and mounts its disks on `mountpoint`. Planned: stops the
     /// source's writes first (its running mount, or the stopped disks in `disksDir`) and ships
     /// everything it logged as the final point. `networks` (a recovery plan's mapping) is
-    /// shown beside the disks. On a failure nothing is left behind but a stopped source.
+    /// shown beside the disks. The failover's own files go to `workDirectory` (default: the
+    /// store's `localFailoverDirectory`). On a failure nothing is left behind but a stopped source.
     public func failover(vm: String, point: String = "latest", kind: FailoverState.Kind, mountpoint: String,
-                         disksDir: String? = nil, networks: FailoverNetworks? = nil) throws -> Started {
+                         disksDir: String? = nil, networks: FailoverNetworks? = nil, workDirectory: String? = nil) throws -> Started {
         try store.requireVM(vm)
         if let existing = store.failoverState(vm) {
             throw ReplicaError("VM \(vm) is already failed over (\(existing.summary)): clean it up or fail back first", code: .alreadyFailedOver)
         }
         var selector = try pointSelector(point, vm: vm)
         let mp = try mounts.checkMountpoint(mountpoint)
+        guard let work = workDirectory.map(absolute) ?? store.localFailoverDirectory(vm: vm) else {
+            throw ReplicaError("target store \(store.location) is not on this host: give the failover a working directory (--work-dir)", code: .badRequest)
+        }
+        if workDirectory != nil, FileSystem.exists(work), !((try? FileSystem.list(work)) ?? []).isEmpty {
+            throw ReplicaError("working directory \(work) is not empty", code: .badRequest)
+        }
         var source = try disksDir.map { try FileSystem.realPath($0) }
         if kind == .planned {
             guard point == "latest" else {
@@ -72,7 +79,7 @@ public final class FailoverCoordinator {
             }
         }
         let state = try store.beginFailover(vm: vm, point: selector, kind: kind, mountpoint: mp, sourceDisksDir: source,
-                                            workDirectory: nil)
+                                            workDirectory: work)
         do {
             if let networks {
                 try FileSystem.mkdirs(state.workDirectory)
@@ -159,6 +166,11 @@ public final class FailoverCoordinator {
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to remount", code: .notFailedOver) }
         _ = try mounts.checkMountpoint(state.mountpoint)
         return Started(state: state, mount: try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: state.mountpoint))
+    }
+
+    /// `path` made absolute against the current directory (a daemon may run elsewhere).
+    func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
 
     /// The store forgets the failover, and its working files go.

@@ -38,7 +38,7 @@ public final class PointView: PointReader, @unchecked Sendable {
                 } else if id == through {
                     size = try entry.size ?? base.size()
                 } else {
-                    throw ReplicaError("recovery point \(id) not found for VM \(vm)")
+                    throw ReplicaError("recovery point \(id) not found for VM \(vm)", code: .noSuchPoint)
                 }
                 let logs = try store.redoLogs(vm, disk: disk, after: through, through: id)
                 return (id, size, try RedoOverlay(logs: logs))

@@ -15,6 +15,8 @@ public struct ReplicaError: Error, CustomStringConvertible, Equatable {
         case unspecified
         /// The store holds no replica of the VM.
         case unknownVM
+        /// The selected recovery point does not exist (or none does yet).
+        case noSuchPoint
         /// A failover step on a VM that is not failed over (or not in the needed kind).
         case notFailedOver
         /// The VM is failed over already.

@@ -31,10 +31,10 @@ extension DirectoryStore {
     /// A planned or unplanned failover stops the store taking replication until failback.
     public func beginFailover(vm: String, point selector: PointSelector, kind: FailoverState.Kind,
                               mountpoint: String, sourceDisksDir: String?, workDirectory: String? = nil) throws -> FailoverState {
-        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", code: .unknownVM) }
         return try withLock(vm, exclusive: true) {
             if let existing = failoverState(vm) {
-                throw ReplicaError("VM \(vm) is already failed over (\(existing.summary)): clean it up or fail back first")
+                throw ReplicaError("VM \(vm) is already failed over (\(existing.summary)): clean it up or fail back first", code: .alreadyFailedOver)
             }
             try recoverLocked(vm)
             let catalog = try StoreCatalog.load(catalogPath(vm))
@@ -63,7 +63,7 @@ extension DirectoryStore {
     /// only rewrites base bytes their redo logs cover). Later points stay.
     @discardableResult
     public func commitFailover(vm: String) throws -> FailoverState {
-        guard var state = failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to commit") }
+        guard var state = failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to commit", code: .notFailedOver) }
         guard state.kind != .test else { throw ReplicaError("VM \(vm) is in a test failover: it cannot be committed, only cleaned up") }
         guard !state.committed else { throw ReplicaError("the failover of VM \(vm) is already committed") }
         try withLock(vm, exclusive: true) {

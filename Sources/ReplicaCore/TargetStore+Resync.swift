@@ -35,7 +35,7 @@ extension DirectoryStore {
     public func resync(vm: String, sources: [String: String], chains: [String: (chain: String, nextLSN: UInt64)],
                        reason: String? = nil, blockSize: Int = 1 << 20,
                        progress: ((BlockSync.Progress) -> Void)? = nil) throws -> ResyncReport {
-        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", code: .unknownVM) }
         let started = Clock.nowNanos()
         let (mark, diskNames) = try withLock(vm, exclusive: true) { () -> (StoreCatalog.Resync, [String]) in
             if let failover = failoverState(vm) {

@@ -123,7 +123,7 @@ public final class DirectoryStore {
     }
 
     public func catalog(_ vm: String) throws -> StoreCatalog {
-        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", kind: .nonRecoverable) }
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", kind: .nonRecoverable, code: .unknownVM) }
         return try withLock(vm, exclusive: false) { try StoreCatalog.load(catalogPath(vm)) }
     }
 
@@ -230,7 +230,7 @@ public final class DirectoryStore {
     /// of every point after the base up to the selected one, in order.
     @discardableResult
     public func export(vm: String, point selector: PointSelector, disk: String, to destination: String) throws -> RecoveryPoint {
-        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", code: .unknownVM) }
         return try withLock(vm, exclusive: false) {
             let catalog = try StoreCatalog.load(catalogPath(vm))
             guard catalog.disks.contains(where: { $0.name == disk }) else {
@@ -294,9 +294,9 @@ public final class DirectoryStore {
         }
         guard let found else {
             switch selector {
-            case .id(let id): throw ReplicaError("recovery point \(id) not found for VM \(vm)")
-            case .latest: throw ReplicaError("VM \(vm) has no recovery point yet")
-            case .latestApp: throw ReplicaError("VM \(vm) has no app-consistent recovery point")
+            case .id(let id): throw ReplicaError("recovery point \(id) not found for VM \(vm)", code: .noSuchPoint)
+            case .latest: throw ReplicaError("VM \(vm) has no recovery point yet", code: .noSuchPoint)
+            case .latestApp: throw ReplicaError("VM \(vm) has no app-consistent recovery point", code: .noSuchPoint)
             }
         }
         return found
@@ -366,7 +366,7 @@ public final class DirectoryStore {
 
     /// Opens the store for a VM, repairing an interrupted commit.
     public func recover(vm: String) throws {
-        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", code: .unknownVM) }
         try withLock(vm, exclusive: true) { try recoverLocked(vm) }
     }
 

@@ -35,13 +35,16 @@ struct FailoverStartCommand: ParsableCommand {
     @Flag(help: "A planned failover: stop the source, ship its last changes, no data loss.") var planned = false
     @Option(help: "The primary's disks directory (planned failover with no running source mount; where failback returns).")
     var disksDir: String?
+    @Option(help: "An empty directory on this host for the failover's own files: the disks' copy-on-write layers, reverse logs (default: the VM's failover directory in a local store).")
+    var workDir: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         guard !(test && planned) else { throw ReplicaError("--test and --planned exclude each other", code: .badRequest) }
         let store = try storeHolding(vm, target: target)
         let kind: FailoverState.Kind = test ? .test : planned ? .planned : .unplanned
-        let started = try coordinator(store).failover(vm: vm, point: point, kind: kind, mountpoint: mount, disksDir: disksDir)
+        let started = try coordinator(store).failover(vm: vm, point: point, kind: kind, mountpoint: mount, disksDir: disksDir,
+                                                      workDirectory: workDir)
         let state = started.state, mp = state.mountpoint, source = state.sourceDisksDir
         let seconds = started.mount.seconds
         let p = state.point

@@ -201,4 +201,32 @@ struct FailoverCoordinatorTests {
         #expect(written.networks == [.init(source: "lan", target: "dr-lan")])
         try FailoverCoordinator(store: store, mounts: mounts).cleanup(vm: "vm1")
     }
+
+    @Test func aFailoversOwnFilesLiveInItsWorkingDirectoryNotInTheStore() throws {
+        defer { base.cleanup() }
+        let (store, set, _, _) = try disks.makeStore(points: 2)
+        defer { try? set.close() }
+        let mounts = InProcessMounts()
+        let c = coordinator(store, mounts)
+        let work = base.dir + "/work"
+        let mp = try mountpoint("m")
+        let catalogBefore = try base.read(base.storeDir + "/vm1/catalog.json")
+        let started = try c.failover(vm: "vm1", kind: .unplanned, mountpoint: mp, workDirectory: work)
+        #expect(started.state.workDirectory == work)
+        let disk = try #require(mounts.opened[mp]?.first { $0.name == "a.img" })
+        try [UInt8](repeating: 7, count: 8192).withUnsafeBytes { try disk.write($0, offset: 0) }
+        // The writes went to the working directory; the store holds only the failover's state.
+        let files = try FileSystem.list(work)
+        #expect(files.contains("a.img.cow"), "\(files)")
+        #expect(try FileSystem.list(base.storeDir + "/vm1/failover") == ["state.json"])
+        #expect(try base.read(base.storeDir + "/vm1/catalog.json") == catalogBefore)
+        // A second failover may not reuse a working directory that holds files.
+        try c.cleanup(vm: "vm1")
+        #expect(!FileSystem.exists(work) && !FileSystem.exists(base.storeDir + "/vm1/failover"))
+        try FileSystem.mkdirs(work)
+        try FileSystem.writeFile(work + "/stray", "x")
+        let busy = code { _ = try c.failover(vm: "vm1", kind: .test, mountpoint: mp, workDirectory: work) }
+        #expect(busy == (.badRequest, "working directory \(work) is not empty"))
+        #expect(store.failoverState("vm1") == nil)
+    }
 }
