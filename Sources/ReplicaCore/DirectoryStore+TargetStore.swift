@@ -76,7 +76,25 @@ extension DirectoryStore: TargetStore {
 
     public func localFailoverDirectory(vm: String) -> String? { failoverDirectory(vm) }
 
-    public func metadata(vm: String) throws -> VMMetadata? { try VMMetadata.load(store: root, vm: vm) }
+    func metadataPath(_ vm: String) -> String { vmDirectory(vm) + "/vm.json" }
 
-    public func saveMetadata(_ metadata: VMMetadata) throws { try metadata.save(store: root) }
+    /// `<vm>/vm.json`; nil when the store has none (never protected, or protected before
+    /// networks were recorded).
+    public func metadata(vm: String) throws -> VMMetadata? {
+        let path = metadataPath(vm)
+        guard FileSystem.exists(path) else { return nil }
+        do {
+            return try JSONDecoder().decode(VMMetadata.self, from: Data(try FileSystem.readFile(path)))
+        } catch {
+            throw ReplicaError("\(path): unreadable VM metadata (\(error))")
+        }
+    }
+
+    /// Writes `<vm>/vm.json` atomically, creating the VM's directory if needed.
+    public func saveMetadata(_ metadata: VMMetadata) throws {
+        try FileSystem.mkdirs(vmDirectory(metadata.vm))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(metadata).withUnsafeBytes { try FileSystem.writeAtomically(metadataPath(metadata.vm), $0) }
+    }
 }
