@@ -47,21 +47,27 @@ let package = Package(
             "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "CLinux", .product(name: "Yams", package: "Yams"),
         ]),
         // The control protocol between the commands and a running daemon: wire types, registry,
-        // server.
+        // client with time limits, server.
         .target(name: "ReplicaControl", dependencies: ["ReplicaSystem", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
+        // Failover, failback, reprotect and recovery plans as library calls: the protocol steps
+        // across the store, the engine and the running daemons (reached through the control protocol).
+        .target(name: "ReplicaRecovery", dependencies: [
+            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",
+        ]),
         // The thin FUSE glue: a low-level libfuse session that routes I/O into the write path
         // and the failover disks.
         .target(name: "ReplicaMount", dependencies: [
             "CFuse", "CLinux", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",
         ]),
         .executableTarget(name: "replicafs", dependencies: [
-            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl", "ReplicaMount",
+            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",
+            "ReplicaRecovery", "ReplicaMount",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Tests without a mount, beside the layer they test.
         .testTarget(name: "ReplicaLogTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "CLinux"]),
         .testTarget(name: "ReplicaStoreTests", dependencies: [
-            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine",
+            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl", "ReplicaRecovery",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),

@@ -7,7 +7,7 @@ import Glibc
 /// Where running mounts record themselves, so that `unmount`, `rotate` and `status` can find
 /// the daemon of a mountpoint: `<run dir>/<key>.json`, `.sock` and `.log`, the key being a
 /// hash of the mountpoint's real path. The run dir is $REPLICAFS_RUN_DIR, else /run/replicafs.
-public struct MountRegistry {
+public struct MountRegistry: Sendable {
     public struct Entry: Codable, Sendable {
         public var pid: Int32
         public var mountpoint: String

@@ -13,7 +13,7 @@ import Glibc
 // @unchecked: FUSE worker threads call it directly; every field is guarded by `lock`.
 public final class FailoverDisk: @unchecked Sendable {
     public let name: String
-    let base: PointView
+    let base: any PointReader
     let cow: CowLayer
     private let lock = Lock()
     private var frozenFlag = false
@@ -24,10 +24,10 @@ public final class FailoverDisk: @unchecked Sendable {
 
     /// Opens disk `disk` of `vm` at `point`; the writable layer lives in `directory`. Replication
     /// may go on committing into the store meanwhile (a test failover): the view stays at its point.
-    public init(store: TargetStore, vm: String, disk: String, point: RecoveryPoint, directory: String) throws {
+    public init(store: any TargetStore, vm: String, disk: String, point: RecoveryPoint, directory: String) throws {
         name = disk
         guard let size = point.diskSizes[disk] else { throw ReplicaError("disk \(disk) has no size at point \(point.id) of VM \(vm)") }
-        base = try PointView(store: store, vm: vm, disk: disk, pointID: point.id)
+        base = try store.openPoint(vm: vm, disk: disk, point: .id(point.id))
         cow = try CowLayer(path: directory + "/" + disk, initialSize: size)
         modified = timespec(tv_sec: Int(point.timeNanos / 1_000_000_000), tv_nsec: Int(point.timeNanos % 1_000_000_000))
     }

@@ -3,8 +3,8 @@ import ReplicaSystem
 
 /// The networks a failed-over VM should be attached to at the recovery site: each source
 /// network of the VM (from the store's vm.json) mapped through the recovery plan's
-/// networkMapping. Written to `<store>/<vm>/failover/network.json` before the VM's failover;
-/// the failover mount shows it read-only beside the disks for the hypervisor to use.
+/// networkMapping. Written to `network.json` in the failover's working directory before its
+/// mount starts; the failover mount shows it read-only beside the disks for the hypervisor.
 public struct FailoverNetworks: Codable, Sendable, Equatable {
     public struct Mapping: Codable, Sendable, Equatable {
         public var source: String
@@ -26,18 +26,10 @@ public struct FailoverNetworks: Codable, Sendable, Equatable {
         networks = sourceNetworks.map { Mapping(source: $0, target: mapping[$0]!) }
     }
 
-    public static func path(store: String, vm: String) -> String { store + "/" + vm + "/failover/network.json" }
-
-    /// Writes the file; returns whether it created the failover directory (so a failed
-    /// failover can take it away again and leave no trace).
-    @discardableResult
-    public func save(store: String) throws -> Bool {
-        let dir = store + "/" + vm + "/failover"
-        let created = !FileSystem.isDirectory(dir)
-        try FileSystem.mkdirs(dir)
+    /// Writes `network.json` into a failover's working directory, where its mount shows it.
+    public func save(in directory: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).withUnsafeBytes { try FileSystem.writeAtomically(Self.path(store: store, vm: vm), $0) }
-        return created
+        try encoder.encode(self).withUnsafeBytes { try FileSystem.writeAtomically(directory + "/network.json", $0) }
     }
 }

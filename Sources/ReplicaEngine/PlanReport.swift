@@ -1,4 +1,5 @@
 import Foundation
+import ReplicaSystem
 
 /// What a recovery plan run did: per group its hooks and VMs, each ok, failed or skipped, with
 /// the error and the seconds it took. `failedVMs`, `failedHooks` and `notStarted` answer the
@@ -20,6 +21,8 @@ public struct PlanReport: Codable, Sendable, Equatable {
         public var name: String
         public var outcome: Outcome
         public var error: String?
+        /// The failed step's error code (a `ReplicaError`'s), for programs reading the report.
+        public var errorCode: ReplicaError.Code?
         public var seconds: Double
     }
 

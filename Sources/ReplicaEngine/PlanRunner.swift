@@ -96,6 +96,7 @@ public final class PlanRunner: Sendable {
                 } catch {
                     r.outcome = .failed
                     r.error = "\(error)"
+                    r.errorCode = (error as? ReplicaError)?.code ?? .unspecified
                 }
                 r.seconds = Date().timeIntervalSince(start)
                 say("\(vm.name): \(operation) \(r.outcome == .ok ? "ok" : "FAILED: " + (r.error ?? "")) (\(String(format: "%.1f", r.seconds)) s)")

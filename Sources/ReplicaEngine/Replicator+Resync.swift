@@ -14,7 +14,7 @@ public struct ResyncOutcome: Codable, Sendable {
     public var state: ReplicationState
     public var reason: String?
     public var window: String?
-    public var report: TargetStore.ResyncReport?
+    public var report: ResyncReport?
     /// The consistent point committed right after the resync.
     public var point: RecoveryPoint?
 }
@@ -25,7 +25,7 @@ public struct ResyncOutcome: Codable, Sendable {
 extension Replicator {
     /// Called by `tick` for a VM that has a replica. True when a resync owns the VM this tick
     /// (required and waiting for its window, or just run): ordinary cycles wait meanwhile.
-    func resyncIfNeeded(_ vm: ProtectedVM, _ store: TargetStore) throws -> Bool {
+    func resyncIfNeeded(_ vm: ProtectedVM, _ store: any TargetStore) throws -> Bool {
         let now = Self.now()
         let behind = vmStates.first { $0.vm == vm.name }?.lastError != nil
         resync.checkTriggers(vm, journals: vm.disks.compactMap { disks.journal(named: $0) }, behind: behind, now: now)
@@ -49,7 +49,7 @@ extension Replicator {
         guard let vm = ProtectedVM.all(disksDir: disks.directory).first(where: { $0.name == name }) else {
             throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
         }
-        let store = try TargetStore(root: vm.target)
+        let store = try openTargetStore(vm.target)
         guard store.hasVM(vm.name) else {
             throw ReplicaError("VM \(name) has no replica yet: its initial replication copies every disk")
         }
@@ -66,7 +66,7 @@ extension Replicator {
 
     /// Before an explicit snapshot: a required resync runs first if it may, otherwise the
     /// snapshot is refused (no point from a replica that may have drifted). Caller holds the cycle lock.
-    func resyncBeforeSnapshotLocked(_ vm: ProtectedVM, _ store: TargetStore) throws {
+    func resyncBeforeSnapshotLocked(_ vm: ProtectedVM, _ store: any TargetStore) throws {
         guard store.hasVM(vm.name), let requirement = resync.requirement(vm.name) else { return }
         guard ResyncScheduler.windowOpen(vm.policy, requirement) else {
             throw ReplicaError("VM \(vm.name) needs a resync (\(requirement.reason)); it runs in the window \(vm.policy.resyncWindow ?? ResyncScheduler.defaultWindow), or now with: replicafs resync \(vm.name) --now", kind: .waitingForResync)
@@ -76,7 +76,7 @@ extension Replicator {
 
     /// The resync itself. Caller holds the cycle lock. Returns the store's report and the
     /// point committed right after (nil if that commit failed: the next cycle makes it).
-    func runResyncLocked(_ vm: ProtectedVM, _ store: TargetStore) throws -> (TargetStore.ResyncReport?, RecoveryPoint?) {
+    func runResyncLocked(_ vm: ProtectedVM, _ store: any TargetStore) throws -> (ResyncReport?, RecoveryPoint?) {
         // Someone else (the schedule, or another request) may have done it while this one waited.
         guard let requirement = resync.requirement(vm.name) else { return (resync.lastReport(vm.name), nil) }
         resync.noteAttempt(vm.name, now: Self.now())
@@ -85,7 +85,7 @@ extension Replicator {
             return j
         }
         update(vm.name) { $0.state = .resynchronizing; $0.resyncPercent = 0; $0.resyncReason = requirement.reason }
-        let report: TargetStore.ResyncReport
+        let report: ResyncReport
         var chains: [String: (chain: String, nextLSN: UInt64)] = [:]
         do {
             // The cut: every write after it is in the new logs, which the next commit replays
@@ -101,7 +101,7 @@ extension Replicator {
                 j.waitForWrites(before: active.firstLSN)
                 sources[j.name] = j.image.path
             }
-            report = try store.resync(vm: vm.name, sources: sources, chains: chains, reason: requirement.reason) { p in
+            report = try store.resync(vm: vm.name, sources: SourceFile.map(sources), chains: chains, reason: requirement.reason, blockSize: 1 << 20) { p in
                 self.update(vm.name) {
                     $0.resyncPercent = p.bytesTotal > 0 ? min(100, Double(p.bytesDone) * 100 / Double(p.bytesTotal)) : 100
                 }

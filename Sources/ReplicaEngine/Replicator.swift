@@ -90,7 +90,7 @@ public final class Replicator: @unchecked Sendable {
             // After a failure nothing runs before the retry is due; while Critical, nothing until `resume`.
             guard health.mayAttempt(vm.name, now: Self.now()) else { continue }
             do {
-                let store = try TargetStore(root: vm.target)
+                let store = try openTargetStore(vm.target)
                 if !store.hasVM(vm.name) {
                     try requireNoLostReplica(vm, store)
                     if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
@@ -151,9 +151,9 @@ public final class Replicator: @unchecked Sendable {
 
     /// A replica this daemon saw at the target and that is now gone is not seeded again on its
     /// own: the store may be unmounted, or the replica deleted by hand. `resume` allows it.
-    private func requireNoLostReplica(_ vm: ProtectedVM, _ store: TargetStore) throws {
+    private func requireNoLostReplica(_ vm: ProtectedVM, _ store: any TargetStore) throws {
         guard health.wasReplicated(vm.name) else { return }
-        throw ReplicaError("VM \(vm.name) not found in target store \(store.root): its replica is gone (store unmounted or replica deleted?)", kind: .nonRecoverable)
+        throw ReplicaError("VM \(vm.name) not found in target store \(store.location): its replica is gone (store unmounted or replica deleted?)", kind: .nonRecoverable)
     }
 
     /// Clears Critical and the back-off of a VM: the next attempt runs at once. Returns whether it was Critical.
@@ -192,7 +192,7 @@ public final class Replicator: @unchecked Sendable {
             throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
         }
         return try cycleLock.withLock {
-            let store = try TargetStore(root: vm.target)
+            let store = try openTargetStore(vm.target)
             if !store.hasVM(vm.name) {
                 try requireNoLostReplica(vm, store)
                 try initialReplication(vm, store)
@@ -218,7 +218,7 @@ public final class Replicator: @unchecked Sendable {
     /// Copy the disks while writes go on; the logs cut just before the copy started make it
     /// consistent. An initial copy a crash interrupted resumes where it stopped: the logs since
     /// its cut are still at the source (the restarted daemon continues the same chains).
-    private func initialReplication(_ vm: ProtectedVM, _ store: TargetStore) throws {
+    private func initialReplication(_ vm: ProtectedVM, _ store: any TargetStore) throws {
         // Another caller (a snapshot, or the schedule) may have done it while this one waited.
         guard !store.hasVM(vm.name) else { return }
         let journals = try vm.disks.map { disk -> ImageJournal in
@@ -249,7 +249,7 @@ public final class Replicator: @unchecked Sendable {
         update(vm.name) { $0.state = .initialReplication; $0.initialPercent = Double(already) * 100 / Double(total) }
         var sources: [String: String] = [:]
         for j in journals { sources[j.name] = j.image.path }
-        try store.seed(vm: vm.name, sources: sources, chains: chains) { n in
+        try store.seed(vm: vm.name, sources: SourceFile.map(sources), chains: chains) { n in
             copied += n
             let elapsed = max(Self.now() - started, 0.001)
             let rate = Double(copied) / elapsed
@@ -265,7 +265,7 @@ public final class Replicator: @unchecked Sendable {
             }
         }
         // The store keeps the VM's disks and networks for failover without the primary.
-        do { try VMMetadata(vm).save(store: store.root) } catch {
+        do { try store.saveMetadata(VMMetadata(vm)) } catch {
             DaemonLog.logger.error("\(vm.name): cannot save vm.json at the target: \(error)")
         }
         // Logs wholly before each chain's start are in the copy: they need not travel.
@@ -288,7 +288,7 @@ public final class Replicator: @unchecked Sendable {
 
     /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.
     @discardableResult
-    func cycle(_ vm: ProtectedVM, _ store: TargetStore, consistency: RecoveryPoint.Consistency,
+    func cycle(_ vm: ProtectedVM, _ store: any TargetStore, consistency: RecoveryPoint.Consistency,
                        skipIfIdle: Bool = false) throws -> RecoveryPoint? {
         let cutTime = Clock.nowNanos()
         try flushImages(vm.disks)
@@ -319,9 +319,9 @@ public final class Replicator: @unchecked Sendable {
         }
         let shippedBytes = try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) }
         let commitStart = Self.now()
-        let (received, compressedBytes) = try transfer(logs, vm: vm, store: store)
-        let sent = compressedBytes ?? shippedBytes
-        defer { for path in received.values.joined() where !logs.values.joined().contains(path) { try? FileSystem.remove(path) } }
+        // A transfer or commit that fails leaves nothing staged to take space from the retry.
+        defer { store.discardReceived(vm: vm.name) }
+        let (received, sent) = try store.receive(vm: vm.name, logs: SourceFile.map(logs), compress: vm.policy.compress)
         let point: RecoveryPoint
         do {
             point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
@@ -331,7 +331,7 @@ public final class Replicator: @unchecked Sendable {
         }
         let committed = Self.now()
         for path in logs.values.joined() { try reaper.retire(path) }
-        try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention)
+        try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention, nowNanos: Clock.nowNanos())
         let previousCut = stateLock.withLock { () -> UInt64? in
             lastCycle[vm.name] = committed
             defer { lastCut[vm.name] = cutTime }
@@ -355,32 +355,6 @@ public final class Replicator: @unchecked Sendable {
             $0.bytesSent += sent
         }
         return point
-    }
-
-    /// Moves the sealed logs to the target. Uncompressed, the target reads them where they lie
-    /// (a local store). Compressed, each crosses as zlib frames into the store's incoming
-    /// directory and is inflated there, as a remote receiver would. Returns the logs as the
-    /// target sees them and, when compressed, the bytes that crossed.
-    private func transfer(_ logs: [String: [String]], vm: ProtectedVM, store: TargetStore) throws -> ([String: [String]], Int64?) {
-        guard vm.policy.compress else { return (logs, nil) }
-        let incoming = store.root + "/" + vm.name + "/incoming"
-        try FileSystem.mkdirs(incoming)
-        var sent: Int64 = 0
-        var received: [String: [String]] = [:]
-        // A transfer that fails (a full store) leaves nothing behind to take space from the retry.
-        var made: [String] = []
-        defer { if received.count < logs.count { for path in made { try? FileSystem.remove(path) } } }
-        for (disk, paths) in logs {
-            received[disk] = try paths.map { path in
-                let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
-                made += [incoming + "/" + name + ".z", incoming + "/" + name]
-                sent += try ZlibFrames.compress(path, to: incoming + "/" + name + ".z")
-                try ZlibFrames.decompress(incoming + "/" + name + ".z", to: incoming + "/" + name)
-                try FileSystem.remove(incoming + "/" + name + ".z")
-                return incoming + "/" + name
-            }
-        }
-        return (received, sent)
     }
 
     func update(_ vm: String, _ change: (inout VMState) -> Void) {

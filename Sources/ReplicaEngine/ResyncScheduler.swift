@@ -82,7 +82,7 @@ public final class ResyncScheduler: @unchecked Sendable {
     private var requirements: [String: Requirement] = [:]
     private var lastAttempt: [String: Double] = [:]
     private var lastThresholdCheck: [String: Double] = [:]
-    private var reports: [String: TargetStore.ResyncReport] = [:]
+    private var reports: [String: ResyncReport] = [:]
     /// Seconds between attempts of a resync that failed.
     static let retrySeconds = 10.0
 
@@ -118,7 +118,7 @@ public final class ResyncScheduler: @unchecked Sendable {
         for vm in ProtectedVM.all(disksDir: disksDir) {
             guard let reason = vm.disks.compactMap({ reasons[$0] }).first else { continue }
             // Without a replica yet, the initial copy (or its resume) covers it.
-            if let store = try? TargetStore(root: vm.target), !store.hasVM(vm.name) { continue }
+            if let store = try? openTargetStore(vm.target), !store.hasVM(vm.name) { continue }
             require(vm.name, reason: reason)
             DaemonLog.logger.warning("\(vm.name): resync required: \(reason)")
         }
@@ -140,7 +140,7 @@ public final class ResyncScheduler: @unchecked Sendable {
         for vm in ProtectedVM.all(disksDir: disksDir) {
             guard let reason = vm.disks.compactMap({ broken[$0] }).first else { continue }
             // Without a replica yet, the initial copy (or its resume) covers it.
-            if let store = try? TargetStore(root: vm.target), !store.hasVM(vm.name) { continue }
+            if let store = try? openTargetStore(vm.target), !store.hasVM(vm.name) { continue }
             require(vm.name, reason: reason)
             DaemonLog.logger.warning("\(vm.name): resync required: \(reason)")
         }
@@ -194,7 +194,7 @@ public final class ResyncScheduler: @unchecked Sendable {
     }
 
     /// The resync is done (the store holds it): forget the requirement.
-    func satisfied(_ vm: String, report: TargetStore.ResyncReport) {
+    func satisfied(_ vm: String, report: ResyncReport) {
         lock.withLock {
             requirements[vm] = nil
             reports[vm] = report
@@ -207,7 +207,7 @@ public final class ResyncScheduler: @unchecked Sendable {
         }
     }
 
-    public func lastReport(_ vm: String) -> TargetStore.ResyncReport? { lock.withLock { reports[vm] } }
+    public func lastReport(_ vm: String) -> ResyncReport? { lock.withLock { reports[vm] } }
 
     /// False while a failed attempt is younger than the retry interval.
     func mayAttempt(_ vm: String, now: Double) -> Bool {

@@ -54,7 +54,7 @@ public final class ReverseShipper: @unchecked Sendable {
                 guard justSealed != nil else {
                     throw ReplicaError("disk \(d.name) is not logging for reverse replication: run reprotect")
                 }
-                let sealed = try TargetStore.logs(in: logDirectory, of: [d.name]).map { try LogScanner.scan($0) }.filter(\.isSealed)
+                let sealed = try SourceLogs.list(in: logDirectory, of: [d.name]).map { try LogScanner.scan($0) }.filter(\.isSealed)
                 guard !sealed.isEmpty else { continue }
                 let result = try LogApplier(scans: sealed).apply(to: DiskEntries.pathForWriting(d.name, in: destination))
                 applied += Int64(result.dataBytes)

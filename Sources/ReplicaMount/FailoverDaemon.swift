@@ -11,12 +11,12 @@ import Glibc
 /// recovery point (no copy), mount them, answer its control socket (status, freeze), serve
 /// until unmounted (or SIGTERM), then make every write durable.
 public struct FailoverDaemon {
-    public let store: TargetStore
+    public let store: any TargetStore
     public let vm: String
     public let options: MountOptions
     public let registry: MountRegistry
 
-    public init(store: TargetStore, vm: String, options: MountOptions, registry: MountRegistry = MountRegistry()) {
+    public init(store: any TargetStore, vm: String, options: MountOptions, registry: MountRegistry = MountRegistry()) {
         self.store = store
         self.vm = vm
         self.options = options
@@ -35,15 +35,16 @@ public struct FailoverDaemon {
         let state: FailoverState
         do {
             try MountDaemon.checkFuseDevice()
-            guard let s = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover in \(store.root)") }
+            guard let s = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover in \(store.location)") }
             state = s
             let mp = try MountDaemon.checkMountpoint(state.mountpoint, registry: registry)
-            let dir = store.failoverDirectory(vm)
+            let dir = state.workDirectory
+            try FileSystem.mkdirs(dir)
             let disks = try state.disks.map {
                 try FailoverDisk(store: store, vm: vm, disk: $0, point: state.point, directory: dir)
             }
             server = try FailoverServer(disks: disks, directory: dir, mountpoint: mp, options: options)
-            shipper = ReverseShipper(disks: disks, logDirectory: dir + "/reverse")
+            shipper = ReverseShipper(disks: disks, logDirectory: state.reverseLogDirectory)
             if state.reverseReady {
                 // Changes made before this restart may be missing from the reverse logs: the next
                 // reprotect compares the disks again (a failback compares them meanwhile).
@@ -54,7 +55,7 @@ public struct FailoverDaemon {
             }
             let paths = registry.paths(for: mp)
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
-            let storeRoot = store.root
+            let storeRoot = store.location
             control = try ControlServer(path: paths.socket) { [server, shipper, store, vm] request in
                 switch request.op {
                 case .reprotect:

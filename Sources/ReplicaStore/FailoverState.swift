@@ -1,6 +1,7 @@
 /// A VM failed over from its target store: which kind, to which recovery point, where its
-/// disks are mounted, and what failback needs. Kept in `<store>/<vm>/failover/state.json`
-/// beside the disks' copy-on-write layers; its presence is what says the VM is failed over.
+/// disks are mounted, and what failback needs. Kept by the target store (`failoverState`);
+/// its presence is what says the VM is failed over. The failover's own files (copy-on-write
+/// layers, reverse logs, mapped networks) live in `workDirectory`, on the failing-over host.
 public struct FailoverState: Codable, Sendable {
     public enum Kind: String, Codable, Sendable {
         /// A drill: replication into the store goes on, the drill's writes stay in the drill.
@@ -31,9 +32,15 @@ public struct FailoverState: Codable, Sendable {
     /// from then on the failover mount's daemon ships its reverse logs every `reverseInterval`.
     public var reverseReady = false
     public var reverseInterval: Double = 30
+    /// Where the failover mount keeps its own files: the disks' copy-on-write layers, the
+    /// reverse logs, network.json.
+    public var workDirectory: String
+
+    /// The failover's reverse change logs (reprotect).
+    public var reverseLogDirectory: String { workDirectory + "/reverse" }
 
     public init(vm: String, kind: Kind, point: RecoveryPoint, mountpoint: String, disks: [String],
-                startedNanos: UInt64, sourceDisksDir: String?) {
+                startedNanos: UInt64, sourceDisksDir: String?, workDirectory: String) {
         self.vm = vm
         self.kind = kind
         self.point = point
@@ -41,6 +48,7 @@ public struct FailoverState: Codable, Sendable {
         self.disks = disks
         self.startedNanos = startedNanos
         self.sourceDisksDir = sourceDisksDir
+        self.workDirectory = workDirectory
     }
 
     /// One line for errors and status.

@@ -9,7 +9,7 @@ import Glibc
 /// the base only rewrites bytes those logs cover, so a view stays at its point without
 /// locking. Pruning never merges past a point a failover or drill holds.
 // @unchecked: a failover disk's read path on FUSE worker threads; fields guarded by `lock`.
-public final class PointView: @unchecked Sendable {
+public final class PointView: PointReader, @unchecked Sendable {
     public let vm: String
     public let disk: String
     public let pointID: Int
@@ -20,7 +20,7 @@ public final class PointView: @unchecked Sendable {
 
     /// Opens `disk` of `vm` at point `pointID` (nil: the latest point). `locked`: the caller
     /// holds the store's lock already (flock would block on a second descriptor).
-    public init(store: TargetStore, vm: String, disk: String, pointID: Int?, locked: Bool = false) throws {
+    public init(store: DirectoryStore, vm: String, disk: String, pointID: Int?, locked: Bool = false) throws {
         self.vm = vm
         self.disk = disk
         let base = try FileDescriptor.open(store.basePath(vm, disk), O_RDONLY)
@@ -40,7 +40,7 @@ public final class PointView: @unchecked Sendable {
                 } else if id == through {
                     size = try entry.size ?? base.size()
                 } else {
-                    throw ReplicaError("recovery point \(id) not found for VM \(vm)")
+                    throw ReplicaError("recovery point \(id) not found for VM \(vm)", code: .noSuchPoint)
                 }
                 let logs = try store.redoLogs(vm, disk: disk, after: through, through: id)
                 return (id, size, try RedoOverlay(logs: logs))

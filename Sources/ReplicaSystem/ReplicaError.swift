@@ -1,6 +1,6 @@
 /// An error meant for the operator: one line that names the problem and the thing it concerns.
-/// `kind` tells the replicator whether waiting can fix it (see ReplicationFailure); errors
-/// compare by their text alone.
+/// `kind` tells the replicator whether waiting can fix it (see ReplicationFailure); `code`
+/// says what went wrong for a program (a plan's report, a test); errors compare by their text.
 public struct ReplicaError: Error, CustomStringConvertible, Equatable {
     public enum Kind: Sendable {
         case unspecified, recoverable, nonRecoverable
@@ -10,11 +10,33 @@ public struct ReplicaError: Error, CustomStringConvertible, Equatable {
         /// Refused because the VM waits for its resync (window closed): not a failed attempt.
         case waitingForResync
     }
+    /// What failed, for callers that act on it rather than print it.
+    public enum Code: String, Codable, Sendable {
+        case unspecified
+        /// The store holds no replica of the VM.
+        case unknownVM
+        /// The selected recovery point does not exist (or none does yet).
+        case noSuchPoint
+        /// A failover step on a VM that is not failed over (or not in the needed kind).
+        case notFailedOver
+        /// The VM is failed over already.
+        case alreadyFailedOver
+        /// Arguments that contradict each other or the VM's state.
+        case badRequest
+        /// A failover or failback step failed partway; the message says how to go on.
+        case stepFailed
+        /// The failover mount is not running.
+        case mountNotRunning
+        /// The mount daemon could not start.
+        case launchFailed
+    }
     public let description: String
     public let kind: Kind
-    public init(_ description: String, kind: Kind = .unspecified) {
+    public let code: Code
+    public init(_ description: String, kind: Kind = .unspecified, code: Code = .unspecified) {
         self.description = description
         self.kind = kind
+        self.code = code
     }
     public static func == (a: ReplicaError, b: ReplicaError) -> Bool { a.description == b.description }
 }

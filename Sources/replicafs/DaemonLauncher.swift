@@ -15,9 +15,16 @@ enum DaemonLauncher {
         var detail: String
     }
 
+    private static let spawnLock = Lock()
+
     static func launch(_ arguments: [String], logPath: String, runDirectory: String) throws -> Launched {
         try FileSystem.mkdirs(runDirectory, mode: 0o700)
         var pipeFDs: [Int32] = [0, 0]
+        // A plan launches several daemons from threads at once: no other launch may spawn while
+        // this pipe is not yet close-on-exec, or a daemon would inherit it and hold it open.
+        spawnLock.lock()
+        var spawnLocked = true
+        defer { if spawnLocked { spawnLock.unlock() } }
         guard pipe(&pipeFDs) == 0 else { throw SystemError.current("pipe", "ready pipe") }
         // Only the dup2'ed fd 3 may reach the daemon, or the parent would never see EOF.
         pipeFDs.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
@@ -40,6 +47,8 @@ enum DaemonLauncher {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attr, &cargs, environ)
         close(pipeFDs[1])
+        spawnLock.unlock()
+        spawnLocked = false
         guard rc == 0 else {
             close(pipeFDs[0])
             throw ReplicaError("cannot start the daemon: \(String(cString: strerror(rc)))")

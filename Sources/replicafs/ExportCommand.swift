@@ -17,9 +17,9 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "The file to write.") var to: String
 
     func run() throws {
-        let selector = try TargetStore.PointSelector(point)
+        let selector = try PointSelector(point)
         guard !FileSystem.exists(to) else { throw ReplicaError("\(to) already exists: export will not overwrite it") }
-        let p = try TargetStore(root: target).export(vm: vm, point: selector, disk: disk, to: to)
+        let p = try openTargetStore(target).export(vm: vm, point: selector, disk: disk, to: to)
         print("exported \(disk) of \(vm) at point \(p.id) to \(to)")
     }
 }

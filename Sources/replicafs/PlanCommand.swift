@@ -3,18 +3,20 @@ import Foundation
 import ReplicaEngine
 import ReplicaStore
 import ReplicaSystem
+import ReplicaRecovery
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// `replicafs plan failover|test-failover|failback <plan-file>`: runs a recovery plan (docs/recovery-plans.md).
-/// Each VM's step is this same binary run as a subprocess (`failover ...` or `failback ...`),
-/// so a plan does exactly what the operator would do by hand, VM by VM.
+/// Each VM's step is the same library call (`FailoverCoordinator`) the `failover` and
+/// `failback` commands make, in this process, so a plan does exactly what the operator would
+/// do by hand, VM by VM, and reports each step's own error.
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
         abstract: "Run a recovery plan: groups in order, the VMs of a group in parallel, stop at the first failure.",
-        discussion: "Before each VM's failover, its source networks (from <store>/<vm>/vm.json) are mapped through the plan's networkMapping into <store>/<vm>/failover/network.json. Exits non-zero when a step failed; the report names it and the groups that did not start.")
+        discussion: "Before each VM's failover, its source networks (recorded in the store by protect) are mapped through the plan's networkMapping into a network.json shown beside the VM's failed-over disks. Exits non-zero when a step failed; the report names it and the groups that did not start.")
 
     enum Operation: String, ExpressibleByArgument, CaseIterable {
         case failover
@@ -32,14 +34,13 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         if planned && operation != .failover { throw ReplicaError("--planned goes with plan failover only") }
         if mode != nil && operation != .failback { throw ReplicaError("--mode goes with plan failback only") }
-        let failbackMode = mode ?? "minimize-downtime"
-        guard ["minimize-downtime", "full-download"].contains(failbackMode) else {
-            throw ReplicaError("bad failback mode '\(failbackMode)': use minimize-downtime or full-download")
+        guard let failbackMode = FailoverCoordinator.FailbackMode(rawValue: mode ?? "minimize-downtime") else {
+            throw ReplicaError("bad failback mode '\(mode ?? "")': use minimize-downtime or full-download", code: .badRequest)
         }
         guard hookTimeout > 0 else { throw ReplicaError("--hook-timeout must be positive") }
         let plan = try RecoveryPlan.load(planFile)
-        let networks = operation == .failback ? [:] : try Self.mapNetworks(plan)
-        let exe = try FileSystem.realPath("/proc/self/exe")
+        let networks = operation == .failback ? [:] : try PlanSteps.mapNetworks(plan)
+        let steps = PlanSteps(mounts: ProcessFailoverMounts())
         let op = operation
         let json = json
         let runner = PlanRunner(plan: plan, operation: operation.rawValue, hookTimeout: hookTimeout, progress: { line in
@@ -48,11 +49,9 @@ struct PlanCommand: ParsableCommand {
         }) { vm in
             switch op {
             case .failover, .testFailover:
-                try Self.failover(vm, exe: exe, networks: networks[vm.name], test: op == .testFailover, planned: planned)
+                try steps.failover(vm, kind: op == .testFailover ? .test : planned ? .planned : .unplanned, networks: networks[vm.name])
             case .failback:
-                var argv = [exe, "failback", vm.name, "--target", vm.target, "--mode", failbackMode]
-                if let dir = vm.disksDir { argv += ["--to", dir] }
-                try Self.step(argv)
+                try steps.failback(vm, mode: failbackMode)
             }
         }
         let report = runner.run()
@@ -63,64 +62,6 @@ struct PlanCommand: ParsableCommand {
             if !report.failedHooks.isEmpty { what.append("hook\(report.failedHooks.count == 1 ? "" : "s") \(report.failedHooks.joined(separator: ", ")) failed") }
             let skipped = report.notStarted.isEmpty ? "" : "; groups not started: " + report.notStarted.joined(separator: ", ")
             throw ReplicaError("plan \(plan.name): \(operation.rawValue) stopped: \(what.joined(separator: ", "))\(skipped)")
-        }
-    }
-
-    /// Each VM's mapped networks, from the store's vm.json; nil for a VM the store has no
-    /// metadata of (its failover will tell what is wrong). Every network must be mapped
-    /// before anything starts.
-    static func mapNetworks(_ plan: RecoveryPlan) throws -> [String: FailoverNetworks] {
-        var out: [String: FailoverNetworks] = [:]
-        for vm in plan.allVMs {
-            guard let meta = try VMMetadata.load(store: vm.target, vm: vm.name) else { continue }
-            out[vm.name] = try FailoverNetworks(vm: vm.name, plan: plan.name, sourceNetworks: meta.networks, mapping: plan.networkMapping)
-        }
-        return out
-    }
-
-    /// Writes the VM's network.json, creates its mountpoint if needed, runs `failover`; on a
-    /// failure takes back what it created, so a failed step leaves no trace.
-    static func failover(_ vm: RecoveryPlan.VM, exe: String, networks: FailoverNetworks?, test: Bool, planned: Bool) throws {
-        let failoverDir = vm.target + "/" + vm.name + "/failover"
-        var wroteNetworks = false, createdFailoverDir = false
-        // Only for a VM the store holds and that is not failed over already (then `failover`
-        // refuses, and its state must stay as it is).
-        let busy = ((try? FileSystem.list(failoverDir)) ?? []).contains { $0 != "network.json" }
-        if let networks, FileSystem.exists(vm.target + "/" + vm.name + "/catalog.json"), !busy {
-            createdFailoverDir = try networks.save(store: vm.target)
-            wroteNetworks = true
-        }
-        // The mountpoint and any of its parents that are missing; taken away again on failure.
-        var createdDirs: [String] = []
-        var dir = vm.mount
-        while !dir.isEmpty, dir != "/", !FileSystem.exists(dir) {
-            createdDirs.append(dir)
-            dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
-        }
-        if !createdDirs.isEmpty { try FileSystem.mkdirs(vm.mount) }
-        var argv = [exe, "failover", vm.name, "--target", vm.target, "--point", vm.point, "--mount", vm.mount]
-        if test { argv.append("--test") }
-        if planned {
-            argv.append("--planned")
-            if let dir = vm.disksDir { argv += ["--disks-dir", dir] }
-        }
-        do {
-            try step(argv)
-        } catch {
-            if wroteNetworks { _ = unlink(FailoverNetworks.path(store: vm.target, vm: vm.name)) }
-            if createdFailoverDir { _ = rmdir(failoverDir) }
-            for dir in createdDirs {
-                if rmdir(dir) != 0 { break }
-            }
-            throw error
-        }
-    }
-
-    /// Runs one replicafs step; a failure's error is the step's own last line.
-    static func step(_ argv: [String]) throws {
-        let r = try CapturedCommand.run(argv, timeout: nil)
-        guard r.ok else {
-            throw ReplicaError(r.errorLine ?? "\(argv[1]) exited with status \(r.status)")
         }
     }
 }

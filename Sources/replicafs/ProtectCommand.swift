@@ -51,8 +51,8 @@ struct ProtectCommand: ParsableCommand {
                 throw ReplicaError("disk \(shared) is already protected by VM \(other.name)")
             }
         }
-        let store = try TargetStore(root: target)
-        if store.hasVM(vm) { throw ReplicaError("target store \(store.root) already holds a replica of VM \(vm)") }
+        let store = try openTargetStore(target)
+        if store.hasVM(vm) { throw ReplicaError("target store \(store.location) already holds a replica of VM \(vm)") }
         var policy = ReplicationPolicy()
         policy.copyFrequency = try ReplicationPolicy.seconds(copyFrequency, what: "--copy-frequency")
         policy.retention = try ReplicationPolicy.seconds(retention, what: "--retention")
@@ -74,11 +74,11 @@ struct ProtectCommand: ParsableCommand {
         }
         guard Set(networks).count == networks.count else { throw ReplicaError("a network is named twice") }
         try policy.validate()
-        let protected = ProtectedVM(name: vm, disks: disks, target: store.root, policy: policy, networks: networks.isEmpty ? nil : networks)
+        let protected = ProtectedVM(name: vm, disks: disks, target: store.location, policy: policy, networks: networks.isEmpty ? nil : networks)
         // The store learns the VM's disks and networks now, so a plan can map them without the primary.
-        try VMMetadata(protected).save(store: store.root)
+        try store.saveMetadata(VMMetadata(protected))
         try protected.save(disksDir: dir)
-        print("protected \(vm): \(disks.joined(separator: ", ")) -> \(store.root)")
+        print("protected \(vm): \(disks.joined(separator: ", ")) -> \(store.location)")
     }
 }
 

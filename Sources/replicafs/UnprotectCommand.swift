@@ -19,12 +19,12 @@ struct UnprotectCommand: ParsableCommand {
         guard let config = ProtectedVM.all(disksDir: dir).first(where: { $0.name == vm }) else {
             throw ReplicaError("unknown VM \(vm): not protected in \(dir)")
         }
-        if deleteReplica, let store = try? TargetStore(root: config.target), let failover = store.failoverState(vm) {
+        if deleteReplica, let store = try? openTargetStore(config.target), let failover = store.failoverState(vm) {
             throw ReplicaError("VM \(vm) is failed over (\(failover.summary)): its replica stays until failback or cleanup")
         }
         try FileSystem.remove(ProtectedVM.path(disksDir: dir, vm: vm))
         try FileSystem.remove(ResyncScheduler.requirementPath(disksDir: dir, vm: vm))
-        if deleteReplica { try TargetStore(root: config.target).delete(vm: vm) }
+        if deleteReplica { try openTargetStore(config.target).delete(vm: vm) }
         print("unprotected \(vm)\(deleteReplica ? " and deleted its replica" : "")")
     }
 }

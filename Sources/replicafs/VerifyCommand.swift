@@ -29,16 +29,16 @@ struct VerifyCommand: ParsableCommand {
     }
 
     func run() throws {
-        let selector = try point.map(TargetStore.PointSelector.init)
+        let selector = try point.map(PointSelector.init)
         guard blockSize > 0 && blockSize <= 64 << 20 else { throw ReplicaError("bad --block-size \(blockSize): use 1 byte to 64 MiB") }
         guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
-        let store = try TargetStore(root: target)
+        let store = try openTargetStore(target)
         let disks = try store.catalog(vm).disks.map(\.name)
-        var sources: [String: String] = [:]
+        var sources: [String: SourceFile] = [:]
         for disk in disks {
             let path = disksDir + "/" + disk
             guard FileSystem.exists(path) else { throw ReplicaError("disk \(disk) of VM \(vm) is not in \(disksDir)") }
-            sources[disk] = path
+            sources[disk] = SourceFile(path)
         }
         let result = try store.verify(vm: vm, sources: sources, point: selector, blockSize: blockSize)
         let rows = disks.map { disk in

@@ -113,7 +113,7 @@ struct InputLimitsTests {
         try FileSystem.mkdirs(disks)
         try FileSystem.mkdirs(storeDir)
         try Data([UInt8](repeating: 3, count: 64 << 10)).write(to: URL(fileURLWithPath: disks + "/a.img"))
-        let store = try TargetStore(root: storeDir)
+        let store = try DirectoryStore(root: storeDir)
         try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
         let set = try DiskSet.open(directory: disks)
         let j = try #require(set.journal(named: "a.img"))

@@ -97,16 +97,16 @@ struct RecoveryPlanTests {
         let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let vm = ProtectedVM(name: "db1", disks: ["os.img"], target: dir, policy: ReplicationPolicy(), networks: ["prod-lan"])
-        try VMMetadata(vm).save(store: dir)
-        #expect(try VMMetadata.load(store: dir, vm: "db1") == VMMetadata(vm: "db1", disks: ["os.img"], networks: ["prod-lan"]))
-        #expect(try VMMetadata.load(store: dir, vm: "nope") == nil)
+        let store: any TargetStore = try DirectoryStore(root: dir)
+        try store.saveMetadata(VMMetadata(vm))
+        #expect(try store.metadata(vm: "db1") == VMMetadata(vm: "db1", disks: ["os.img"], networks: ["prod-lan"]))
+        #expect(try store.metadata(vm: "nope") == nil)
         // Settings saved before networks existed decode with none.
         let old = #"{"name":"a","disks":["x.img"],"target":"/s","policy":{"copyFrequency":300,"retention":86400}}"#
         let decoded = try JSONDecoder().decode(ProtectedVM.self, from: Data(old.utf8))
         #expect(decoded.networks == nil && VMMetadata(decoded).networks == [])
-        let created = try FailoverNetworks(vm: "db1", plan: "p", sourceNetworks: ["prod-lan"], mapping: ["prod-lan": "dr"]).save(store: dir)
-        #expect(created)
-        let written = try JSONDecoder().decode(FailoverNetworks.self, from: Data(try FileSystem.readFile(dir + "/db1/failover/network.json")))
+        try FailoverNetworks(vm: "db1", plan: "p", sourceNetworks: ["prod-lan"], mapping: ["prod-lan": "dr"]).save(in: dir)
+        let written = try JSONDecoder().decode(FailoverNetworks.self, from: Data(try FileSystem.readFile(dir + "/network.json")))
         #expect(written.networks == [.init(source: "prod-lan", target: "dr")])
     }
 

@@ -85,14 +85,14 @@ struct RetryAndHealthTests {
         try FileSystem.mkdirs(storeDir)
         // A store that is not there (an unmounted share) is worth waiting for.
         do {
-            _ = try TargetStore(root: dir + "/absent")
+            _ = try DirectoryStore(root: dir + "/absent")
             Issue.record("a missing store opened")
         } catch {
             #expect(ReplicationFailure.classify(error, store: dir + "/absent").recoverable)
         }
         // A broken chain (a log missing between the replica and the shipped one) is not.
         try Data(repeating: 7, count: 64 << 10).write(to: URL(fileURLWithPath: disks + "/a.img"))
-        let store = try TargetStore(root: storeDir)
+        let store = try DirectoryStore(root: storeDir)
         try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
         let set = try DiskSet.open(directory: disks)
         for i in 0..<2 {

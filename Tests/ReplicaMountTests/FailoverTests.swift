@@ -318,4 +318,30 @@ struct FailoverTests {
         Shell.must("\"$RFS\" failover cleanup vm1 --target '\(store)'")
         site.unmount()
     }
+
+    @Test("failover --work-dir: the mount's writable layers live outside the store, which keeps only the failover's state",
+          .timeLimit(.minutes(3)))
+    func failoverWithAWorkingDirectory() throws {
+        let site = Site("workdir")
+        defer { site.cleanup() }
+        try replicatedVM(site, mib: 8)
+        let store = site.root + "/store", fm = site.root + "/fo", work = site.root + "/work"
+        let exported = export(site, "vm1", point: "latest", disk: "a.img")
+        try failover(site, "vm1", "--work-dir '\(work)'", mount: fm)
+        #expect(Shell.sha256(fm + "/a.img") == Shell.sha256(exported))
+        Shell.must("dd if=/dev/urandom of='\(fm)/a.img' bs=64k count=4 seek=3 conv=notrunc,fsync status=none")
+        let written = Shell.sha256(fm + "/a.img")
+        #expect(written != Shell.sha256(exported))
+        #expect(Shell.must("ls '\(work)'").contains("a.img.cow"))
+        #expect(Shell.must("ls '\(store)/vm1/failover'").trimmingCharacters(in: .whitespacesAndNewlines) == "state.json")
+        // The daemon killed: remount finds the writes in the working directory.
+        let pid = try #require(Int32(Shell.must("\"$RFS\" status '\(fm)' --json | grep -o '\"pid\" : [0-9]*' | head -1 | grep -o '[0-9]*$'")))
+        Shell.must("kill -9 \(pid)")
+        Shell.must("\"$RFS\" failover remount vm1 --target '\(store)'")
+        #expect(Shell.sha256(fm + "/a.img") == written)
+        Shell.must("\"$RFS\" failover cleanup vm1 --target '\(store)'")
+        #expect(!isMounted(fm))
+        #expect(!FileManager.default.fileExists(atPath: work))
+        #expect(!FileManager.default.fileExists(atPath: store + "/vm1/failover"))
+    }
 }

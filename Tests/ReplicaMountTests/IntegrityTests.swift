@@ -238,7 +238,7 @@ struct IntegrityTests {
         let site = Site("integ-far")
         defer { site.cleanup() }
         Shell.must("mkdir -p '\(site.root)/store' && truncate -s 1M '\(site.disks)/d.img'")
-        try TargetStore(root: site.root + "/store").create(vm: "v1", seeds: [("d.img", site.disks + "/d.img")])
+        try DirectoryStore(root: site.root + "/store").create(vm: "v1", seeds: [("d.img", site.disks + "/d.img")])
         for time in ["9999-12-31T23:59:59Z", "2263-01-01T00:00:00Z"] {
             let r = Shell.run("\"$RFS\" failover v1 --target '\(site.root)/store' --point \(time) --mount '\(site.root)/fo' --test")
             #expect(r.status == 1 && r.stderr.contains("out of range") && r.stderr.split(separator: "\n").count == 1,

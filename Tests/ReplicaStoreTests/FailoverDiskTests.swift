@@ -23,10 +23,10 @@ struct FailoverDiskTests {
 
     /// Builds vm1 with points 1...4 (writes, a shrink, a grow, a punched hole) and returns
     /// the store, the disk set still open, and each point's bytes of a.img and b.img.
-    func makeStore(points: Int = 4) throws -> (TargetStore, DiskSet, [Int: [String: [UInt8]]], Set<String>) {
+    func makeStore(points: Int = 4) throws -> (DirectoryStore, DiskSet, [Int: [String: [UInt8]]], Set<String>) {
         try base.fill(base.disks + "/a.img", size: 256 << 10, seed: 1)
         try base.fill(base.disks + "/b.img", size: 128 << 10, seed: 2)
-        let store = try TargetStore(root: base.storeDir)
+        let store = try DirectoryStore(root: base.storeDir)
         try store.create(vm: "vm1", seeds: [("a.img", base.disks + "/a.img"), ("b.img", base.disks + "/b.img")])
         let set = try DiskSet.open(directory: base.disks)
         var shipped = Set<String>()
@@ -38,7 +38,7 @@ struct FailoverDiskTests {
         return (store, set, expected, shipped)
     }
 
-    func commitRound(_ k: Int, store: TargetStore, set: DiskSet, shipped: inout Set<String>) throws {
+    func commitRound(_ k: Int, store: DirectoryStore, set: DiskSet, shipped: inout Set<String>) throws {
         let a = try #require(set.journal(named: "a.img")), b = try #require(set.journal(named: "b.img"))
         try base.write(a, UInt8(k), count: 10_000, at: Int64(k * 7_000))
         try base.write(b, UInt8(k), count: 5_000, at: Int64(k * 3_000))

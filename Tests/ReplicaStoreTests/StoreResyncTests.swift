@@ -43,7 +43,7 @@ struct StoreResyncTests {
 
     func read(_ path: String) throws -> [UInt8] { try FileSystem.readFile(path) }
 
-    func commitSealed(_ store: TargetStore, _ set: DiskSet, cut: UInt64) throws -> RecoveryPoint {
+    func commitSealed(_ store: DirectoryStore, _ set: DiskSet, cut: UInt64) throws -> RecoveryPoint {
         var logs: [String: [String]] = [:]
         for j in set.images { logs[j.name] = try j.sealedLogs() }
         let point = try store.commit(vm: "vm", logs: logs, consistency: .crash, cut: cut)
@@ -57,7 +57,7 @@ struct StoreResyncTests {
         return c
     }
 
-    func exports(_ store: TargetStore, _ ids: [Int]) throws -> [Int: [UInt8]] {
+    func exports(_ store: DirectoryStore, _ ids: [Int]) throws -> [Int: [UInt8]] {
         var out: [Int: [UInt8]] = [:]
         for id in ids {
             try store.export(vm: "vm", point: .id(id), disk: "a.img", to: dir + "/x")
@@ -74,7 +74,7 @@ struct StoreResyncTests {
         let bs = 16 << 10
         try fill(disks + "/a.img", size: 1 << 20, seed: 1)
         try fill(disks + "/b.img", size: 512 << 10, seed: 2)
-        let store = try TargetStore(root: storeDir)
+        let store = try DirectoryStore(root: storeDir)
         try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img"), ("b.img", disks + "/b.img")])
         let set = try DiskSet.open(directory: disks)
         let a = set.images[0], b = set.images[1]
@@ -138,7 +138,7 @@ struct StoreResyncTests {
         defer { cleanup() }
         try fill(disks + "/a.img", size: 256 << 10, seed: 3)
         try fill(disks + "/b.img", size: 256 << 10, seed: 4)
-        let store = try TargetStore(root: storeDir)
+        let store = try DirectoryStore(root: storeDir)
         try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img"), ("b.img", disks + "/b.img")])
         let set = try DiskSet.open(directory: disks)
         try write(set.images[0], 1, count: 5000, at: 0)

@@ -45,7 +45,7 @@ struct TargetStoreTests {
         defer { cleanup() }
         try fill(disks + "/a.img", size: 256 << 10, seed: 1)
         try fill(disks + "/b.img", size: 128 << 10, seed: 2)
-        let store = try TargetStore(root: storeDir)
+        let store = try DirectoryStore(root: storeDir)
         try store.create(vm: "vm1", seeds: [("a.img", disks + "/a.img"), ("b.img", disks + "/b.img")])
         let set = try DiskSet.open(directory: disks)
         let a = try #require(set.journal(named: "a.img")), b = try #require(set.journal(named: "b.img"))
@@ -102,7 +102,7 @@ struct TargetStoreTests {
     @Test func crashesMidCommitAndMidMergeLoseNothing() throws {
         defer { cleanup() }
         try fill(disks + "/a.img", size: 64 << 10, seed: 3)
-        let store = try TargetStore(root: storeDir)
+        let store = try DirectoryStore(root: storeDir)
         try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
         let set = try DiskSet.open(directory: disks)
         let a = set.images[0]
@@ -140,7 +140,7 @@ struct TargetStoreTests {
         var catalog = try store.catalog("vm")
         catalog.points.removeFirst()
         try catalog.save(store.catalogPath("vm"))
-        try TargetStore.replay(try store.redoLogs("vm", disk: "a.img", after: 0, through: 1), onto: store.basePath("vm", "a.img"))
+        try DirectoryStore.replay(try store.redoLogs("vm", disk: "a.img", after: 0, through: 1), onto: store.basePath("vm", "a.img"))
         let base = try FileDescriptor.open(store.basePath("vm", "a.img"), O_RDWR)
         var applied = 0
         _ = try LogScanner.scan(try store.redoLogs("vm", disk: "a.img", after: 1, through: 2)[0]) { header, data in
@@ -173,7 +173,7 @@ struct TargetStoreTests {
     @Test func damagedShippedLogsAreRefusedAndTheResendCommits() throws {
         defer { cleanup() }
         try fill(disks + "/a.img", size: 128 << 10, seed: 5)
-        let store = try TargetStore(root: storeDir)
+        let store = try DirectoryStore(root: storeDir)
         try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
         let set = try DiskSet.open(directory: disks)
         var shipped = Set<String>()
@@ -229,7 +229,7 @@ struct TargetStoreTests {
     @Test func refusesBrokenChainsForeignLogsAndUnknownNames() throws {
         defer { cleanup() }
         try fill(disks + "/a.img", size: 64 << 10, seed: 4)
-        let store = try TargetStore(root: storeDir)
+        let store = try DirectoryStore(root: storeDir)
         try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
         #expect(throws: ReplicaError("VM vm already has a replica in \(store.root)")) {
             try store.create(vm: "vm", seeds: [("a.img", disks + "/a.img")])
@@ -251,7 +251,7 @@ struct TargetStoreTests {
         }
         #expect(throws: ReplicaError("unknown VM nope in target store \(store.root)")) { try store.points("nope") }
         #expect(throws: ReplicaError("bad recovery point 'yesterday': use an id, latest or latest-app")) {
-            try TargetStore.PointSelector("yesterday")
+            try PointSelector("yesterday")
         }
         try store.export(vm: "vm", point: .latest, disk: "a.img", to: dir + "/after")
         #expect(try read(dir + "/after") == before)

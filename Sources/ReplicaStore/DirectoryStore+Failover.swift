@@ -8,14 +8,20 @@ import Glibc
 /// Failover bookkeeping in the target store: the failover state beside the disks' writable
 /// layers, the commit that makes a point final, and the rebase that makes the replica follow
 /// the disks a failback brought home. Design: docs/failover.md.
-extension TargetStore {
-    public func failoverDirectory(_ vm: String) -> String { vmDirectory(vm) + "/failover" }
+extension DirectoryStore {
+    func failoverDirectory(_ vm: String) -> String { vmDirectory(vm) + "/failover" }
     func failoverStatePath(_ vm: String) -> String { failoverDirectory(vm) + "/state.json" }
 
     /// The VM's failover in progress, if any.
     public func failoverState(_ vm: String) -> FailoverState? {
         guard let bytes = try? FileSystem.readFile(failoverStatePath(vm)) else { return nil }
-        return try? JSONDecoder().decode(FailoverState.self, from: Data(bytes))
+        if let state = try? JSONDecoder().decode(FailoverState.self, from: Data(bytes)) { return state }
+        // Written before failovers named their working directory: it was this one.
+        guard var fields = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
+              fields["workDirectory"] == nil else { return nil }
+        fields["workDirectory"] = failoverDirectory(vm)
+        guard let patched = try? JSONSerialization.data(withJSONObject: fields) else { return nil }
+        return try? JSONDecoder().decode(FailoverState.self, from: patched)
     }
 
     public func saveFailover(_ state: FailoverState) throws {
@@ -26,11 +32,11 @@ extension TargetStore {
     /// Records a failover of `vm` to the selected point; refuses a VM already failed over.
     /// A planned or unplanned failover stops the store taking replication until failback.
     public func beginFailover(vm: String, point selector: PointSelector, kind: FailoverState.Kind,
-                              mountpoint: String, sourceDisksDir: String?) throws -> FailoverState {
-        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+                              mountpoint: String, sourceDisksDir: String?, workDirectory: String? = nil) throws -> FailoverState {
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", code: .unknownVM) }
         return try withLock(vm, exclusive: true) {
             if let existing = failoverState(vm) {
-                throw ReplicaError("VM \(vm) is already failed over (\(existing.summary)): clean it up or fail back first")
+                throw ReplicaError("VM \(vm) is already failed over (\(existing.summary)): clean it up or fail back first", code: .alreadyFailedOver)
             }
             try recoverLocked(vm)
             let catalog = try StoreCatalog.load(catalogPath(vm))
@@ -40,7 +46,7 @@ extension TargetStore {
             let point = try resolve(selector, in: catalog, vm: vm)
             let state = FailoverState(vm: vm, kind: kind, point: point, mountpoint: mountpoint,
                                       disks: catalog.disks.map(\.name), startedNanos: Clock.nowNanos(),
-                                      sourceDisksDir: sourceDisksDir)
+                                      sourceDisksDir: sourceDisksDir, workDirectory: workDirectory ?? failoverDirectory(vm))
             try FileSystem.mkdirs(failoverDirectory(vm))
             try saveFailover(state)
             return state
@@ -59,7 +65,7 @@ extension TargetStore {
     /// only rewrites base bytes their redo logs cover). Later points stay.
     @discardableResult
     public func commitFailover(vm: String) throws -> FailoverState {
-        guard var state = failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to commit") }
+        guard var state = failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to commit", code: .notFailedOver) }
         guard state.kind != .test else { throw ReplicaError("VM \(vm) is in a test failover: it cannot be committed, only cleaned up") }
         guard !state.committed else { throw ReplicaError("the failover of VM \(vm) is already committed") }
         try withLock(vm, exclusive: true) {
@@ -71,27 +77,6 @@ extension TargetStore {
             try saveFailover(state)
         }
         return state
-    }
-
-    /// Commits every change log a stopped source left in `disksDir` for the VM's disks as one
-    /// crash-consistent point (all must be sealed: a clean unmount seals them), then deletes
-    /// them there. What a planned failover ships after stopping the source's writes.
-    public func shipFinalLogs(vm: String, disksDir: String) throws -> RecoveryPoint {
-        let disks = try catalog(vm).disks.map(\.name)
-        var logs: [String: [String]] = [:]
-        for disk in disks {
-            let found = try Self.logs(in: disksDir, of: [disk])
-            if !found.isEmpty { logs[disk] = found }
-        }
-        let point = try commit(vm: vm, logs: logs, consistency: .crash, cut: 0)
-        for path in logs.values.joined() { try FileSystem.remove(path) }
-        return point
-    }
-
-    /// Every change log in `disksDir` of the given images.
-    public static func logs(in disksDir: String, of images: [String]) throws -> [String] {
-        try FileSystem.list(disksDir).filter { name in LogName.parse(name).map { images.contains($0.image) } ?? false }
-            .sorted().map { disksDir + "/" + $0 }
     }
 
     /// After a failback: commits `sources` (disk name to image path, at rest) as a new

@@ -26,16 +26,7 @@ extension StoreCatalog {
 /// point, and the differing blocks are stored as a redo log that the next point starts with.
 /// The base and the committed points are never touched, so old points still export and a
 /// crash midway leaves nothing to repair but a directory to delete.
-extension TargetStore {
-    public struct ResyncReport: Codable, Sendable {
-        public var vm: String
-        public var disks: [String: BlockSync.Report]
-        public var bytesCompared: Int64
-        public var bytesSent: Int64
-        public var diskBytes: Int64
-        public var seconds: Double
-    }
-
+extension DirectoryStore {
     func resyncDirectory(_ vm: String, _ id: Int) -> String { pointDirectory(vm, id) + ".resync" }
 
     /// Compares each disk of the latest point with `sources` (live images the source keeps
@@ -46,7 +37,7 @@ extension TargetStore {
     public func resync(vm: String, sources: [String: String], chains: [String: (chain: String, nextLSN: UInt64)],
                        reason: String? = nil, blockSize: Int = 1 << 20,
                        progress: ((BlockSync.Progress) -> Void)? = nil) throws -> ResyncReport {
-        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)") }
+        guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", code: .unknownVM) }
         let started = Clock.nowNanos()
         let (mark, diskNames) = try withLock(vm, exclusive: true) { () -> (StoreCatalog.Resync, [String]) in
             if let failover = failoverState(vm) {
@@ -172,7 +163,7 @@ extension TargetStore {
     public func resyncMark(_ vm: String) throws -> StoreCatalog.Resync? { try catalog(vm).resync }
 }
 
-extension TargetStore {
+extension DirectoryStore {
     /// Compares the source disks with the latest point (or `point`) block by block and returns
     /// each disk's differing ranges (empty when equal). A resync not yet followed by a point
     /// is not part of any point, so it is not compared.

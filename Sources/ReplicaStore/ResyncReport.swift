@@ -1,0 +1,9 @@
+/// What a resync into a target store compared and sent.
+public struct ResyncReport: Codable, Sendable {
+    public var vm: String
+    public var disks: [String: BlockSync.Report]
+    public var bytesCompared: Int64
+    public var bytesSent: Int64
+    public var diskBytes: Int64
+    public var seconds: Double
+}
