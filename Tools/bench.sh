@@ -12,7 +12,7 @@
 #   passthrough     through libfuse's example passthrough_ll (compiled into the work dir)
 #
 # Usage: sudo Tools/bench.sh [--quick] [--setups native,replicafs,mergerfs,passthrough]
-#                            [--baseline-bin PATH] [--out FILE]
+#                            [--baseline-bin PATH] [--rounds N] [--out FILE]
 # Environment: BENCH_DIR (work dir, default /var/tmp/replicafs-bench; must not be tmpfs),
 #              REPLICAFS_BIN (replicafs binary; default: release build, built if missing),
 #              REPLICAFS_BASE_BIN (same as --baseline-bin).
@@ -23,13 +23,16 @@ JOBS=(seqwrite randwrite1 randwrite4 seqread)
 
 usage() {
     cat <<EOF
-Usage: $0 [--quick] [--setups LIST] [--baseline-bin PATH] [--out FILE]
+Usage: $0 [--quick] [--setups LIST] [--baseline-bin PATH] [--rounds N] [--out FILE]
 
   --quick              smoke test: 256 MiB file, 5 s random-write runs (default: 1 GiB, 15 s)
   --setups LIST        comma-separated subset of: $ALL_SETUPS (default: all)
   --baseline-bin PATH  also run setup replicafs-base: a ReplicaFS mount by the binary PATH
                        (e.g. a release build of main before a change), right before replicafs
                        in every job, with its own column and ratio to native
+  --rounds N           run every job N times over (default 1) and report each setup's median;
+                       replicafs-base and replicafs swap places every round, so neither
+                       always runs first
   --out FILE           also write the table, command line, date and kernel into FILE
 
 Environment: BENCH_DIR (default /var/tmp/replicafs-bench, must not be tmpfs), REPLICAFS_BIN,
@@ -50,6 +53,7 @@ QUICK=0
 SETUPS_ARG="$ALL_SETUPS"
 OUT=""
 BASE_BIN="${REPLICAFS_BASE_BIN:-}"
+ROUNDS=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -59,6 +63,8 @@ while [[ $# -gt 0 ]]; do
         --out=*) OUT="${1#*=}" ;;
         --baseline-bin) [[ $# -ge 2 ]] || die "--baseline-bin needs a value"; BASE_BIN="$2"; shift ;;
         --baseline-bin=*) BASE_BIN="${1#*=}" ;;
+        --rounds) [[ $# -ge 2 ]] || die "--rounds needs a value"; ROUNDS="$2"; shift ;;
+        --rounds=*) ROUNDS="${1#*=}" ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -77,6 +83,7 @@ for s in "${_requested[@]}"; do
     esac
 done
 [[ ${#SETUPS[@]} -gt 0 ]] || die "no setups selected"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive integer, not '$ROUNDS'"
 has_setup() { local s; for s in "${SETUPS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
 if [[ -n "$BASE_BIN" ]]; then
     [[ -f "$BASE_BIN" && -x "$BASE_BIN" ]] || die "baseline binary $BASE_BIN is not an executable file"
@@ -295,13 +302,14 @@ job_desc() {
     esac
 }
 
-declare -A BW=() IOPS=() WALL=()
+declare -A BW=() IOPS=() WALL=() ROUND_BW=() ROUND_IOPS=() ROUND_WALL=()
+ROUND=1
 
 run_job() {
     local setup=$1 job=$2 dir target json dirn
     if [[ $setup == native ]]; then dir="$DISKS"; else mount_setup "$setup"; dir="${MNT[$setup]}"; fi
     target="$dir/bench.img"
-    json="$RESULTS/$setup-$job.json"
+    json="$RESULTS/$setup-$job$([[ $ROUNDS -eq 1 ]] || echo "-r$ROUND").json"
     drop_caches
     log "$setup: $job"
     local t0 t1
@@ -367,7 +375,15 @@ print_table() {
         echo "| job | replicafs / replicafs-base |"
         echo "|---|---:|"
         for j in "${JOBS[@]}"; do
-            echo "| $j | $(ratio "${BW[replicafs,$j]}" "${BW[replicafs-base,$j]}") |"
+            row="| $j | $(ratio "${BW[replicafs,$j]}" "${BW[replicafs-base,$j]}")"
+            if [[ $ROUNDS -gt 1 ]]; then
+                row+=" (from the medians; per round:"
+                for ((r = 1; r <= ROUNDS; r++)); do
+                    row+=" $(ratio "${ROUND_BW[replicafs,$j,$r]}" "${ROUND_BW[replicafs-base,$j,$r]}")"
+                done
+                row+=")"
+            fi
+            echo "$row |"
         done
     fi
 }
@@ -392,6 +408,7 @@ print_report() {
     echo "- kernel: $(uname -srm); CPUs: $(nproc); RAM: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
     echo "- work dir: $WORK ($(df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 }'))"
     echo "- $(fio --version); image ${SIZE_MIB} MiB, ioengine=psync, direct=0"
+    [[ $ROUNDS -eq 1 ]] || echo "- $ROUNDS rounds; every figure is the median over the rounds$(has_setup replicafs-base && has_setup replicafs && echo "; replicafs-base and replicafs swap places every round")"
     has_setup replicafs-base && echo "- replicafs-base: $BASE_BIN, $(binary_note "$BASE_BIN"); default options (writeback cache on)"
     has_setup replicafs && echo "- replicafs: $REPLICAFS_BIN, $(binary_note "$REPLICAFS_BIN"); default options (writeback cache on)"
     has_setup mergerfs && echo "- mergerfs $(mergerfs --version 2>&1 | awk '{ print $NF; exit }'): -o $MERGERFS_OPTS"
@@ -418,18 +435,49 @@ rm -f "$IMG"
 dd if=/dev/urandom of="$IMG" bs=1M count="$SIZE_MIB" conv=fsync status=none
 sync
 
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 start=$SECONDS
-for j in "${JOBS[@]}"; do
-    if [[ $j == seqread ]]; then
-        # On this VM the first cold buffered read of the file after the random writes runs 2-4x
-        # slower than later ones (guest-side; a direct-I/O read does not remove the effect), which
-        # would always penalise the first setup. One unmeasured buffered read evens that out.
-        log "warm-up read of $IMG (not measured)"
-        drop_caches
-        dd if="$IMG" of=/dev/null bs=1M status=none
+FIRST_ORDER=("${SETUPS[@]}")
+SWAP_BUILDS=0
+if has_setup replicafs && has_setup replicafs-base; then SWAP_BUILDS=1; fi
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    if [[ $ROUNDS -gt 1 ]]; then
+        log "round $ROUND of $ROUNDS"
+        SETUPS=()
+        for s in "${FIRST_ORDER[@]}"; do  # even rounds: replicafs-base and replicafs swap places
+            if [[ $SWAP_BUILDS -eq 1 && $((ROUND % 2)) -eq 0 && $s == replicafs ]]; then SETUPS+=(replicafs-base)
+            elif [[ $SWAP_BUILDS -eq 1 && $((ROUND % 2)) -eq 0 && $s == replicafs-base ]]; then SETUPS+=(replicafs)
+            else SETUPS+=("$s"); fi
+        done
     fi
-    for s in "${SETUPS[@]}"; do run_job "$s" "$j"; done
+    for j in "${JOBS[@]}"; do
+        if [[ $j == seqread ]]; then
+            # On this VM the first cold buffered read of the file after the random writes runs 2-4x
+            # slower than later ones (guest-side; a direct-I/O read does not remove the effect), which
+            # would always penalise the first setup. One unmeasured buffered read evens that out.
+            log "warm-up read of $IMG (not measured)"
+            drop_caches
+            dd if="$IMG" of=/dev/null bs=1M status=none
+        fi
+        for s in "${SETUPS[@]}"; do
+            run_job "$s" "$j"
+            ROUND_BW[$s,$j,$ROUND]=${BW[$s,$j]}; ROUND_IOPS[$s,$j,$ROUND]=${IOPS[$s,$j]}; ROUND_WALL[$s,$j,$ROUND]=${WALL[$s,$j]}
+        done
+    done
 done
+SETUPS=("${FIRST_ORDER[@]}")
+if [[ $ROUNDS -gt 1 ]]; then  # the tables show each setup's median over the rounds
+    for s in "${SETUPS[@]}"; do
+        for j in "${JOBS[@]}"; do
+            _bw=(); _iops=(); _wall=()
+            for ((r = 1; r <= ROUNDS; r++)); do
+                _bw+=("${ROUND_BW[$s,$j,$r]}"); _iops+=("${ROUND_IOPS[$s,$j,$r]}"); _wall+=("${ROUND_WALL[$s,$j,$r]}")
+            done
+            BW[$s,$j]=$(median "${_bw[@]}"); IOPS[$s,$j]=$(median "${_iops[@]}"); WALL[$s,$j]=$(median "${_wall[@]}")
+        done
+    done
+fi
 log "all runs done in $((SECONDS - start)) s"
 
 report="$(print_report)"
