@@ -3,25 +3,46 @@
 # continuous replication, the lag from a write's acknowledgement to its recovery point being
 # committed at the target (p50, p99 over the cycles), and the target's apply throughput as a
 # ratio of the disk's own sequential write speed measured in the same run. Run as root.
-#   bash Tools/bench-replication.sh [--rate 50m] [--seconds 30] [--out FILE]
+#   bash Tools/bench-replication.sh [--rate 50m] [--seconds 30] [--baseline-bin PATH [--rounds N]] [--out FILE]
+# With --baseline-bin (or REPLICAFS_BASE_BIN) the whole measurement, disk baseline included,
+# runs for that binary (e.g. a build of main before a change) and then for REPLICAFS_BIN, N
+# rounds interleaved (base, new, base, new, ...), and one table shows every run side by side
+# with the mean of each binary's figures and new / base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RATE=50m SECONDS_LOAD=30 OUT=""
+RATE=50m SECONDS_LOAD=30 OUT="" BASE_BIN=${REPLICAFS_BASE_BIN:-} ROUNDS=1
+usage() { echo "usage: $0 [--rate 50m] [--seconds 30] [--baseline-bin PATH [--rounds N]] [--out FILE]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --rate) RATE=$2; shift 2;;
-    --seconds) SECONDS_LOAD=$2; shift 2;;
-    --out) OUT=$2; shift 2;;
-    *) echo "usage: $0 [--rate 50m] [--seconds 30] [--out FILE]" >&2; exit 2;;
+    --rate) [ $# -ge 2 ] || usage; RATE=$2; shift 2;;
+    --seconds) [ $# -ge 2 ] || usage; SECONDS_LOAD=$2; shift 2;;
+    --out) [ $# -ge 2 ] || usage; OUT=$2; shift 2;;
+    --baseline-bin) [ $# -ge 2 ] || usage; BASE_BIN=$2; shift 2;;
+    --rounds) [ $# -ge 2 ] || usage; ROUNDS=$2; shift 2;;
+    *) usage;;
   esac
 done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "bench-replication.sh: --rounds needs a positive integer, not '$ROUNDS'" >&2; exit 2; }
+[[ -z $BASE_BIN && $ROUNDS -ne 1 ]] && { echo "bench-replication.sh: --rounds needs --baseline-bin" >&2; exit 2; }
+if [ -n "$BASE_BIN" ]; then
+  [ -f "$BASE_BIN" ] && [ -x "$BASE_BIN" ] || { echo "bench-replication.sh: baseline binary $BASE_BIN is not an executable file" >&2; exit 2; }
+  BASE_BIN="$(cd "$(dirname "$BASE_BIN")" && pwd)/$(basename "$BASE_BIN")"
+fi
 export PATH="/opt/swift/usr/bin:$PATH"
-RFS=${REPLICAFS_BIN:-$PWD/.build-release/release/replicafs}
-[ -x "$RFS" ] || swift build -c release --scratch-path .build-release >/dev/null
+NEW_BIN=${REPLICAFS_BIN:-$PWD/.build-release/release/replicafs}
+[ -x "$NEW_BIN" ] || swift build -c release --scratch-path .build-release >/dev/null
 W=${BENCH_DIR:-/var/tmp/replicafs-bench-repl}
+RESULTS=$(mktemp -d /tmp/bench-replication.XXXXXX)
+RFS=$NEW_BIN  # the binary of the measurement under way (the cleanup unmounts with it)
 cleanup() { mountpoint -q "$W/mnt" && { "$RFS" unmount "$W/mnt" || umount -l "$W/mnt"; } || true; }
-trap cleanup EXIT
-cleanup
+finish() { cleanup; rm -rf "$RESULTS"; }
+trap finish EXIT
+for RFS in ${BASE_BIN:+"$BASE_BIN"} "$NEW_BIN"; do cleanup; done
+
+# One whole measurement with the binary $RFS, from a fresh work dir; its table rows go to
+# $RESULTS/$1.rows and its figures to $RESULTS/$1.json.
+measure() {
+local name=$1
 rm -rf "$W" && mkdir -p "$W/disks" "$W/mnt" "$W/store"
 
 # Disk baseline: sequential writes of a new 1 GiB file with a final fsync into the store's
@@ -67,9 +88,9 @@ dd if=/dev/urandom of="$W/mnt/bulk.img" bs=4k count=1 conv=notrunc,fsync status=
 t2=$(date +%s.%N); "$RFS" snapshot bulk >/dev/null; t3=$(date +%s.%N)
 merge_mbs=$(python3 -c "print(512*1048576/1e6/($t3-$t2))")
 "$RFS" unmount "$W/mnt" >/dev/null
-base_through=$(python3 -c "import json; print(json.load(open('$W/store/bulk/catalog.json'))['baseThrough'])")
+base_through=$(python3 -c "import json; print(json.load(open('$W/store/bulk/catalog.json'))['baseThrough'])" 2>/dev/null || echo '?')
 
-report=$(python3 - "$W/status.json" "$W/load.json" "$disk_mbs" "$RATE" "$SECONDS_LOAD" "$bulk_mbs" "$merge_mbs" "$base_through" "$buffered_mbs" "$direct_mbs" "$commit_mbs" <<'PY'
+python3 - "$W/status.json" "$W/load.json" "$disk_mbs" "$RATE" "$SECONDS_LOAD" "$bulk_mbs" "$merge_mbs" "$base_through" "$buffered_mbs" "$direct_mbs" "$commit_mbs" "$RESULTS/$name.json" >"$RESULTS/$name.rows" <<'PY'
 import json, sys
 status = [v for v in json.load(open(sys.argv[1]))[0]["vms"] if v["vm"] == "bench"][0]
 bulk = float(sys.argv[6])
@@ -89,15 +110,71 @@ print(f"| the same, the store's commit alone (verify, store the redo logs, fsync
 merge = float(sys.argv[7])
 print(f"| merge: those 512 MiB of redo logs merged into the base once expired (snapshot + prune; base now at point {sys.argv[8]}) | {merge:.0f} MB/s = {merge/disk:.2f}x the disk |")
 print(f"| commit throughput during the continuous cycles (log bytes / commit time, per-cycle fsyncs included) | {apply_mbs:.0f} MB/s = {apply_mbs/disk:.2f}x the disk |")
+# The figure of each row above, in order, for the side-by-side table.
+json.dump([load, len(lags), pick(0.5), pick(0.99), disk, bulk / disk, commit / disk, merge / disk, apply_mbs / disk],
+          open(sys.argv[12], "w"))
+PY
+}
+
+binary_note() {  # binary -> "PATH, built DATE, tree DIR at git REV" (the git tree holding the binary, if any)
+  local root
+  printf '%s, built %s' "$1" "$(date -u -r "$1" '+%Y-%m-%d %H:%M:%S UTC')"
+  if root=$(git -C "$(dirname "$1")" rev-parse --show-toplevel 2>/dev/null); then
+    printf ', tree %s at git %s%s' "$root" "$(git -C "$root" rev-parse --short HEAD)" "$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+  fi
+}
+
+if [ -z "$BASE_BIN" ]; then
+  RFS=$NEW_BIN; measure run
+  {
+    echo "## Replication lag and apply throughput"
+    echo
+    echo "- command: \`bash Tools/bench-replication.sh --rate $RATE --seconds $SECONDS_LOAD\`"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel $(uname -r); $(nproc) CPUs"
+    echo
+    echo "| measure | value |"
+    echo "|---|---|"
+    cat "$RESULTS/run.rows"
+  } | tee ${OUT:+"$OUT"}
+  exit 0
+fi
+
+names=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  for b in base new; do
+    if [ $b = base ]; then RFS=$BASE_BIN; else RFS=$NEW_BIN; fi
+    echo "[$(date +%H:%M:%S)] round $r: $b ($RFS)" >&2
+    measure "$b-$r"
+    names+=("$b-$r")
+  done
+done
+table=$(python3 - "$RESULTS" "${names[@]}" <<'PY'
+import json, re, sys
+d, names = sys.argv[1], sys.argv[2:]
+rows = {n: [re.match(r"\| (.*) \| (.*) \|$", l).groups() for l in open(f"{d}/{n}.rows").read().splitlines()] for n in names}
+figs = {n: json.load(open(f"{d}/{n}.json")) for n in names}
+# Per row: how the mean of each binary's figure is shown.
+fmts = ["{:.1f} MB/s", "{:.0f}", "{:.2f} s", "{:.2f} s", "{:.0f} MB/s", "{:.2f}x", "{:.2f}x", "{:.2f}x", "{:.2f}x"]
+mean = lambda b, i: sum(figs[n][i] for n in names if n.startswith(b)) / sum(1 for n in names if n.startswith(b))
+head = "| measure | " + " | ".join(f"{'base' if n.startswith('base') else 'new'}, round {n.split('-')[1]}" for n in names) + " | base, mean | new, mean | new / base |"
+print(head)
+print("|---|" + "---|" * (len(names) + 3))
+for i, (measure, _) in enumerate(rows[names[0]]):
+    b, n = mean("base", i), mean("new", i)
+    ratio = f"{n / b:.2f}x" if b else "-"
+    print(f"| {measure} | " + " | ".join(rows[x][i][1] for x in names) + f" | {fmts[i].format(b)} | {fmts[i].format(n)} | {ratio} |")
 PY
 )
 {
-  echo "## Replication lag and apply throughput"
+  echo "## Replication lag and apply throughput: baseline binary vs new binary"
   echo
-  echo "- command: \`bash Tools/bench-replication.sh --rate $RATE --seconds $SECONDS_LOAD\`"
+  echo "- command: \`bash Tools/bench-replication.sh --rate $RATE --seconds $SECONDS_LOAD --baseline-bin $BASE_BIN --rounds $ROUNDS\`"
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel $(uname -r); $(nproc) CPUs"
+  echo "- base: $(binary_note "$BASE_BIN")"
+  echo "- new: $(binary_note "$NEW_BIN")"
+  echo "- order: base, new in each of $ROUNDS round(s), each a full measurement from a fresh work dir with its own disk baseline right before it; the x figures are ratios to that run's disk baseline"
   echo
-  echo "| measure | value |"
-  echo "|---|---|"
-  echo "$report"
+  echo "$table"
+  echo
+  echo "new / base: the ratio of the means; above 1 means the new binary's figure is higher (better for throughput, worse for lag)."
 } | tee ${OUT:+"$OUT"}
