@@ -5,6 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source Tools/setup.sh
 export PATH="/opt/swift/usr/bin:$PATH"
-swift build --build-tests
+# Bounded: every test has its own time limit (Swift Testing's .timeLimit on each suite) and the
+# whole run has one, so a hung FUSE request fails CI with a message instead of hanging it.
+timeout --kill-after=60 45m swift build --build-tests \
+  || { rc=$?; [ $rc -ne 124 ] || echo "test.sh: the build ran past 45 minutes" >&2; exit $rc; }
+# The daemons the tests start register in a run directory of their own, so the host's own
+# mounts (and records left by an earlier run) never show in the tests' `status`.
+export REPLICAFS_RUN_DIR="${REPLICAFS_RUN_DIR:-$(mktemp -d /tmp/replicafs-test-run.XXXXXX)}"
 # Mount tests share the machine's FUSE and loop devices: run them one at a time.
-swift test --skip-build --no-parallel
+timeout --kill-after=60 30m swift test --skip-build --no-parallel \
+  || { rc=$?; [ $rc -ne 124 ] || echo "test.sh: the tests ran past 30 minutes" >&2; exit $rc; }

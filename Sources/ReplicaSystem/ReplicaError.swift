@@ -1,7 +1,8 @@
 /// An error meant for the operator: one line that names the problem and the thing it concerns.
 /// `kind` tells the replicator whether waiting can fix it (see ReplicationFailure); `code`
-/// says what went wrong for a program (a plan's report, a test); errors compare by their text.
-public struct ReplicaError: Error, CustomStringConvertible, Equatable {
+/// says what went wrong for a program (a plan's report, a test). Errors compare by code; two
+/// errors without a code (most of them, still) compare by their text.
+public struct ReplicaError: Error, CustomStringConvertible, Equatable, Sendable {
     public enum Kind: Sendable {
         case unspecified, recoverable, nonRecoverable
         /// The target cannot follow the shipped logs (a broken or foreign chain): neither
@@ -38,5 +39,7 @@ public struct ReplicaError: Error, CustomStringConvertible, Equatable {
         self.kind = kind
         self.code = code
     }
-    public static func == (a: ReplicaError, b: ReplicaError) -> Bool { a.description == b.description }
+    public static func == (a: ReplicaError, b: ReplicaError) -> Bool {
+        a.code == b.code && (a.code != .unspecified || a.description == b.description)
+    }
 }

@@ -10,8 +10,9 @@ import Glibc
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export", abstract: "Write one disk of a VM as of a recovery point to a file.")
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory.") var target: String
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
     @Option(help: "A point id, latest or latest-app.") var point: String
     @Option(help: "The disk (image name).") var disk: String
     @Option(help: "The file to write.") var to: String

@@ -17,14 +17,24 @@ struct FailbackCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "failback", abstract: "Fail a failed-over VM back to its original site (or a new one).")
 
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory the VM failed over from.") var target: String
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
     @Option(help: "minimize-downtime or full-download.") var mode: Mode?
     @Flag(help: "Abandon a failback that stopped after freezing the failover mount: it takes writes again.")
     var abort = false
     @Option(help: "The disks directory to fail back to (default: the original site; created if gone).") var to: String?
     @Option(help: "Block size for the checksum comparison, in bytes.") var blockSize = 1 << 20
-    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var output: OutputOptions
+    var json: Bool { output.json }
+
+    func validate() throws {
+        if abort && mode != nil { throw ReplicaError("--abort takes no --mode", code: .badRequest) }
+        if !abort && mode == nil { throw ReplicaError("give --mode minimize-downtime or --mode full-download", code: .badRequest) }
+        guard blockSize >= 4096, blockSize <= 64 << 20, blockSize % 4096 == 0 else {
+            throw ReplicaError("bad --block-size \(blockSize): a multiple of 4096 from 4 KiB to 64 MiB", code: .badRequest)
+        }
+    }
 
     func run() throws {
         let store = try openTargetStore(target)

@@ -29,8 +29,9 @@ struct FailoverStartCommand: ParsableCommand {
             Neither: unplanned, for when the primary is gone; the store alone suffices.
             """)
 
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory.") var target: String
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
     @Option(help: "A point id, latest, latest-app, or an ISO 8601 time (the last point at or before it).") var point = "latest"
     @Option(help: "Empty directory to mount the VM's disks on.") var mount: String
     @Flag(help: "A test failover (DR drill).") var test = false
@@ -39,10 +40,14 @@ struct FailoverStartCommand: ParsableCommand {
     var disksDir: String?
     @Option(help: "An empty directory on this host for the failover's own files: the disks' copy-on-write layers, reverse logs (default: the VM's failover directory in a local store).")
     var workDir: String?
-    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var output: OutputOptions
+    var json: Bool { output.json }
+
+    func validate() throws {
+        guard !(test && planned) else { throw ReplicaError("--test and --planned exclude each other", code: .badRequest) }
+    }
 
     func run() throws {
-        guard !(test && planned) else { throw ReplicaError("--test and --planned exclude each other", code: .badRequest) }
         let store = try storeHolding(vm, target: target)
         let kind: FailoverState.Kind = test ? .test : planned ? .planned : .unplanned
         let started = try coordinator(store).failover(vm: vm, point: point, kind: kind, mountpoint: mount, disksDir: disksDir,
@@ -78,8 +83,9 @@ func storeHolding(_ vm: String, target: String) throws -> any TargetStore {
 struct FailoverCleanupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cleanup", abstract: "End a test (or uncommitted) failover: unmount it and discard its writes, leaving no trace.")
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory.") var target: String
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
 
     func run() throws {
         let state = try coordinator(try openTargetStore(target)).cleanup(vm: vm)
@@ -90,8 +96,9 @@ struct FailoverCleanupCommand: ParsableCommand {
 struct FailoverCommitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "commit", abstract: "Make a failover's recovery point final (older points are discarded).")
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory.") var target: String
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
 
     func run() throws {
         let state = try coordinator(try openTargetStore(target)).commit(vm: vm)
@@ -103,8 +110,9 @@ struct FailoverRemountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remount",
         abstract: "Mount a failover again after its daemon died (or the machine restarted): every fsynced write is there.")
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory.") var target: String
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
 
     func run() throws {
         let started = try coordinator(try openTargetStore(target)).remount(vm: vm)

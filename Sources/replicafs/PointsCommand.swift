@@ -9,9 +9,11 @@ import Glibc
 struct PointsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "points", abstract: "List a VM's recovery points from the target store alone.")
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory.") var target: String
-    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
+    @OptionGroup var output: OutputOptions
+    var json: Bool { output.json }
 
     struct Row: Codable {
         var id: Int

@@ -18,8 +18,17 @@ struct ReplicaFS: ParsableCommand {
     /// keep ArgumentParser's help text.
     static func main() {
         DaemonLog.bootstrap()
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot()
+            command = try parseAsRoot()
+        } catch {
+            // Help and usage errors keep ArgumentParser's text; a check of ours in a
+            // `validate()` is an operator error like any other: one line.
+            let code = exitCode(for: error)
+            if code == .success || code == .validationFailure { exit(withError: error) }
+            fail(message(for: error))
+        }
+        do {
             try command.run()
         } catch let error as ReplicaError {
             fail(error.description)

@@ -14,12 +14,21 @@ struct ReprotectCommand: ParsableCommand {
         commandName: "reprotect",
         abstract: "Replicate a failed-over VM back to the original site (only differing blocks travel).")
 
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory the VM failed over from.") var target: String
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
     @Option(help: "The original site's disks directory (default: the one the failover came from).") var to: String?
     @Option(help: "Block size for the checksum comparison, in bytes.") var blockSize = 1 << 20
     @Option(help: "How often the failover mount ships its reverse logs (30s, 5m, ...).") var copyFrequency = "30s"
-    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var output: OutputOptions
+    var json: Bool { output.json }
+
+    func validate() throws {
+        guard blockSize >= 4096, blockSize <= 64 << 20, blockSize % 4096 == 0 else {
+            throw ReplicaError("bad --block-size \(blockSize): a multiple of 4096 from 4 KiB to 64 MiB", code: .badRequest)
+        }
+        _ = try ReplicationPolicy.seconds(copyFrequency, what: "--copy-frequency")
+    }
 
     func run() throws {
         let store = try openTargetStore(target)

@@ -13,12 +13,14 @@ struct VerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Compare block checksums of a VM's source disks and its replica (or a point's export).",
         discussion: "Exits 1 when any range differs. The images are read in disks-dir as they are on disk: pause writes and cut a point (snapshot --wait) first for a meaningful answer on a live VM.")
-    @Argument(help: "VM name.") var vm: String
-    @Option(help: "Target store directory.") var target: String
+    @OptionGroup var stored: StoredVMOptions
+    var vm: String { stored.vm }
+    var target: String { stored.target }
     @Option(help: "Directory holding the source images.") var disksDir: String
     @Option(help: "A point id, latest or latest-app (default: the replica as it is).") var point: String?
     @Option(help: "Block size in bytes.") var blockSize = 1 << 20
-    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var output: OutputOptions
+    var json: Bool { output.json }
 
     struct Row: Codable {
         struct Span: Codable { var offset: Int64; var length: Int64 }
@@ -26,6 +28,12 @@ struct VerifyCommand: ParsableCommand {
         var equal: Bool
         var differingBytes: Int64
         var ranges: [Span]
+    }
+
+    func validate() throws {
+        guard blockSize >= 4096, blockSize <= 64 << 20, blockSize % 4096 == 0 else {
+            throw ReplicaError("bad --block-size \(blockSize): a multiple of 4096 from 4 KiB to 64 MiB", code: .badRequest)
+        }
     }
 
     func run() throws {

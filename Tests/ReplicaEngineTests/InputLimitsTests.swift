@@ -9,6 +9,7 @@ import Testing
 /// Issue 16, findings 4, 11 and 12 without a mount: crafted logs with valid checksums and
 /// absurd numbers, durations and times out of range, a plan nested 200,000 deep. Each used to
 /// trap (arithmetic overflow, a conversion out of range) or overflow the stack.
+@Suite(.timeLimit(.minutes(2)))
 struct InputLimitsTests {
     let dir: String
 

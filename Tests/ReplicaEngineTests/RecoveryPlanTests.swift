@@ -8,6 +8,7 @@ import Testing
 
 /// Recovery plans without a mount: the YAML format and its one-line errors, and the runner
 /// driven by real shell commands (true, false, sleep) as the per-VM action.
+@Suite(.timeLimit(.minutes(2)))
 struct RecoveryPlanTests {
     static let example = """
         name: finance

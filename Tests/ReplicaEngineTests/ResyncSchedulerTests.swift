@@ -7,6 +7,7 @@ import Testing
 @testable import ReplicaEngine
 
 /// The resync window: daily local-time ranges (also across midnight) or always; bad text refused.
+@Suite(.timeLimit(.minutes(2)))
 struct ResyncSchedulerTests {
     func at(_ h: Int, _ m: Int) -> Date {
         Calendar.current.date(from: DateComponents(year: 2026, month: 11, day: 24, hour: h, minute: m))!

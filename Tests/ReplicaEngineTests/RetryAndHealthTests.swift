@@ -11,6 +11,7 @@ import Glibc
 
 /// The retry schedule, the sorting of errors into recoverable and not, and the health a
 /// VM's history adds up to, driven by a made-up clock.
+@Suite(.timeLimit(.minutes(2)))
 struct RetryAndHealthTests {
     @Test func backOffFollowsTheSeedsAndScales() {
         let real = RetryPolicy()
@@ -74,6 +75,11 @@ struct RetryAndHealthTests {
         #expect(!classify(ENOSPC, store + "/vm/replica/a.img").resync && !classify(EACCES, store).resync)
         #expect(!ReplicationFailure(recoverable: true, reason: "r", message: "m", resync: true).resync)
         #expect(ReplicaError("same", kind: .nonRecoverable) == ReplicaError("same"))
+        // Errors with a code compare by it, whatever their text; without one, by text.
+        #expect(ReplicaError("VM a is not failed over", code: .notFailedOver) == ReplicaError("VM b is not failed over", code: .notFailedOver))
+        #expect(ReplicaError("same", code: .notFailedOver) != ReplicaError("same", code: .alreadyFailedOver))
+        #expect(ReplicaError("same", code: .badRequest) != ReplicaError("same"))
+        #expect(ReplicaError("one") != ReplicaError("two"))
     }
 
     @Test func realStoreErrorsCarryTheirKind() throws {

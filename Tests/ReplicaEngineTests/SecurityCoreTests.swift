@@ -9,7 +9,7 @@ import Testing
 /// Hardening checks that need no mount (issue 16): state files never written through a planted
 /// symlink, policies adopted only from root's own files, impossible times refused, store and
 /// log files not readable by others.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct SecurityCoreTests {
     func scratch(_ name: String) throws -> String {
         let dir = "/tmp/harden-sec-core-\(name)-\(getpid())"

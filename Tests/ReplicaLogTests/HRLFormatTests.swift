@@ -6,6 +6,7 @@ import Testing
 import CLinux
 
 /// The HRL format without a mount: encode, scan, tear, corrupt, apply.
+@Suite(.timeLimit(.minutes(2)))
 struct HRLFormatTests {
     let dir: String
 

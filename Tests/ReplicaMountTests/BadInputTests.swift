@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Bad input: one clear line on stderr, a non-zero exit, and no data touched.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct BadInputTests {
     /// Runs a replicafs command that must fail with `message` on one stderr line.
     func refuses(_ args: String, _ message: String, sourceLocation: SourceLocation = #_sourceLocation) {

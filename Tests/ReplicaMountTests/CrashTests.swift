@@ -3,7 +3,7 @@ import Testing
 
 /// kill -9 of the daemon during writes: the next mount cleans up the dead mount, cuts the
 /// torn tail, and the logs still reproduce every fsync-acknowledged write.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct CrashTests {
     @Test("kill -9 mid-write: stale mount cleaned, torn tail cut, every acknowledged write replays")
     func killDuringWrites() throws {

@@ -7,7 +7,7 @@ import Testing
 /// `status`, a launcher killed before the daemon is ready, writes that fail on a full disk
 /// or on a frozen failover mount. Every test aborts and unmounts what it left, and continues
 /// stopped processes, in a defer.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct DaemonFaultTests {
     /// A process's pid and its children's (one level: the daemon's helpers).
     func family(_ pid: Int32) -> [Int32] {

@@ -3,7 +3,7 @@ import Testing
 
 /// Failover and failback on real mounts: recovery points mounted as writable disks, drills
 /// beside running replication, the primary gone, a planned round trip home, and bad input.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct FailoverTests {
     func protect(_ site: Site, _ vm: String, disks: [String], extra: String = "") {
         let d = disks.map { "--disk '\($0)'" }.joined(separator: " ")

@@ -5,7 +5,7 @@ import Testing
 /// on the back-off and completes once space is freed, with nothing lost; a non-recoverable
 /// error holds the VM in Critical, untouched by retries, until `resume`.
 /// REPLICAFS_TIME_SCALE=0.01 runs the 1, 2, 4, 8, 10 minute back-off as 0.6, 1.2, 2.4, 4.8, 6 s.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct HealthTests {
     struct Mount: Decodable { var vms: [VM] }
     struct VM: Decodable {

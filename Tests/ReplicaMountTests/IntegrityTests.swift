@@ -8,7 +8,7 @@ import ReplicaSystem
 /// log, an image changed beside the mount, absurd durations and times, crafted logs with valid
 /// checksums, a plan nested 200,000 deep. No point is ever made from a broken chain, no command
 /// or daemon traps, and every refusal is one line with a non-zero exit that leaves data alone.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct IntegrityTests {
     struct Point: Decodable { var id: Int }
 

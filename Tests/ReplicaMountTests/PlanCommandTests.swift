@@ -4,7 +4,7 @@ import Testing
 /// `replicafs plan` and `protect --network` through the real binary, on what is checked before
 /// anything starts (no failover needed): bad plans and unmapped networks are one clear line
 /// on stderr, a non-zero exit, and nothing run or created.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct PlanCommandTests {
     /// Every file and directory under `dir`, for "nothing changed" checks.
     func tree(_ dir: String) -> String {

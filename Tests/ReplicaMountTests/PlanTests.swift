@@ -3,7 +3,7 @@ import Testing
 
 /// A recovery plan run for real: `replicafs plan test-failover` runs `replicafs failover ...
 /// --test` per VM (the failover command of issue 4), on a store filled by a real protected mount.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct PlanTests {
     struct Report: Decodable {
         struct VM: Decodable { var name: String; var outcome: String; var error: String? }

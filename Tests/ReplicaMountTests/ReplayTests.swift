@@ -3,7 +3,7 @@ import Testing
 
 /// Real mounts, real tools: what is written through the mount equals a pre-write copy of the
 /// image with every logged change replayed by `replicafs log apply`.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct ReplayTests {
     @Test("dd, fio, O_DIRECT, punch hole and truncate through the mount replay to the same bytes",
           arguments: [true, false])

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Replication on real mounts: points cut through the mount export byte for byte.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct ReplicationTests {
     func protect(_ site: Site, _ vm: String, disks: [String], extra: String = "") {
         let d = disks.map { "--disk '\($0)'" }.joined(separator: " ")

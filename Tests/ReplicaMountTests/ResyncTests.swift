@@ -4,7 +4,7 @@ import Testing
 /// Resync on real mounts: images changed behind the mount's back, a resync by hand under a
 /// running writer, and kill -9 of the daemon under write load. Each ends comparing sha256 of
 /// the source with the export of a recovery point, and older points with what they were.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct ResyncTests {
     struct Point: Decodable { var id: Int }
     struct Report: Decodable { var bytesSent: Int64; var diskBytes: Int64; var bytesCompared: Int64; var seconds: Double }

@@ -34,7 +34,7 @@ struct TestUser {
 /// root file overwrite and no other file's data; logs and store files are no more readable
 /// than their image; one rule for entries that are not images; bad names and times refused
 /// before anything changes; `log show` works on a log inside the mount.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(5)))
 struct SecurityTests {
     /// A site whose disks directory `user` may write (as an operator might share it), reachable by every user.
     func sharedSite(_ name: String, _ user: TestUser) -> Site {

@@ -8,6 +8,7 @@ import Testing
 
 /// Block-checksum resync of two files without a mount: after `sync` the target's SHA-256 equals
 /// the source's, and exactly the differing blocks' bytes were written.
+@Suite(.timeLimit(.minutes(2)))
 struct BlockSyncTests {
     let dir: String
 

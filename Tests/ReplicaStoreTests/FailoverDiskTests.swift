@@ -9,6 +9,7 @@ import Testing
 /// Failed-over disks without a mount: every point reads as its export; writes, truncates and
 /// hole punches through the copy-on-write layer match a plain byte array, survive a reopen,
 /// and never touch the store; a live view stays at its point while commits go on.
+@Suite(.timeLimit(.minutes(2)))
 struct FailoverDiskTests {
     let base: TargetStoreTests
 

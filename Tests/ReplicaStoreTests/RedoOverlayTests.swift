@@ -6,6 +6,7 @@ import Testing
 
 /// The redo overlay's extent map: every byte must come from the newest change covering it,
 /// whatever the overlaps, checked against painting a plain array in order.
+@Suite(.timeLimit(.minutes(2)))
 struct RedoOverlayTests {
     @Test func theNewestChangeWinsForEveryByte() {
         var rng = SystemRandomNumberGenerator()

@@ -10,6 +10,7 @@ import Testing
 /// journal's back, the replica is resynced block by block, the next commit makes a point
 /// equal to the source, and every earlier point still exports byte for byte; a resync that
 /// fails midway is dropped and leaves the last point as it was.
+@Suite(.timeLimit(.minutes(2)))
 struct StoreResyncTests {
     let dir: String
     var disks: String { dir + "/disks" }

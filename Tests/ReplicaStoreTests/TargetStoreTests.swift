@@ -8,6 +8,7 @@ import Testing
 
 /// The target store without a mount: logs made by the real write path (ImageJournal) are
 /// committed as recovery points; every point exports byte for byte; crashes roll back.
+@Suite(.timeLimit(.minutes(2)))
 struct TargetStoreTests {
     let dir: String
     var disks: String { dir + "/disks" }
@@ -87,10 +88,10 @@ struct TargetStoreTests {
             try store.export(vm: "vm1", point: .id(k), disk: "b.img", to: out)
             #expect(try read(out) == expected[k]!.1)
         }
-        #expect(throws: ReplicaError("recovery point 1 not found for VM vm1")) {
+        #expect(throws: ReplicaError("recovery point 1 not found for VM vm1", code: .noSuchPoint)) {
             try store.export(vm: "vm1", point: .id(1), disk: "a.img", to: dir + "/x")
         }
-        #expect(throws: ReplicaError("VM vm1 has no app-consistent recovery point")) {
+        #expect(throws: ReplicaError("VM vm1 has no app-consistent recovery point", code: .noSuchPoint)) {
             try store.export(vm: "vm1", point: .latestApp, disk: "a.img", to: dir + "/x")
         }
         #expect(try FileSystem.list(storeDir + "/vm1/points").count == 1) // only point 4's undo is needed
@@ -249,7 +250,7 @@ struct TargetStoreTests {
         #expect(throws: ReplicaError("disk c.img is not part of VM vm")) {
             try store.commit(vm: "vm", logs: ["c.img": [logs[1]]], consistency: .crash, cut: 2)
         }
-        #expect(throws: ReplicaError("unknown VM nope in target store \(store.root)")) { try store.points("nope") }
+        #expect(throws: ReplicaError("unknown VM nope in target store \(store.root)", code: .unknownVM)) { try store.points("nope") }
         #expect(throws: ReplicaError("bad recovery point 'yesterday': use an id, latest or latest-app")) {
             try PointSelector("yesterday")
         }
