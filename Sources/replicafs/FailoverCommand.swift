@@ -14,6 +14,7 @@ struct FailoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "failover",
         abstract: "Mount a VM's disks at a recovery point as writable files (test, planned or unplanned failover).",
+        discussion: FailoverStartCommand.optionsHelp,
         subcommands: [FailoverStartCommand.self, FailoverCleanupCommand.self, FailoverCommitCommand.self, FailoverRemountCommand.self,
                       FailoverServeCommand.self],
         defaultSubcommand: FailoverStartCommand.self)
