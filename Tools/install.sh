@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Installs ReplicaFS: the replicafs binary (a release build), the systemd units, the
+# Installs ReplicaFS: the replicafs binary (a release build by default), the systemd units, the
 # mount(8)/umount(8) helpers for fstab, shell completions and the man page.
 #
-#   Tools/install.sh [--prefix DIR] [--bin FILE] [--sbindir DIR] [--unitdir DIR] [--no-man]
+#   Tools/install.sh [--prefix DIR] [--bin FILE] [--configuration release|debug] [--sbindir DIR]
+#                    [--unitdir DIR] [--no-man]
 #
 #   --prefix DIR   where to install (default /usr/local): DIR/bin/replicafs,
 #                  DIR/lib/systemd/system/*.service, DIR/share/man/man1/replicafs.1,
 #                  DIR/share/{bash-completion,zsh,fish}/...; a scratch DIR changes nothing else
 #   --bin FILE     install this replicafs binary instead of building one (swift build -c release)
+#   --configuration C  build (and document) a release (default) or debug replicafs
 #   --sbindir DIR  where mount.fuse.replicafs and umount.fuse.replicafs go (default /sbin,
 #                  the only place mount(8) looks, when the prefix is /usr/local or /usr;
 #                  DIR/sbin otherwise)
 #   --unitdir DIR  where the units go (default PREFIX/lib/systemd/system)
 #   --no-man       skip the man page (it needs swift-argument-parser's generate-manual
-#                  plugin, which builds the package in release mode)
+#                  plugin, which builds the package in the --configuration mode)
 #
 # The units and helpers name the installed binary (PREFIX/bin/replicafs). systemd is told
 # (daemon-reload) only when installing for the running system.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-prefix=/usr/local bin="" sbindir="" unitdir="" man=1
+prefix=/usr/local bin="" sbindir="" unitdir="" man=1 config=release
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
@@ -29,11 +31,13 @@ while [ $# -gt 0 ]; do
     --sbindir) [ $# -ge 2 ] || die "--sbindir needs a directory"; sbindir=$2; shift 2 ;;
     --unitdir) [ $# -ge 2 ] || die "--unitdir needs a directory"; unitdir=$2; shift 2 ;;
     --no-man) man=0; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --configuration) [ $# -ge 2 ] || die "--configuration needs release or debug"; config=$2; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
 case $prefix in /*) ;; *) die "--prefix must be an absolute path: $prefix" ;; esac
+case $config in release|debug) ;; *) die "--configuration must be release or debug, not $config" ;; esac
 prefix=${prefix%/}
 system=0
 case $prefix in /usr/local|/usr) system=1 ;; esac
@@ -42,9 +46,9 @@ case $prefix in /usr/local|/usr) system=1 ;; esac
 export PATH="/opt/swift/usr/bin:$PATH"
 
 if [ -z "$bin" ]; then
-  echo "building replicafs (release)..."
-  (cd "$here" && swift build -c release --product replicafs)
-  bin="$(cd "$here" && swift build -c release --show-bin-path)/replicafs"
+  echo "building replicafs ($config)..."
+  (cd "$here" && swift build -c "$config" --product replicafs)
+  bin="$(cd "$here" && swift build -c "$config" --show-bin-path)/replicafs"
 fi
 [ -x "$bin" ] || die "$bin is not an executable"
 "$bin" --version >/dev/null || die "$bin does not run"
@@ -76,9 +80,9 @@ install -d "$prefix/share/bash-completion/completions" "$prefix/share/zsh/site-f
 echo "installed completions for bash, zsh and fish under $prefix/share"
 
 # The man page, from swift-argument-parser's generate-manual plugin (it builds the package
-# in release mode and documents the replicafs it built).
+# in $config mode and documents the replicafs it built).
 if [ $man = 1 ]; then
-  if (cd "$here" && swift package plugin generate-manual --configuration release >/tmp/replicafs-install-man.log 2>&1); then
+  if (cd "$here" && swift package plugin generate-manual --configuration "$config" >/tmp/replicafs-install-man.log 2>&1); then
     # The plugin prints "Generated manual in '<dir>'"; the page is <dir>/replicafs.1.
     dir=$(sed -n "s/^Generated manual in '\(.*\)'\$/\1/p" /tmp/replicafs-install-man.log | tail -1)
     dir=${dir#file://}
