@@ -178,7 +178,8 @@ struct OperabilityTests {
         for command in ["failover --help", "help failover"] {
             let r = Shell.run("\"$RFS\" \(command)")
             #expect(r.ok, "\(command): \(r.stderr)")
-            for option in ["--point", "--mount", "--target", "--test", "--planned", "--work-dir", "cleanup", "remount"] {
+            // The option lines themselves (`--point <point>`), not the usage in start's abstract.
+            for option in ["--point <point>", "--mount <mount>", "--target <target>", "--work-dir <work-dir>", "--planned", "cleanup", "remount"] {
                 #expect(r.stdout.contains(option), "`replicafs \(command)` does not mention \(option):\n\(r.stdout)")
             }
         }
