@@ -82,17 +82,19 @@ echo "installed completions for bash, zsh and fish under $prefix/share"
 # The man page, from swift-argument-parser's generate-manual plugin (it builds the package
 # in $config mode and documents the replicafs it built).
 if [ $man = 1 ]; then
-  if (cd "$here" && swift package plugin generate-manual --configuration "$config" >/tmp/replicafs-install-man.log 2>&1); then
+  log=$(mktemp /tmp/replicafs-install-man-XXXXXX.log)
+  if (cd "$here" && swift package plugin generate-manual --configuration "$config" >"$log" 2>&1); then
     # The plugin prints "Generated manual in '<dir>'"; the page is <dir>/replicafs.1.
-    dir=$(sed -n "s/^Generated manual in '\(.*\)'\$/\1/p" /tmp/replicafs-install-man.log | tail -1)
+    dir=$(sed -n "s/^Generated manual in '\(.*\)'\$/\1/p" "$log" | tail -1)
     dir=${dir#file://}
     page=""
     [ -n "$dir" ] && [ -f "$dir/replicafs.1" ] && page=$dir/replicafs.1
-    [ -n "$page" ] || die "generate-manual ran but wrote no replicafs.1 (see /tmp/replicafs-install-man.log)"
+    [ -n "$page" ] || die "generate-manual ran but wrote no replicafs.1 (see $log)"
     install -D -m 0644 "$page" "$prefix/share/man/man1/replicafs.1"
     echo "installed $prefix/share/man/man1/replicafs.1"
+    rm -f "$log"
   else
-    echo "install.sh: no man page: the generate-manual plugin failed (see /tmp/replicafs-install-man.log); \`replicafs help <command>\` has the same text" >&2
+    echo "install.sh: no man page: the generate-manual plugin failed (see $log); \`replicafs help <command>\` has the same text" >&2
   fi
 fi
 
