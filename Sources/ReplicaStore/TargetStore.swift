@@ -97,6 +97,10 @@ public protocol TargetStore: AnyObject, Sendable {
     /// The VM's failover in progress, if any.
     func failoverState(_ vm: String) -> FailoverState?
 
+    /// The VMs with a failover recorded, by name: what a host restarting mounts again
+    /// (`failover remount --all`), since the mounts themselves do not survive a reboot.
+    func failedOverVMs() -> [String]
+
     /// Holds the selected point for a failover of `vm` (no prune drops it or a later one) and
     /// records the failover with its working directory on the failing-over host (nil: the
     /// store's `localFailoverDirectory`); refuses a VM already failed over. A planned or

@@ -14,6 +14,7 @@ struct FailoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "failover",
         abstract: "Mount a VM's disks at a recovery point as writable files (test, planned or unplanned failover).",
+        discussion: FailoverStartCommand.optionsHelp,
         subcommands: [FailoverStartCommand.self, FailoverCleanupCommand.self, FailoverCommitCommand.self, FailoverRemountCommand.self,
                       FailoverServeCommand.self],
         defaultSubcommand: FailoverStartCommand.self)
@@ -109,15 +110,53 @@ struct FailoverCommitCommand: ParsableCommand {
 struct FailoverRemountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remount",
-        abstract: "Mount a failover again after its daemon died (or the machine restarted): every fsynced write is there.")
-    @OptionGroup var stored: StoredVMOptions
-    var vm: String { stored.vm }
-    var target: String { stored.target }
+        abstract: "Mount a failover again after its daemon died (or the machine restarted): every fsynced write is there.",
+        discussion: "--all remounts every failover the store records whose mount is not running (what replicafs-failover-remount@.service runs at boot).")
+    @Argument(help: "VM name (or --all).") var vm: String?
+    @Option(help: "Target store directory.") var target: String
+    @Flag(help: "Every failover recorded in the store whose mount is not running.") var all = false
+
+    func validate() throws {
+        if all && vm != nil { throw ReplicaError("give a VM name or --all, not both", code: .badRequest) }
+        if !all && vm == nil { throw ReplicaError("give a VM name, or --all", code: .badRequest) }
+        if let vm, !ProtectedVM.validName(vm) {
+            throw ReplicaError("bad VM name '\(vm)': use letters, digits, '.', '_' and '-'", code: .badRequest)
+        }
+        guard !target.isEmpty else { throw ReplicaError("--target is empty", code: .badRequest) }
+    }
 
     func run() throws {
-        let started = try coordinator(try openTargetStore(target)).remount(vm: vm)
+        let store = try openTargetStore(target)
+        guard let vm else { return try remountAll(store) }
+        let started = try coordinator(store).remount(vm: vm)
         let state = started.state, launched = started.mount
         print("remounted the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)) on \(state.mountpoint) (daemon pid \(launched.pid))")
+    }
+
+    /// Remounts each recorded failover whose daemon is not running; one failing does not stop
+    /// the others, and the command fails if any did.
+    private func remountAll(_ store: any TargetStore) throws {
+        let vms = store.failedOverVMs()
+        if vms.isEmpty { return print("no failovers recorded in \(store.location)") }
+        let registry = MountRegistry()
+        var failed: [String] = []
+        for vm in vms {
+            guard let state = store.failoverState(vm) else { continue }
+            if let entry = registry.lookup(state.mountpoint), MountRegistry.isAlive(entry.pid) {
+                print("the failover of VM \(vm) is already mounted on \(state.mountpoint) (daemon pid \(entry.pid))")
+                continue
+            }
+            do {
+                let started = try coordinator(store).remount(vm: vm)
+                print("remounted the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)) on \(state.mountpoint) (daemon pid \(started.mount.pid))")
+            } catch {
+                FileHandle.standardError.write(Data("replicafs: cannot remount the failover of VM \(vm): \(describe(error))\n".utf8))
+                failed.append(vm)
+            }
+        }
+        guard failed.isEmpty else {
+            throw ReplicaError("\(failed.count) of \(vms.count) failovers not remounted: \(failed.joined(separator: ", "))")
+        }
     }
 }
 

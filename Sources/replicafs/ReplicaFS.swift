@@ -8,6 +8,7 @@ struct ReplicaFS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replicafs",
         abstract: "Protect VM disk images: a FUSE mount that logs every write into HRL change logs.",
+        version: ReplicaVersion.current,
         subcommands: [MountCommand.self, UnmountCommand.self, RotateCommand.self, StatusCommand.self, LogCommand.self,
                       ProtectCommand.self, UnprotectCommand.self, SnapshotCommand.self, PointsCommand.self, ExportCommand.self, JobsCommand.self,
                       FailoverCommand.self, ReprotectCommand.self, FailbackCommand.self, PlanCommand.self,
