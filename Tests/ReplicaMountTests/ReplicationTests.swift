@@ -116,7 +116,7 @@ struct ReplicationTests {
         }
         guard FileManager.default.fileExists(atPath: reached) else {
             Shell.run("kill -9 \(pid)")
-            let rc = (try? String(contentsOfFile: faults + "/snapshot.rc", encoding: .utf8)) ?? "still running"
+            let rc = (try? String(contentsOfFile: faults + "/snapshot.rc", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "still running"
             Issue.record("the commit never reached the commit-after-copy fault point (snapshot exit: \(rc)): the kill would miss the window")
             return
         }
