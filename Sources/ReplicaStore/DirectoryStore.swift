@@ -134,7 +134,9 @@ public final class DirectoryStore: Sendable {
     /// Verifies shipped logs (every checksum, one chain per disk continuing the last commit),
     /// stores them as the new point's redo logs and commits one recovery point for all the
     /// VM's disks. The base is not touched: each shipped byte is written once. Logs entirely
-    /// before a disk's next LSN (already committed, sent again) are skipped.
+    /// before a disk's next LSN (already committed, sent again) are skipped. Test hook: with
+    /// `REPLICAFS_FAULT=commit-after-copy` a test can hold it between storing the logs and
+    /// saving the catalog (`FaultPoint`, docs/target-store.md).
     @discardableResult
     public func commit(vm: String, logs: [String: [String]], consistency: RecoveryPoint.Consistency,
                        cut: UInt64, timeNanos: UInt64 = Clock.nowNanos()) throws -> RecoveryPoint {
@@ -215,6 +217,9 @@ public final class DirectoryStore: Sendable {
             // Copies of logs committed before (a resend) are not needed.
             for name in try FileSystem.list(pending) where name.hasPrefix(".copy-") { try FileSystem.remove(pending + "/" + name) }
             try FileSystem.fsyncDirectory(pending)
+            // Test hook (off unless REPLICAFS_FAULT names it): the logs are stored in the pending
+            // point, the catalog does not name it yet; a kill here must lose nothing committed.
+            FaultPoint.reach("commit-after-copy")
             // 3. The catalog names the point (the commit point), then the pending mark goes.
             var sizes: [String: Int64] = [:]
             for disk in catalog.disks { sizes[disk.name] = try latestSize(vm, disk) }

@@ -136,10 +136,13 @@ struct HRLFormatTests {
         let base = try makeImage("base.img", size: 1 << 20)
         let set = try DiskSet.open(directory: disks)
         let journal = set.images[0]
-        // Stall some writers between their log append and their image write.
-        journal.beforeImageWrite = { if UInt32.random(in: 0..<3) == 0 { usleep(300) } }
+        // Stall some writers between their log append and their image write. The writes each
+        // worker makes follow the seed; the interleaving of the threads does not.
+        let seed = TestSeed.make()
+        let stalls = SharedRandom(seed: seed)
+        journal.beforeImageWrite = { if stalls.next() % 3 == 0 { usleep(300) } }
         DispatchQueue.concurrentPerform(iterations: 5) { worker in
-            var rng = SplitMix64(seed: UInt64(worker + 1))
+            var rng = SplitMix64(seed: seed &+ UInt64(worker + 1))
             for i in 0..<2000 {
                 if worker == 4 {
                     if i % 200 == 0 { _ = try? set.rotate() }
@@ -284,11 +287,32 @@ struct HRLFormatTests {
         #expect(throws: ReplicaError.self) { try LogApplier(paths: [a[0], b[1]]) }
         #expect(throws: ReplicaError.self) { try LogApplier(paths: [a[0], a[0]]) }
         #expect(throws: ReplicaError.self) { try LogApplier(paths: []) }
-        _ = try LogApplier(paths: a.shuffled())
+        var rng = SplitMix64(seed: TestSeed.make())
+        _ = try LogApplier(paths: a.shuffled(using: &rng))
+    }
+
+    /// One record as the reader hands it out: its header (kind, LSN, image offset, length,
+    /// stored data CRC) and the CRC-32C of the data bytes it passed along.
+    struct ReadRecord: Equatable, CustomStringConvertible {
+        var header: RecordHeader
+        var dataCRC: UInt32
+        var description: String {
+            "\(header.type) lsn \(header.lsn) offset \(header.offset) extent \(header.extent) length \(header.dataLength) crc \(String(dataCRC, radix: 16))"
+        }
+    }
+
+    /// Scans `bytes` as a log and returns the scan with every record the reader passed on.
+    func readRecords(_ bytes: [UInt8]) throws -> (scan: LogScan, records: [ReadRecord]) {
+        var records: [ReadRecord] = []
+        let scan = try bytes.withUnsafeBytes {
+            try LogScanner.scan($0, path: "m") { rh, data in records.append(ReadRecord(header: rh, dataCRC: Checksum.crc32c(data))) }
+        }
+        return (scan, records)
     }
 
     /// A seeded mutation test of the reader: truncations, bit flips and splices of a real log
-    /// never crash it, and every mutated log is either refused or reads as a valid prefix.
+    /// never crash it, and every mutated log is either refused or reads back as an exact prefix
+    /// of the original records (kind, LSN, offset, length and data CRC of each, in order).
     @Test func mutatedLogsNeverCrashTheReader() throws {
         defer { cleanup() }
         let disks = dir + "/disks"
@@ -300,10 +324,14 @@ struct HRLFormatTests {
         try set.close()
         let log = try FileSystem.list(disks).filter(LogName.isLog).map { disks + "/" + $0 }[0]
         let original = try FileSystem.readFile(log)
-        let clean = try original.withUnsafeBytes { try LogScanner.scan($0, path: "orig") }
+        let (clean, originalRecords) = try readRecords(original)
         #expect(clean.recordCount == 42 && clean.isSealed && clean.markers.count == 2)
-        var rng = SplitMix64(seed: 0x5EED)
-        var refused = 0, prefixes = 0
+        // Every record, the seal included, is passed on; the writes carry the bytes written.
+        #expect(originalRecords.count == 43 && originalRecords.last?.header.type == .seal)
+        #expect(originalRecords.filter { $0.header.type == .write }.count == 40)
+        let seed = TestSeed.make()
+        var rng = SplitMix64(seed: seed)
+        var refused = 0, prefixes = 0, shorter = 0
         for round in 0..<3000 {
             var bytes = original
             switch round % 4 {
@@ -317,20 +345,33 @@ struct HRLFormatTests {
                 let at = Int(rng.next() % UInt64(bytes.count))
                 bytes.insert(contentsOf: original[0..<min(original.count, Int(rng.next() % 200))], at: at)
             }
+            let read: (scan: LogScan, records: [ReadRecord])
             do {
-                let scan = try bytes.withUnsafeBytes { try LogScanner.scan($0, path: "m") }
-                // What it accepts is never more than the original held.
-                #expect(scan.recordCount <= clean.recordCount)
-                // A mutated log may only read as clean if it is a shorter, unsealed valid prefix.
-                if scan.tail == .clean && bytes != original && scan.isSealed {
-                    Issue.record("mutation \(round) read as a clean sealed log")
-                }
-                prefixes += 1
+                read = try readRecords(bytes)
             } catch {
                 refused += 1
+                continue
             }
+            let (scan, records) = read
+            // What it reads is the original's records, in order, up to some point: nothing
+            // changed, nothing invented, nothing skipped.
+            let expected = Array(originalRecords.prefix(records.count))
+            if records.count > originalRecords.count || records != expected {
+                let at = zip(records, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? expected.count
+                Issue.record("mutation \(round) (seed \(seed)) read \(records.count) records, not a prefix of the original's \(originalRecords.count): record \(at) reads \(at < records.count ? records[at].description : "-"), the original \(at < originalRecords.count ? originalRecords[at].description : "-")")
+                continue
+            }
+            #expect(scan.header == clean.header, "mutation \(round) (seed \(seed)) read a changed header")
+            #expect(scan.recordCount == UInt64(records.filter { $0.header.type != .seal }.count), "mutation \(round) (seed \(seed))")
+            // A mutated log may only read as clean if it is a shorter, unsealed valid prefix.
+            if scan.tail == .clean && bytes != original && scan.isSealed {
+                Issue.record("mutation \(round) (seed \(seed)) read as a clean sealed log")
+            }
+            prefixes += 1
+            if records.count < originalRecords.count { shorter += 1 }
         }
-        #expect(refused > 0 && prefixes > 0)
+        print("mutated logs (seed \(seed)): \(refused) refused, \(prefixes) read as a prefix (\(shorter) shorter than the original)")
+        #expect(refused > 0 && prefixes > 0 && shorter > 0)
     }
 }
 

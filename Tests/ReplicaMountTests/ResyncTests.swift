@@ -223,10 +223,14 @@ struct ResyncTests {
         site.mount()
         protect(site, vm, disk: "d.img", extra: "--copy-frequency 2s --resync-window always")
         waitProtected(site, vm)
+        // The writer's offsets (bash's RANDOM, seeded) and the delays before each kill follow
+        // the seed; the moments the kills land relative to the writer do not.
+        let seed = TestSeed.make()
+        var rng = SplitMix64(seed: seed)
         // A writer across all the restarts, failing while the mount is dead: random 16 KiB writes
         // into a 16 MiB hot region (from 32 MiB), as a VM's writes cluster. Writes spread evenly
         // over the whole disk would dirty every 1 MiB block, and any block resync would send it all.
-        Shell.must("( while [ ! -e '\(site.root)/stop' ]; do dd if=/dev/urandom of='\(site.mnt)/d.img' bs=4k count=4 seek=$((8192 + RANDOM % 4092)) conv=notrunc,nocreat status=none 2>/dev/null || sleep 0.05; done ) >/dev/null 2>&1 & echo $! > '\(site.root)/writer.pid'")
+        Shell.must("( RANDOM=\(seed % 32768); while [ ! -e '\(site.root)/stop' ]; do dd if=/dev/urandom of='\(site.mnt)/d.img' bs=4k count=4 seek=$((8192 + RANDOM % 4092)) conv=notrunc,nocreat status=none 2>/dev/null || sleep 0.05; done ) >/dev/null 2>&1 & echo $! > '\(site.root)/writer.pid'")
         defer { Shell.run("touch '\(site.root)/stop'; p=$(cat '\(site.root)/writer.pid'); while kill -0 $p 2>/dev/null; do sleep 0.05; done") }
         var pointSHA: [Int: String] = [:]
         var lastPoint = try snapshot(vm)
@@ -238,7 +242,7 @@ struct ResyncTests {
             // An fsync-acknowledged pattern in its own 64 KiB slot above the writer's range.
             Shell.must("dd if=/dev/urandom of='\(site.root)/pattern\(k)' bs=64k count=1 status=none")
             Shell.must("dd if='\(site.root)/pattern\(k)' of='\(site.mnt)/d.img' bs=64k seek=\(1600 + k) count=1 conv=notrunc,fsync status=none")
-            Shell.must("sleep 0.$((RANDOM % 8 + 1))")
+            Shell.must("sleep 0.\(rng.next() % 8 + 1)")
             let pid = try #require(site.daemonPID())
             Shell.must("kill -9 \(pid)")
             Shell.must("while kill -0 \(pid) 2>/dev/null; do sleep 0.05; done")
@@ -265,7 +269,7 @@ struct ResyncTests {
             rounds += 1
         }
         Shell.must("touch '\(site.root)/stop'")
-        print("kill -9 rounds: \(rounds); resync bytes sent per restart: \(sentTotal.map { String(format: "%.1f MiB", Double($0) / 1048576) }.joined(separator: ", ")) of \(mib) MiB")
+        print("kill -9 rounds (seed \(seed)): \(rounds); resync bytes sent per restart: \(sentTotal.map { String(format: "%.1f MiB", Double($0) / 1048576) }.joined(separator: ", ")) of \(mib) MiB")
         #expect(rounds >= 5)
         #expect(sentTotal.count == rounds && sentTotal.allSatisfy { $0 < Int64(mib) << 20 / 4 }, "a resync sent a quarter of the disk or more")
         // Every point recorded along the way still exports what it did.

@@ -75,7 +75,8 @@ struct FailoverDiskTests {
         let dir = base.dir + "/fo"
         try FileSystem.mkdirs(dir)
         var model = expected[2]!["a.img"]!
-        var rng = SystemRandomNumberGenerator()
+        let seed = TestSeed.make()
+        var rng = SplitMix64(seed: seed)
         do {
             let d = try FailoverDisk(store: store, vm: "vm1", disk: "a.img", point: point, directory: dir)
             for step in 0..<300 {
@@ -100,7 +101,7 @@ struct FailoverDiskTests {
                     if off + bytes.count > model.count { model += [UInt8](repeating: 0, count: off + bytes.count - model.count) }
                     model.replaceSubrange(off..<(off + bytes.count), with: bytes)
                 }
-                if step % 25 == 0 { #expect(try readAll(d) == model, "after step \(step)") }
+                if step % 25 == 0 { #expect(try readAll(d) == model, "seed \(seed), after step \(step)") }
             }
             #expect(try readAll(d) == model)
             try d.sync()

@@ -9,7 +9,8 @@ import Testing
 @Suite(.timeLimit(.minutes(2)))
 struct RedoOverlayTests {
     @Test func theNewestChangeWinsForEveryByte() {
-        var rng = SystemRandomNumberGenerator()
+        let seed = TestSeed.make()
+        var rng = SplitMix64(seed: seed)
         let sourceBytes = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 8)
         defer { sourceBytes.deallocate() }
         for i in 0..<(1 << 16) { sourceBytes.storeBytes(of: UInt8(truncatingIfNeeded: i &* 7 &+ i >> 8), toByteOffset: i, as: UInt8.self) }
@@ -33,15 +34,15 @@ struct RedoOverlayTests {
                 }
             }
             let extents = RedoOverlay.lastWriterWins(changes)
-            for (a, b) in zip(extents, extents.dropFirst()) { #expect(a.end <= b.start, "round \(round): extents overlap or are unsorted") }
+            for (a, b) in zip(extents, extents.dropFirst()) { #expect(a.end <= b.start, "seed \(seed) round \(round): extents overlap or are unsorted") }
             for i in 0..<space {
                 let e = extents.first { $0.start <= Int64(i) && Int64(i) < $0.end }
                 switch model[i] {
-                case -1: #expect(e == nil, "round \(round) byte \(i): untouched but covered")
-                case -2: #expect(e != nil && e!.bytes == nil, "round \(round) byte \(i): should read zeros")
+                case -1: #expect(e == nil, "seed \(seed) round \(round) byte \(i): untouched but covered")
+                case -2: #expect(e != nil && e!.bytes == nil, "seed \(seed) round \(round) byte \(i): should read zeros")
                 case let from:
                     #expect(e?.bytes.map { $0 + Int(Int64(i) - e!.start) } == UnsafeRawPointer(sourceBytes + from),
-                            "round \(round) byte \(i): wrong source")
+                            "seed \(seed) round \(round) byte \(i): wrong source")
                 }
             }
         }
