@@ -70,12 +70,14 @@ public final class Replicator: @unchecked Sendable {
 
     public var vmStates: [VMState] {
         let now = Self.now()
-        return stateLock.withLock {
-            states.values.sorted { $0.vm < $1.vm }.map { state in
-                var s = state
-                health.annotate(&s, lastCut: lastCut[s.vm].map { Double($0) / 1e9 }, now: now)
-                return s
-            }
+        let (current, cuts) = stateLock.withLock { (states.values.sorted { $0.vm < $1.vm }, lastCut) }
+        return current.map { state in
+            var s = state
+            // A requirement recorded since the last pass (a cut refused for a broken chain)
+            // shows at once, not at the next tick.
+            if s.state == .protected, resync.requirement(s.vm) != nil { s.state = .resyncRequired }
+            health.annotate(&s, lastCut: cuts[s.vm].map { Double($0) / 1e9 }, now: now)
+            return s
         }
     }
 
