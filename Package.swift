@@ -64,14 +64,16 @@ let package = Package(
             "ReplicaRecovery", "ReplicaMount",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // What several test targets share: seeded randomness that says how to repeat a run.
+        .target(name: "ReplicaTestSupport", path: "Tests/ReplicaTestSupport"),
         // Tests without a mount, beside the layer they test.
-        .testTarget(name: "ReplicaLogTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "CLinux"]),
-        .testTarget(name: "ReplicaStoreTests", dependencies: [
+        .testTarget(name: "ReplicaLogTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "CLinux"]),
+        .testTarget(name: "ReplicaStoreTests", dependencies: ["ReplicaTestSupport",
             "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl", "ReplicaRecovery",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
-        .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaEngine", "replicafs"]),
+        .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaEngine", "replicafs"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ReplicaTestSupport
 @testable import ReplicaSystem
 @testable import ReplicaLog
 @testable import ReplicaSource
@@ -372,18 +373,5 @@ struct HRLFormatTests {
         }
         print("mutated logs (seed \(seed)): \(refused) refused, \(prefixes) read as a prefix (\(shorter) shorter than the original)")
         #expect(refused > 0 && prefixes > 0 && shorter > 0)
-    }
-}
-
-/// A small deterministic generator for the mutation test.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

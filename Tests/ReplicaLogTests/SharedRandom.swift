@@ -1,3 +1,4 @@
+import ReplicaTestSupport
 import Synchronization
 
 /// One seeded generator that several threads draw from (the draws' order follows the threads').

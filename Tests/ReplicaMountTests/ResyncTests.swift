@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ReplicaTestSupport
 
 /// Resync on real mounts: images changed behind the mount's back, a resync by hand under a
 /// running writer, and kill -9 of the daemon under write load. Each ends comparing sha256 of

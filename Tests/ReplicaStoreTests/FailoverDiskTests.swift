@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ReplicaTestSupport
 @testable import ReplicaSystem
 @testable import ReplicaLog
 @testable import ReplicaSource

@@ -1,4 +1,5 @@
 import Testing
+import ReplicaTestSupport
 @testable import ReplicaSystem
 @testable import ReplicaLog
 @testable import ReplicaSource
