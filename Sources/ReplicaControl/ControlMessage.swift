@@ -117,10 +117,3 @@ public struct FailoverStatus: Codable, Sendable {
         self.disks = disks
     }
 }
-
-extension UnixSocket {
-    /// One control request to a daemon, its response back.
-    public static func call(_ path: String, _ request: ControlRequest) throws -> ControlResponse {
-        try exchange(path, request)
-    }
-}

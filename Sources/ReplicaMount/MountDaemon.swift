@@ -35,17 +35,6 @@ public struct MountDaemon {
         return realParent == "/" ? "/" + name : realParent + "/" + name
     }
 
-    /// Pushes the kernel's cached writes of these images through the mount, where they are
-    /// logged, and makes them durable: an fsync of each file via the mountpoint. For commands;
-    /// the daemon itself must not wait on its own mount and uses `HelperProcess.flush`.
-    public static func flush(_ images: [String], in mountpoint: String) throws {
-        for name in images {
-            let fd = try FileDescriptor.open(mountpoint + "/" + name, O_RDONLY)
-            defer { fd.close() }
-            try fd.fsync()
-        }
-    }
-
     /// Checks everything that can be checked before mounting; returns the absolute mountpoint.
     /// A stale replicafs mount (its daemon killed) is lazily unmounted here.
     public func preflight() throws -> String {

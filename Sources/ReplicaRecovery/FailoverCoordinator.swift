@@ -280,7 +280,7 @@ public final class FailoverCoordinator {
         say("failback step 2/4: stopping writes on \(state.mountpoint)")
         let downtimeStart = Date()
         do {
-            try Self.flush(state.disks, in: state.mountpoint)
+            try FileSystem.fsync(state.disks, in: state.mountpoint)
             _ = try control(state, .freeze)
         } catch {
             throw ReplicaError("failback step 2 (stop writes) failed: \(error); the VM keeps running on the failover mount: run failback again", code: .stepFailed)
@@ -298,7 +298,7 @@ public final class FailoverCoordinator {
             throw ReplicaError("failback step 3 (final copy) failed: \(error); the failover mount is frozen: run failback again to retry", code: .stepFailed)
         }
         // A VM still running wrote after the freeze: those writes were refused, not copied.
-        _ = try? Self.flush(state.disks, in: state.mountpoint)
+        _ = try? FileSystem.fsync(state.disks, in: state.mountpoint)
         let refused = (try? control(state, .status).failover)?.disks.reduce(0) { $0 + $1.refusedWrites } ?? 0
         guard refused == 0 else {
             throw ReplicaError("failback stopped before the switch: \(refused) writes were refused after the freeze, so the VM is still running on \(state.mountpoint): shut it down, then run failback again", code: .stepFailed)
@@ -364,14 +364,5 @@ public final class FailoverCoordinator {
         }
         report.seconds = Date().timeIntervalSince(started)
         return report
-    }
-
-    /// Pushes the kernel's cached writes of a mount's images through to its daemon.
-    static func flush(_ images: [String], in mountpoint: String) throws {
-        for name in images {
-            let fd = try FileDescriptor.open(mountpoint + "/" + name, O_RDONLY)
-            defer { fd.close() }
-            try fd.fsync()
-        }
     }
 }

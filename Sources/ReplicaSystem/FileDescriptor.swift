@@ -194,6 +194,16 @@ public enum FileSystem {
         }
     }
 
+    /// An fsync of each of `names` in `directory`. Through a FUSE mountpoint it pushes the
+    /// kernel's cached writes to the daemon, which logs them; so never from that daemon.
+    public static func fsync(_ names: [String], in directory: String) throws {
+        for name in names {
+            let fd = try FileDescriptor.open(directory + "/" + name, O_RDONLY)
+            defer { fd.close() }
+            try fd.fsync()
+        }
+    }
+
     public static func remove(_ path: String) throws {
         if unlink(path) != 0 && Glibc.errno != ENOENT { throw SystemError.current("unlink", path) }
     }

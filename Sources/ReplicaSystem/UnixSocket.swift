@@ -104,15 +104,4 @@ public struct UnixSocket: Sendable {
         }
         return Data(out)
     }
-
-    /// One JSON request, one JSON response.
-    public static func exchange<Request: Encodable, Response: Decodable>(_ path: String, _ request: Request,
-                                                                         as: Response.Type = Response.self) throws -> Response {
-        let s = try connect(to: path)
-        defer { s.close() }
-        try s.sendLine(try JSONEncoder().encode(request))
-        let line = try s.receiveLine()
-        guard !line.isEmpty else { throw ReplicaError("the daemon closed its control socket \(path) without answering") }
-        return try JSONDecoder().decode(Response.self, from: line)
-    }
 }

@@ -22,7 +22,7 @@ struct RotateCommand: ParsableCommand {
     func run() throws {
         let entry = try daemonEntry(mountpoint)
         guard let status = try call(entry, .status).status else { throw ReplicaError("the daemon sent no status") }
-        try MountDaemon.flush(status.images.map(\.name), in: entry.mountpoint)
+        try FileSystem.fsync(status.images.map(\.name), in: entry.mountpoint)
         guard let rotation = try call(entry, .rotate).rotation else { throw ReplicaError("the daemon sent no rotation result") }
         if json {
             try printJSON(rotation)
