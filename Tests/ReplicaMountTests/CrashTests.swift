@@ -56,8 +56,11 @@ struct CrashTests {
             let b = Shell.must("dd if='\(pattern)' bs=64k skip=\(block) count=1 status=none | sha256sum")
             #expect(a == b, "acknowledged block \(block) is missing from the replayed logs")
         }
-        // Writes reach the log before the image, so the log holds everything the image does.
-        let image = Shell.sha256(img)
-        #expect(Shell.sha256(replayed) == image)
+        // Writes reach the log before the image, so the log holds everything the image does:
+        // replaying the logs onto the image itself gives the same bytes as onto the base. (A
+        // write logged but not yet on the image when the daemon died is in both replays; the
+        // image alone may lack it, which is why the image is not compared directly.)
+        let fromBase = Shell.sha256(replayed)
+        #expect(Shell.sha256(site.replay("vm1.img", onto: img)) == fromBase)
     }
 }
