@@ -92,7 +92,7 @@ public final class Replicator: @unchecked Sendable {
             // After a failure nothing runs before the retry is due; while Critical, nothing until `resume`.
             guard health.mayAttempt(vm.name, now: Self.now()) else { continue }
             do {
-                let store = try openTargetStore(vm.target)
+                let store = try openTargetStore(vm.target, options: vm.storeOptions)
                 if !store.hasVM(vm.name) {
                     try requireNoLostReplica(vm, store)
                     if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
@@ -194,7 +194,7 @@ public final class Replicator: @unchecked Sendable {
             throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
         }
         return try cycleLock.withLock {
-            let store = try openTargetStore(vm.target)
+            let store = try openTargetStore(vm.target, options: vm.storeOptions)
             if !store.hasVM(vm.name) {
                 try requireNoLostReplica(vm, store)
                 try initialReplication(vm, store)

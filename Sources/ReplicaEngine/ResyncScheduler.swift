@@ -118,7 +118,7 @@ public final class ResyncScheduler: @unchecked Sendable {
         for vm in ProtectedVM.all(disksDir: disksDir) {
             guard let reason = vm.disks.compactMap({ reasons[$0] }).first else { continue }
             // Without a replica yet, the initial copy (or its resume) covers it.
-            if let store = try? openTargetStore(vm.target), !store.hasVM(vm.name) { continue }
+            if let store = try? openTargetStore(vm.target, options: vm.storeOptions), !store.hasVM(vm.name) { continue }
             require(vm.name, reason: reason)
             DaemonLog.logger.warning("\(vm.name): resync required: \(reason)")
         }
@@ -140,7 +140,7 @@ public final class ResyncScheduler: @unchecked Sendable {
         for vm in ProtectedVM.all(disksDir: disksDir) {
             guard let reason = vm.disks.compactMap({ broken[$0] }).first else { continue }
             // Without a replica yet, the initial copy (or its resume) covers it.
-            if let store = try? openTargetStore(vm.target), !store.hasVM(vm.name) { continue }
+            if let store = try? openTargetStore(vm.target, options: vm.storeOptions), !store.hasVM(vm.name) { continue }
             require(vm.name, reason: reason)
             DaemonLog.logger.warning("\(vm.name): resync required: \(reason)")
         }

@@ -24,6 +24,9 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
     public var resyncThreshold: Double?
     /// When automatic resyncs may run: "HH:MM-HH:MM" (local) or "always"; nil is 18:30-06:00.
     public var resyncWindow: String?
+    /// Bandwidth limit or schedule for shipping to the target ("20MB/s",
+    /// "08:00-18:00=10MB/s,*=unlimited"); nil is unlimited.
+    public var maxBandwidth: String?
 
     public init() {}
 
@@ -44,6 +47,7 @@ public struct ReplicationPolicy: Codable, Sendable, Equatable {
         retryTimeScale = try c.decodeIfPresent(Double.self, forKey: .retryTimeScale)
         resyncThreshold = try c.decodeIfPresent(Double.self, forKey: .resyncThreshold)
         resyncWindow = try c.decodeIfPresent(String.self, forKey: .resyncWindow)
+        maxBandwidth = try c.decodeIfPresent(String.self, forKey: .maxBandwidth)
     }
 
     /// Parses `--initial`: "now", "HH:MM" (the next such time, local), or an ISO-8601 time.
@@ -109,13 +113,25 @@ public struct ProtectedVM: Codable, Sendable, Equatable {
     /// Source network names the VM is attached to (`protect --network`), mapped by recovery
     /// plans at failover; nil in settings written before networks were recorded.
     public var networks: [String]?
+    /// How to reach a remote target (PKI, endpoint, credentials); nil for a local directory.
+    public var targetOptions: TargetOptions?
 
-    public init(name: String, disks: [String], target: String, policy: ReplicationPolicy, networks: [String]? = nil) {
+    public init(name: String, disks: [String], target: String, policy: ReplicationPolicy, networks: [String]? = nil,
+                targetOptions: TargetOptions? = nil) {
         self.name = name
         self.disks = disks
         self.target = target
         self.policy = policy
         self.networks = networks
+        self.targetOptions = targetOptions
+    }
+
+    /// The options the daemon opens this VM's target with: the saved ones, throttled as the
+    /// policy says.
+    public var storeOptions: TargetOptions {
+        var options = targetOptions ?? TargetOptions()
+        if let limit = policy.maxBandwidth { options.maxBandwidth = limit }
+        return options
     }
 
     public static func directory(disksDir: String) -> String { disksDir + "/.replicafs/vms" }

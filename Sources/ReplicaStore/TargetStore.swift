@@ -144,9 +144,3 @@ extension TargetStore {
         guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(location)", code: .unknownVM) }
     }
 }
-
-/// Opens the target store a VM's settings or `--target` name. Today a local directory; a
-/// receiver or object store URL gets its own implementation.
-public func openTargetStore(_ target: String) throws -> any TargetStore {
-    try DirectoryStore(root: target)
-}
