@@ -17,6 +17,14 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
         // YAML for recovery plan files.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        // The secondary site: TLS with mutual authentication, the receiver (HTTP server), the
+        // sender and the object-store client (HTTP client), the site CA and host certificates.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.3.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
     ],
     targets: [
         // System libraries: libfuse3 (the kernel interface) and zlib (compression of shipped logs).
@@ -46,6 +54,28 @@ let package = Package(
         .target(name: "ReplicaEngine", dependencies: [
             "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "CLinux", .product(name: "Yams", package: "Yams"),
         ]),
+        // The secondary site over the network: the receiver (`serve`) in front of a local store,
+        // the remote store the sender talks to, the site PKI and mutual TLS.
+        .target(name: "ReplicaNet", dependencies: [
+            "ReplicaSystem", "ReplicaLog", "ReplicaStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+        ]),
+        // The object-storage target (S3 API, Ceph RGW): a bucket client with SigV4 signing and
+        // a store laid out as immutable objects with a catalog written last.
+        .target(name: "ReplicaObjectStore", dependencies: [
+            "ReplicaSystem", "ReplicaLog", "ReplicaStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         // The control protocol between the commands and a running daemon: wire types, registry,
         // client with time limits, server.
         .target(name: "ReplicaControl", dependencies: ["ReplicaSystem", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
@@ -61,7 +91,7 @@ let package = Package(
         ]),
         .executableTarget(name: "replicafs", dependencies: [
             "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",
-            "ReplicaRecovery", "ReplicaMount",
+            "ReplicaRecovery", "ReplicaMount", "ReplicaNet", "ReplicaObjectStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // What several test targets share: seeded randomness that says how to repeat a run.
@@ -73,6 +103,8 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
+        .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaNet"]),
+        .testTarget(name: "ReplicaObjectStoreTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaObjectStore"]),
         .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaEngine", "replicafs"]),
     ],
     swiftLanguageModes: [.v6]
