@@ -77,6 +77,7 @@ public final class Replicator: @unchecked Sendable {
             // shows at once, not at the next tick.
             if s.state == .protected, resync.requirement(s.vm) != nil { s.state = .resyncRequired }
             health.annotate(&s, lastCut: cuts[s.vm].map { Double($0) / 1e9 }, now: now)
+            if s.state == .failedOver { Self.annotateFailedOver(&s) }
             return s
         }
     }
@@ -93,6 +94,9 @@ public final class Replicator: @unchecked Sendable {
             guard health.mayAttempt(vm.name, now: Self.now()) else { continue }
             do {
                 let store = try openTargetStore(vm.target, options: vm.storeOptions)
+                // Failed over (not a drill): the VM runs from the store's side, which takes no
+                // replication until failback; say so and what to run instead of retrying.
+                if noteFailover(vm, store) { continue }
                 if !store.hasVM(vm.name) {
                     try requireNoLostReplica(vm, store)
                     if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {

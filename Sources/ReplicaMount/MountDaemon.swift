@@ -113,6 +113,8 @@ public struct MountDaemon {
             }
             try server.mount()
             try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: disks.directory, socket: paths.socket))
+            // Commands find the VMs of this disks-dir by name from now on.
+            VMRegistry().recordProtected(disksDir: disks.directory)
         } catch {
             ready(error)
             throw error

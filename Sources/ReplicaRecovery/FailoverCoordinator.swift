@@ -94,6 +94,7 @@ public final class FailoverCoordinator {
                 try networks.save(in: state.workDirectory)
             }
             let launched = try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: mp)
+            registerFailover(state)
             return Started(state: state, mount: launched)
         } catch {
             try? discard(state)
@@ -154,6 +155,7 @@ public final class FailoverCoordinator {
         }
         if mounts.isMounted(state.mountpoint) { try mounts.stopMount(state.mountpoint) }
         try discard(state)
+        unregisterFailover(vm)
         return state
     }
 
@@ -173,7 +175,9 @@ public final class FailoverCoordinator {
         try store.requireVM(vm)
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to remount", code: .notFailedOver) }
         _ = try mounts.checkMountpoint(state.mountpoint)
-        return Started(state: state, mount: try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: state.mountpoint))
+        let launched = try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: state.mountpoint)
+        registerFailover(state)
+        return Started(state: state, mount: launched)
     }
 
     /// `path` made absolute against the current directory (a daemon may run elsewhere).
@@ -195,17 +199,17 @@ public final class FailoverCoordinator {
         try store.requireVM(vm)
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) is not failed over", code: .notFailedOver) }
         guard state.kind != .test else {
-            throw ReplicaError("VM \(vm) is in a test failover: clean it up; only a real failover fails back", code: .badRequest)
+            throw ReplicaError("VM \(vm) is in a test failover: `replicafs failover cleanup \(vm) --target \(store.location)` ends it; only a real failover fails back", code: .badRequest)
         }
         guard let dir = to ?? state.reverseTo ?? state.sourceDisksDir else {
-            throw ReplicaError("the original site of VM \(vm) is not known: give --to <disks-dir>", code: .badRequest)
+            throw ReplicaError("the original site of VM \(vm) is not known: run it again with --disks-dir <dir> (the directory to bring the disks to)", code: .badRequest)
         }
         guard let entry = registry.lookup(state.mountpoint), MountRegistry.isAlive(entry.pid) else {
             throw ReplicaError("the failover mount of VM \(vm) on \(state.mountpoint) is not running: `replicafs failover remount \(vm) --target \(store.location)`", code: .mountNotRunning)
         }
         let real = FileSystem.exists(dir) ? try FileSystem.realPath(dir) : dir
         if let running = registry.all().first(where: { MountRegistry.isAlive($0.pid) && $0.disksDir == real }) {
-            throw ReplicaError("\(real) is still served by the replicafs mount on \(running.mountpoint): unmount it first", code: .badRequest)
+            throw ReplicaError("\(real) is still served by the replicafs mount on \(running.mountpoint): `replicafs unmount \(running.mountpoint)` first", code: .badRequest)
         }
         // Checked: now the destination may be created (failing back to a new machine).
         try FileSystem.mkdirs(dir)
@@ -263,6 +267,7 @@ public final class FailoverCoordinator {
     public func failback(vm: String, mode: FailbackMode, to: String?, blockSize: Int = 1 << 20) throws -> FailbackReport {
         let started = Date()
         var (state, destination) = try failedOver(vm: vm, to: to)
+        let again = "`replicafs failback \(vm) --target \(store.location) --mode \(mode.rawValue)\(to.map { " --disks-dir \($0)" } ?? "")`"
         // Reprotected: the reverse logs carry every change since the original site was synced.
         let viaLogs = state.reverseReady && state.reverseTo == destination
         // 1. While the VM runs: bring the original site close (minimize-downtime only).
@@ -278,12 +283,15 @@ public final class FailoverCoordinator {
         }
         // 2. Stop the VM's writes: push the kernel's cached writes through, then freeze.
         say("failback step 2/4: stopping writes on \(state.mountpoint)")
+        // A process or a mounted loop device on a disk would see its writes fail: refuse first.
+        try requireDisksUnused(state, again: again)
         let downtimeStart = Date()
         do {
             try FileSystem.fsync(state.disks, in: state.mountpoint)
             _ = try control(state, .freeze)
         } catch {
-            throw ReplicaError("failback step 2 (stop writes) failed: \(error); the VM keeps running on the failover mount: run failback again", code: .stepFailed)
+            _ = try? control(state, .unfreeze)
+            throw ReplicaError("failback step 2 (stop writes) failed: \(error); the VM keeps running on the failover mount: run \(again)", code: .stepFailed)
         }
         // 3. The final delta (or every byte).
         say("failback step 3/4: copying the final changes")
@@ -295,13 +303,13 @@ public final class FailoverCoordinator {
                 final = try reverseSync(state, to: destination, blockSize: blockSize, step: "failback", fullCopy: mode == .fullDownload)
             }
         } catch {
-            throw ReplicaError("failback step 3 (final copy) failed: \(error); the failover mount is frozen: run failback again to retry", code: .stepFailed)
+            throw ReplicaError("failback step 3 (final copy) failed: \(error); the failover mount is frozen: run \(again) to retry, or `replicafs failback \(vm) --target \(store.location) --abort` to let the VM write there again", code: .stepFailed)
         }
         // A VM still running wrote after the freeze: those writes were refused, not copied.
         _ = try? FileSystem.fsync(state.disks, in: state.mountpoint)
         let refused = (try? control(state, .status).failover)?.disks.reduce(0) { $0 + $1.refusedWrites } ?? 0
         guard refused == 0 else {
-            throw ReplicaError("failback stopped before the switch: \(refused) writes were refused after the freeze, so the VM is still running on \(state.mountpoint): shut it down, then run failback again", code: .stepFailed)
+            throw ReplicaError("failback stopped before the switch: \(refused) writes were refused after the freeze, so the VM is still running on \(state.mountpoint): shut it down, then run \(again) (or `replicafs failback \(vm) --target \(store.location) --abort` to let it write there again)", code: .stepFailed)
         }
         // 4. Switch: the failover mount goes, the replica follows the disks now at home.
         say("failback step 4/4: switching VM \(vm) back to \(destination)")
@@ -323,6 +331,7 @@ public final class FailoverCoordinator {
                 try ProtectedVM(name: vm, disks: state.disks, target: store.location, policy: ReplicationPolicy()).save(disksDir: destination)
             }
             try discard(state)
+            unregisterFailover(vm, failedBackTo: destination)
         } catch {
             throw ReplicaError("failback step 4 (switch) failed: \(error); the disks at \(destination) are complete: `replicafs failover remount \(vm) --target \(store.location)`, then run failback again", code: .stepFailed)
         }

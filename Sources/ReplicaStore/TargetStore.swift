@@ -130,6 +130,9 @@ public protocol TargetStore: AnyObject, Sendable {
 
     /// Records the VM's disks and networks (the VM need not have a replica yet).
     func saveMetadata(_ metadata: VMMetadata) throws
+
+    /// The VMs the store holds a replica or metadata of, by name (`replicafs vms --target`).
+    func vmNames() -> [String]
 }
 
 /// Where a disk's change-log chain continues: its chain id and the next LSN.
@@ -138,6 +141,9 @@ public typealias ChainPosition = (chain: String, nextLSN: UInt64)
 extension TargetStore {
     /// The VM's recovery points, oldest first.
     public func points(_ vm: String) throws -> [RecoveryPoint] { try catalog(vm).points }
+
+    /// A store that cannot list its VMs names none (the directory store lists them).
+    public func vmNames() -> [String] { [] }
 
     /// `hasVM`, or an error naming the store.
     public func requireVM(_ vm: String) throws {

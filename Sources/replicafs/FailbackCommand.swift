@@ -23,7 +23,10 @@ struct FailbackCommand: ParsableCommand {
     @Option(help: "minimize-downtime or full-download.") var mode: Mode?
     @Flag(help: "Abandon a failback that stopped after freezing the failover mount: it takes writes again.")
     var abort = false
-    @Option(help: "The disks directory to fail back to (default: the original site; created if gone).") var to: String?
+    @OptionGroup var destination: DisksDirOption
+    /// The disks directory to bring the disks to: --disks-dir, else where the failover came
+    /// from (or was reprotected to), else the one this host registered for the VM.
+    var to: String? { destination.disksDir ?? registeredHome(vm, target: target) }
     @Option(help: "Block size for the checksum comparison, in bytes.") var blockSize = 1 << 20
     @OptionGroup var output: OutputOptions
     var json: Bool { output.json }

@@ -113,7 +113,8 @@ struct FailoverRemountCommand: ParsableCommand {
         abstract: "Mount a failover again after its daemon died (or the machine restarted): every fsynced write is there.",
         discussion: "--all remounts every failover the store records whose mount is not running (what replicafs-failover-remount@.service runs at boot).")
     @Argument(help: "VM name (or --all).") var vm: String?
-    @Option(help: "Target store directory.") var target: String
+    @Option(help: "Target store (default: the one this host registered for the VM; with --all, every store of a failover started here).")
+    var target: String?
     @Flag(help: "Every failover recorded in the store whose mount is not running.") var all = false
 
     func validate() throws {
@@ -122,12 +123,27 @@ struct FailoverRemountCommand: ParsableCommand {
         if let vm, !ProtectedVM.validName(vm) {
             throw ReplicaError("bad VM name '\(vm)': use letters, digits, '.', '_' and '-'", code: .badRequest)
         }
-        guard !target.isEmpty else { throw ReplicaError("--target is empty", code: .badRequest) }
+        guard target?.isEmpty != true else { throw ReplicaError("--target is empty", code: .badRequest) }
     }
 
     func run() throws {
+        guard let target else {
+            guard let vm else {
+                // --all without a store: every store holding a failover started on this host.
+                let targets = Set(VMRegistry().all().filter { $0.failover != nil }.map(\.target)).sorted()
+                if targets.isEmpty { return print("no failovers started on this host") }
+                for t in targets { try remountAll(try openTargetStore(t)) }
+                return
+            }
+            let entry = try VMRegistry().require(vm, for: "failover remount")
+            return try remount(vm, in: try openTargetStore(entry.target))
+        }
         let store = try openTargetStore(target)
         guard let vm else { return try remountAll(store) }
+        try remount(vm, in: store)
+    }
+
+    private func remount(_ vm: String, in store: any TargetStore) throws {
         let started = try coordinator(store).remount(vm: vm)
         let state = started.state, launched = started.mount
         print("remounted the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)) on \(state.mountpoint) (daemon pid \(launched.pid))")
