@@ -113,8 +113,6 @@ public struct MountDaemon {
             }
             try server.mount()
             try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: disks.directory, socket: paths.socket))
-            // Commands find the VMs of this disks-dir by name from now on.
-            VMRegistry().recordProtected(disksDir: disks.directory)
         } catch {
             ready(error)
             throw error
@@ -123,6 +121,9 @@ public struct MountDaemon {
         replicator.start()
         signals.start { server.requestUnmount() }
         ready(nil)
+        // Commands find the VMs of this disks-dir by name from now on (best effort, after
+        // the mount answers: it never delays readiness).
+        VMRegistry().recordProtected(disksDir: server.disks.directory)
         defer {
             signals.stop()
             replicator.stop()

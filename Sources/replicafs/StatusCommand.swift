@@ -139,6 +139,8 @@ extension StatusCommand {
     func vmName(_ name: String) throws -> String? {
         if name.contains("/") || name == "." || name == ".." { return nil }
         if let mp = try? MountDaemon.absolutePath(name), MountRegistry().lookup(mp) != nil { return nil }
+        // A directory here that no VM is named after: a mountpoint, as before.
+        if FileSystem.isDirectory(name), VMRegistry().lookup(name) == nil { return nil }
         guard ProtectedVM.validName(name) else { throw ReplicaError("bad VM name '\(name)': use letters, digits, '.', '_' and '-'") }
         return name
     }
