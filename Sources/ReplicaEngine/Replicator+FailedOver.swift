@@ -21,7 +21,7 @@ extension Replicator {
         if let to = failover.reverseTo {
             next = "reverse replication runs towards \(to); fail back with `replicafs failback \(vm.name) --target \(target) --mode minimize-downtime`"
         } else {
-            next = "unmount this disks directory (`replicafs unmount <mountpoint>`), then `replicafs reprotect \(vm.name) --target \(target) --disks-dir \(dir)` to replicate back here and `replicafs failback \(vm.name) --target \(target) --mode minimize-downtime`"
+            next = "unmount this disks directory (`replicafs unmount \(mountpoint ?? "<mountpoint>")`), then `replicafs reprotect \(vm.name) --target \(target) --disks-dir \(dir)` to replicate back here and `replicafs failback \(vm.name) --target \(target) --mode minimize-downtime`"
                 + (failover.committed || failover.kind == .planned ? "" : "; or `replicafs failover cleanup \(vm.name) --target \(target)` to drop the failover and replicate from here again")
         }
         update(vm.name) {

@@ -18,6 +18,8 @@ public final class Replicator: @unchecked Sendable {
     public typealias VMState = ReplicaEngine.VMState
 
     public let disks: DiskSet
+    /// Where the disks are mounted, for the commands `status` suggests; set before `start`.
+    public var mountpoint: String?
     /// Pushes the kernel's cached writes of these images through the mount (fsync via the mount).
     let flushImages: ([String]) throws -> Void
     let cycleLock = Lock()

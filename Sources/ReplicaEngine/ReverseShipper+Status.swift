@@ -1,4 +1,5 @@
 import Foundation
+import ReplicaLog
 import ReplicaSource
 import ReplicaSystem
 
@@ -60,8 +61,9 @@ extension ReverseShipper {
         s.bytesShipped = r.bytesShipped
         s.shipments = r.shipments
         s.lagSeconds = ready ? now.timeIntervalSince(r.lastSuccess ?? r.started) : nil
+        // Records past each log's header: what the next shipment applies.
         s.pendingBytes = ((try? FileSystem.list(logDirectory)) ?? []).reduce(Int64(0)) { sum, name in
-            sum + Int64((try? FileSystem.stat(logDirectory + "/" + name).st_size) ?? 0)
+            sum + max(0, Int64((try? FileSystem.stat(logDirectory + "/" + name).st_size) ?? 0) - Int64(LogHeader.size))
         }
         s.retryAttempt = r.failures
         s.lastError = r.lastError

@@ -108,6 +108,7 @@ public struct MountDaemon {
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
             let mounted = mp
             replicator = Replicator(disks: disks) { names in try HelperProcess.flush(names, in: mounted) }
+            replicator.mountpoint = mp
             control = try ControlServer(path: paths.socket) { [server, replicator] request in
                 try Self.answer(request, server: server, replicator: replicator)
             }

@@ -196,7 +196,8 @@ struct NamingAndPolicyTests {
         site.mount()
         waitFor("\"$RFS\" status '\(site.mnt)' | grep -q 'VM \(vm): failed over'")
         let back = Shell.run("\"$RFS\" status '\(site.mnt)'")
-        #expect(back.status == 1 && !back.stdout.contains("initial replication") && back.stdout.contains("replicafs reprotect \(vm)"), "\(back.stdout)")
+        #expect(back.status == 1 && !back.stdout.contains("initial replication") && back.stdout.contains("replicafs reprotect \(vm)")
+                && back.stdout.contains("`replicafs unmount \(site.mnt)`"), "\(back.stdout)")
         // What it says to run: unmount, reprotect towards this disks directory.
         site.unmount()
         Shell.must("\"$RFS\" reprotect \(vm) --disks-dir '\(site.disks)' --copy-frequency 1s")
@@ -204,6 +205,10 @@ struct NamingAndPolicyTests {
         waitFor("\"$RFS\" status \(vm) | grep -q 'last shipment'")
         let status = Shell.must("\"$RFS\" status \(vm)")
         #expect(status.contains("reverse replication -> ") && status.contains("lag ") && status.contains("health: normal"), "\(status)")
+        struct Reverse: Decodable { var direction: String; var pendingBytes: Int64; var shipments: Int }
+        struct Mount: Decodable { var reverse: Reverse? }
+        let reverse = try #require(try JSONDecoder().decode([Mount].self, from: Data(Shell.must("\"$RFS\" status \(vm) --json").utf8)).compactMap(\.reverse).first)
+        #expect(reverse.direction == "reverse" && reverse.shipments >= 1 && reverse.pendingBytes < 64 << 10, "\(reverse)")
         struct Job: Decodable { var job: String; var direction: String?; var health: String?; var retryAttempt: Int?; var lastShipment: String?; var lagSeconds: Double? }
         func reverseJob() throws -> Job? {
             try JSONDecoder().decode([Job].self, from: Data(Shell.must("\"$RFS\" jobs --json").utf8)).first { $0.job == "reverse replication" }
