@@ -14,8 +14,9 @@
 #                  the only place mount(8) looks, when the prefix is /usr/local or /usr;
 #                  DIR/sbin otherwise)
 #   --unitdir DIR  where the units go (default PREFIX/lib/systemd/system)
-#   --no-man       skip the man page (it needs swift-argument-parser's generate-manual
-#                  plugin, which builds the package in the --configuration mode)
+#   --no-man       skip the man page (made by swift-argument-parser's generate-manual
+#                  plugin, which builds the package in the --configuration mode; when the
+#                  plugin fails, the committed docs/man/replicafs.1 is installed)
 #
 # The units and helpers name the installed binary (PREFIX/bin/replicafs). systemd is told
 # (daemon-reload) only when installing for the running system.
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --unitdir) [ $# -ge 2 ] || die "--unitdir needs a directory"; unitdir=$2; shift 2 ;;
     --no-man) man=0; shift ;;
     --configuration) [ $# -ge 2 ] || die "--configuration needs release or debug"; config=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -93,6 +94,10 @@ if [ $man = 1 ]; then
     install -D -m 0644 "$page" "$prefix/share/man/man1/replicafs.1"
     echo "installed $prefix/share/man/man1/replicafs.1"
     rm -f "$log"
+  elif [ -f "$here/docs/man/replicafs.1" ]; then
+    # The page committed beside the source (Tools/gen-man.sh; ManPageTests keeps it current).
+    install -D -m 0644 "$here/docs/man/replicafs.1" "$prefix/share/man/man1/replicafs.1"
+    echo "installed $prefix/share/man/man1/replicafs.1 (the committed docs/man/replicafs.1: the generate-manual plugin failed, see $log)"
   else
     echo "install.sh: no man page: the generate-manual plugin failed (see $log); \`replicafs help <command>\` has the same text" >&2
   fi

@@ -12,6 +12,7 @@ struct ReplicaFS: ParsableCommand {
         subcommands: [MountCommand.self, UnmountCommand.self, RotateCommand.self, StatusCommand.self, LogCommand.self,
                       ProtectCommand.self, UnprotectCommand.self, SnapshotCommand.self, PointsCommand.self, ExportCommand.self, JobsCommand.self,
                       FailoverCommand.self, ReprotectCommand.self, FailbackCommand.self, PlanCommand.self,
+                      EventsCommand.self,
                       ResumeCommand.self, ResyncCommand.self, VerifyCommand.self, BlockSyncCommand.self]
     )
 

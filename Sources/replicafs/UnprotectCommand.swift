@@ -13,6 +13,7 @@ struct UnprotectCommand: ParsableCommand {
     @Argument(help: "VM name.") var vm: String
     @Option(help: "Directory holding the VM's images.") var disksDir: String
     @Flag(help: "Also delete the replica and its recovery points from the target store.") var deleteReplica = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let dir = try FileSystem.realPath(disksDir)
@@ -25,6 +26,10 @@ struct UnprotectCommand: ParsableCommand {
         try FileSystem.remove(ProtectedVM.path(disksDir: dir, vm: vm))
         try FileSystem.remove(ResyncScheduler.requirementPath(disksDir: dir, vm: vm))
         if deleteReplica { try openTargetStore(config.target).delete(vm: vm) }
+        if output.json {
+            struct Result: Encodable { var vm: String, disksDir: String, target: String, replicaDeleted: Bool }
+            return try printJSON(Result(vm: vm, disksDir: dir, target: config.target, replicaDeleted: deleteReplica))
+        }
         print("unprotected \(vm)\(deleteReplica ? " and deleted its replica" : "")")
     }
 }
