@@ -159,8 +159,13 @@ public final class MetricsServer: Sendable {
     }
 
     /// Lets the channel initializer reach the server, made after the bind.
-    // @unchecked: written once, right after the bind and before any connection can be served.
-    final class Box: @unchecked Sendable { var server: MetricsServer? }
+    final class Box: Sendable {
+        let value = Mutex<MetricsServer?>(nil)
+        var server: MetricsServer? {
+            get { value.withLock { $0 } }
+            set { value.withLock { $0 = newValue } }
+        }
+    }
 }
 
 /// One HTTP/1.1 exchange per request: reads the head, answers at its end.
