@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
         // YAML for recovery plan files.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        // The mount daemon's Prometheus endpoint: the text format, and the HTTP server it is served by.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // System libraries: libfuse3 (the kernel interface) and zlib (compression of shipped logs).
@@ -58,6 +61,9 @@ let package = Package(
         // and the failover disks.
         .target(name: "ReplicaMount", dependencies: [
             "CFuse", "CLinux", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .executableTarget(name: "replicafs", dependencies: [
             "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",

@@ -18,6 +18,8 @@ public final class FailoverCoordinator {
     let registry: MountRegistry
     /// Progress lines (failback and reprotect steps).
     let say: (String) -> Void
+    /// Bytes of a disk copy as they go (reprotect and failback): a label, bytes done, bytes in all.
+    public var copyProgress: ((String, Int64, Int64) -> Void)?
 
     public enum FailbackMode: String, Codable, Sendable, CaseIterable {
         case minimizeDowntime = "minimize-downtime"
@@ -95,6 +97,8 @@ public final class FailoverCoordinator {
             }
             let launched = try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: mp)
             registerFailover(state)
+            FailoverEvents.record(state, vm: vm, .failover, level: kind == .test ? .normal : .warning,
+                                  "\(kind.rawValue) failover to point \(state.point.id) mounted on \(mp)", point: state.point.id)
             return Started(state: state, mount: launched)
         } catch {
             try? discard(state)
@@ -156,6 +160,7 @@ public final class FailoverCoordinator {
         if mounts.isMounted(state.mountpoint) { try mounts.stopMount(state.mountpoint) }
         try discard(state)
         unregisterFailover(vm)
+        FailoverEvents.record(state, vm: vm, .failover, "\(state.kind.rawValue) failover to point \(state.point.id) cleaned up: its writes are discarded", point: state.point.id)
         return state
     }
 
@@ -167,7 +172,9 @@ public final class FailoverCoordinator {
         guard state.kind != .test else {
             throw ReplicaError("VM \(vm) is in a test failover: it cannot be committed, only cleaned up", code: .badRequest)
         }
-        return try store.commitFailover(vm: vm)
+        let committed = try store.commitFailover(vm: vm)
+        FailoverEvents.record(committed, vm: vm, .failover, "\(state.kind.rawValue) failover committed at point \(state.point.id)", point: state.point.id)
+        return committed
     }
 
     /// Mounts a failover again after its daemon died or the machine restarted.
@@ -175,9 +182,10 @@ public final class FailoverCoordinator {
         try store.requireVM(vm)
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to remount", code: .notFailedOver) }
         _ = try mounts.checkMountpoint(state.mountpoint)
-        let launched = try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: state.mountpoint)
+        let started = Started(state: state, mount: try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: state.mountpoint))
+        FailoverEvents.record(state, vm: vm, .failover, "\(state.kind.rawValue) failover remounted on \(state.mountpoint)", point: state.point.id)
         registerFailover(state)
-        return Started(state: state, mount: launched)
+        return started
     }
 
     /// `path` made absolute against the current directory (a daemon may run elsewhere).
@@ -247,8 +255,9 @@ public final class FailoverCoordinator {
         state.reverseReady = true
         state.reverseSyncs += 1
         state.reverseBytesSent += report.sent
-        state.lastReverseSync = ISO8601DateFormatter().string(from: Date())
+        state.lastReverseSync = ISOTime.format(Date())
         try store.saveFailover(state)
+        FailoverEvents.record(state, vm: vm, .failback, "reprotected towards \(destination): \(report.sent) bytes sent", bytes: report.sent)
         return (report, shipped, destination)
     }
 
@@ -257,6 +266,7 @@ public final class FailoverCoordinator {
     public func abortFailback(vm: String) throws -> FailoverState {
         guard store.hasVM(vm), let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) is not failed over", code: .notFailedOver) }
         _ = try control(state, .unfreeze)
+        FailoverEvents.record(state, vm: vm, .failback, "failback aborted: the failover mount takes writes again")
         return state
     }
 
@@ -336,6 +346,8 @@ public final class FailoverCoordinator {
             throw ReplicaError("failback step 4 (switch) failed: \(error); the disks at \(destination) are complete: `replicafs failover remount \(vm) --target \(store.location)`, then run failback again", code: .stepFailed)
         }
         state.reverseTo = destination
+        FailoverEvents.record(state, vm: vm, .failback, "failed back (\(mode.rawValue)) to \(destination) at point \(point.id): \(running.sent + final.sent) bytes sent",
+                              point: point.id, bytes: running.sent + final.sent, disksDir: destination)
         let diskBytes = try state.disks.reduce(Int64(0)) { $0 + Int64(try FileSystem.stat(destination + "/" + $1).st_size) }
         return FailbackReport(vm: vm, mode: mode.rawValue, to: destination, bytesSentRunning: running.sent, bytesSentFinal: final.sent,
                               bytesSent: running.sent + final.sent, diskBytes: diskBytes,
@@ -354,14 +366,18 @@ public final class FailoverCoordinator {
             let source = state.mountpoint + "/" + disk, target = try DiskEntries.pathForWriting(disk, in: destination)
             if fullCopy {
                 // Whole disk, no comparison: every byte travels.
-                let n = try SparseCopy.copy(from: source, to: target)
+                let total = Int64((try? FileSystem.stat(source).st_size) ?? 0)
+                let n = try SparseCopy.copy(from: source, to: target) { _, at in self.copyProgress?("\(step) \(disk)", at, total) }
+                copyProgress?("\(step) \(disk)", total, total)
                 report.disks[disk] = ReverseSyncReport.DiskSync(compared: 0, sent: n, differingBlocks: nil)
                 report.sent += n
-                say("\(step): \(disk) 100%, \(n) bytes sent")
+                if copyProgress == nil { say("\(step): \(disk) 100%, \(n) bytes sent") }
                 continue
             }
             var lastShown = Date.distantPast
             let r = try sync.sync(from: source, to: target) { p in
+                // A progress consumer (the command's bar or lines) replaces the percent lines.
+                if let show = self.copyProgress { return show("\(step) \(disk)", p.bytesDone, p.bytesTotal) }
                 guard Date().timeIntervalSince(lastShown) >= 1 || p.bytesDone == p.bytesTotal else { return }
                 lastShown = Date()
                 let pct = p.bytesTotal > 0 ? Double(p.bytesDone) * 100 / Double(p.bytesTotal) : 100

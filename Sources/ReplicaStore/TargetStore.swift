@@ -72,6 +72,12 @@ public protocol TargetStore: AnyObject, Sendable {
     @discardableResult
     func export(vm: String, point: PointSelector, disk: String, to destination: String) throws -> RecoveryPoint
 
+    /// `export`, telling `progress` the bytes done and the bytes in all as it goes (a store
+    /// that cannot tell reports only the end; see the default below).
+    @discardableResult
+    func export(vm: String, point: PointSelector, disk: String, to destination: String,
+                progress: ((_ done: Int64, _ total: Int64) -> Void)?) throws -> RecoveryPoint
+
     /// Compares `sources` with a point (default the latest) block by block; each disk's
     /// differing ranges, empty when equal.
     func verify(vm: String, sources: [String: SourceFile], point: PointSelector?, blockSize: Int) throws -> [String: [Range<Int64>]]
@@ -139,6 +145,15 @@ public protocol TargetStore: AnyObject, Sendable {
 public typealias ChainPosition = (chain: String, nextLSN: UInt64)
 
 extension TargetStore {
+    /// A store without progress reports: the export, then 100%.
+    @discardableResult
+    public func export(vm: String, point: PointSelector, disk: String, to destination: String,
+                       progress: ((_ done: Int64, _ total: Int64) -> Void)?) throws -> RecoveryPoint {
+        let p = try export(vm: vm, point: point, disk: disk, to: destination)
+        if let size = try? FileSystem.stat(destination).st_size { progress?(Int64(size), Int64(size)) }
+        return p
+    }
+
     /// The VM's recovery points, oldest first.
     public func points(_ vm: String) throws -> [RecoveryPoint] { try catalog(vm).points }
 

@@ -48,7 +48,15 @@ struct FailbackCommand: ParsableCommand {
             return
         }
         guard let mode else { throw ReplicaError("give --mode minimize-downtime or --mode full-download", code: .badRequest) }
-        let report = try coordinator(store, quiet: json).failback(vm: vm, mode: mode, to: to, blockSize: blockSize)
+        // The step lines end the bar's line before they print.
+        let reporter = ProgressReporter()
+        let failover = FailoverCoordinator(store: store, mounts: ProcessFailoverMounts(), progress: { line in
+            reporter.finish()
+            if !json { print(line) }
+        })
+        failover.copyProgress = { label, done, total in reporter.update(label, done: done, total: total) }
+        let report = try failover.failback(vm: vm, mode: mode, to: to, blockSize: blockSize)
+        reporter.finish()
         if json { return try printJSON(report) }
         print("failed back VM \(vm) to \(report.to) (\(mode.rawValue)): \(report.bytesSent) bytes sent of \(report.diskBytes) (\(report.bytesSentRunning) while running, \(report.bytesSentFinal) in \(String(format: "%.1f", report.downtimeSeconds)) s of downtime); store point \(report.point) holds the failed-back disks")
         print("next: `replicafs mount \(report.to) <mountpoint>` resumes protection to \(store.location)")

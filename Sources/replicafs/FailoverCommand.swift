@@ -56,7 +56,7 @@ struct FailoverStartCommand: ParsableCommand {
         let state = started.state, mp = state.mountpoint, source = state.sourceDisksDir
         let seconds = started.mount.seconds
         let p = state.point
-        let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(p.timeNanos) / 1e9))
+        let when = ISOTime.format(nanos: p.timeNanos)
         if json {
             struct Out: Encodable {
                 var vm: String, kind: String, point: Int, consistency: String, time: String
@@ -85,11 +85,13 @@ struct FailoverCleanupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cleanup", abstract: "End a test (or uncommitted) failover: unmount it and discard its writes, leaving no trace.")
     @OptionGroup var stored: StoredVMOptions
+    @OptionGroup var output: OutputOptions
     var vm: String { stored.vm }
     var target: String { stored.target }
 
     func run() throws {
         let state = try coordinator(try openTargetStore(target)).cleanup(vm: vm)
+        if output.json { return try printJSON(FailoverResult(state, action: "cleanup")) }
         print("cleaned up the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)): its writes are discarded")
     }
 }
@@ -98,11 +100,13 @@ struct FailoverCommitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "commit", abstract: "Make a failover's recovery point final (older points are discarded).")
     @OptionGroup var stored: StoredVMOptions
+    @OptionGroup var output: OutputOptions
     var vm: String { stored.vm }
     var target: String { stored.target }
 
     func run() throws {
         let state = try coordinator(try openTargetStore(target)).commit(vm: vm)
+        if output.json { return try printJSON(FailoverResult(state, action: "commit")) }
         print("committed the \(state.kind.rawValue) failover of VM \(vm) at point \(state.point.id)")
     }
 }
@@ -193,5 +197,26 @@ struct FailoverServeCommand: ParsableCommand {
             case .failure(let error): DaemonLauncher.answer(readyFd, "ERROR \(describe(error))")
             }
         }
+    }
+}
+
+/// `failover cleanup|commit --json`: what was cleaned up or committed.
+struct FailoverResult: Encodable {
+    var vm: String
+    /// cleanup or commit.
+    var action: String
+    /// test, planned or unplanned.
+    var kind: String
+    var point: Int
+    var time: String
+    var mountpoint: String
+
+    init(_ state: FailoverState, action: String) {
+        vm = state.vm
+        self.action = action
+        kind = state.kind.rawValue
+        point = state.point.id
+        time = ISOTime.format(nanos: state.point.timeNanos)
+        mountpoint = state.mountpoint
     }
 }

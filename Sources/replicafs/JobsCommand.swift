@@ -17,7 +17,7 @@ struct JobsCommand: ParsableCommand {
         var job: String
         var state: String
         var percent: Double?
-        var mbPerSecond: Double?
+        var bytesPerSecond: Double?
         var etaSeconds: Double?
         var lastPoint: Int?
         var lastError: String?
@@ -62,7 +62,7 @@ struct JobsCommand: ParsableCommand {
                 jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
                                 state: v.health == .critical ? "critical" : v.nextRetryAt.map { "retry at \($0)" }
                                     ?? (v.state == .initialReplicationScheduled ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected")),
-                                percent: initial ? v.initialPercent : nil, mbPerSecond: initial ? v.initialMBps : nil,
+                                percent: initial ? v.initialPercent : nil, bytesPerSecond: initial ? v.initialMBps.map { $0 * 1e6 } : nil,
                                 etaSeconds: initial ? v.initialETASeconds : nil, lastPoint: v.lastPoint, lastError: v.lastError,
                                 direction: "forward", lagSeconds: v.lagSeconds, lastShipment: v.lastPointTime, health: v.health.rawValue,
                                 retryAttempt: v.retryAttempt))
@@ -73,7 +73,7 @@ struct JobsCommand: ParsableCommand {
         for j in jobs {
             var line = "\(j.vm)\t\(j.job)\t\(j.state)"
             if let p = j.percent { line += String(format: "\t%.0f%%", p) }
-            if let r = j.mbPerSecond { line += String(format: "\t%.1f MB/s", r) }
+            if let r = j.bytesPerSecond { line += String(format: "\t%.1f MB/s", r / 1e6) }
             if let e = j.etaSeconds { line += String(format: "\tETA %.0f s", e) }
             if let p = j.lastPoint { line += j.job.hasSuffix("failover") ? "\tpoint \(p)" : "\tlast point \(p)" }
             if let w = j.bytesWritten { line += "\t\(w) bytes written" }

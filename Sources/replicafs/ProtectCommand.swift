@@ -28,6 +28,8 @@ struct ProtectCommand: ParsableCommand {
     @Option(help: "Lag past which the VM's health is Warning (default: twice the copy frequency, at least 1m).") var rpo: String?
     @Option(help: "Resync a disk whose pending log bytes exceed this percent of its size (default 50).") var resyncThreshold: Double?
     @Option(help: "When automatic resyncs run: HH:MM-HH:MM (local time) or always (default \(ResyncScheduler.defaultWindow)).") var resyncWindow: String?
+    @Flag(help: "Wait until the running mount of --disks-dir has copied the disks to the target, showing the progress.") var wait = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         guard ProtectedVM.validName(vm) else { throw ReplicaError("bad VM name '\(vm)': use letters, digits, - _ .") }
@@ -68,9 +70,25 @@ struct ProtectCommand: ParsableCommand {
         let protected = ProtectedVM(name: vm, disks: disks, target: store.location, policy: policy, networks: networks.isEmpty ? nil : networks)
         // The store learns the VM's disks and networks now, so a plan can map them without the primary.
         try store.saveMetadata(VMMetadata(protected))
+        // --wait needs the mount that will copy: refused before anything is saved.
+        let mount = try wait ? runningMount(of: dir) : nil
         try protected.save(disksDir: dir)
         // From now on commands find the VM by its name.
         try VMRegistry().update(vm, disksDir: dir, target: store.location) { $0.policy = named?.name; $0.failover = nil }
+        if let mount { try DaemonProgress.waitForInitialCopy(mount, vm: vm) }
+        if output.json {
+            // Durations in seconds, the start time in the one time form (docs/json.md).
+            struct Result: Encodable {
+                var vm: String, disksDir: String, disks: [String], target: String
+                var copyFrequencySeconds: Double, retentionSeconds: Double, appConsistentEverySeconds: Double?, rpoSeconds: Double
+                var compress: Bool, initialAt: String?, resyncWindow: String?
+            }
+            return try printJSON(Result(vm: vm, disksDir: dir, disks: disks, target: store.location, copyFrequencySeconds: policy.copyFrequency,
+                                        retentionSeconds: policy.retention, appConsistentEverySeconds: policy.appConsistentEvery,
+                                        rpoSeconds: policy.effectiveRPO, compress: policy.compress,
+                                        initialAt: policy.initialAt.map { ISOTime.format(Date(timeIntervalSince1970: $0)) },
+                                        resyncWindow: policy.resyncWindow))
+        }
         print("protected \(vm): \(disks.joined(separator: ", ")) -> \(store.location)")
     }
 }
@@ -118,4 +136,12 @@ extension ProtectCommand {
         }
         print(updated.changes.isEmpty ? "VM \(vm): policy unchanged" : "updated VM \(vm): \(updated.changes)")
     }
+}
+
+/// The running protected mount of a disks directory (for `protect --wait`).
+func runningMount(of disksDir: String) throws -> MountRegistry.Entry {
+    guard let entry = MountRegistry().all().first(where: { $0.disksDir == disksDir && MountRegistry.isAlive($0.pid) }) else {
+        throw ReplicaError("--wait: no running mount serves \(disksDir): mount it first (`replicafs mount \(disksDir) <mountpoint>`), the initial copy starts then")
+    }
+    return entry
 }

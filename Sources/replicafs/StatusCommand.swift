@@ -56,8 +56,9 @@ struct StatusCommand: ParsableCommand {
             // mountpoint), then mounts whose daemon is dead or does not answer.
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let objects = try statuses.map { try encoder.encode($0) } + failovers.map { try encoder.encode($0) }
-                + unserved.map { try encoder.encode($0) }
+            let objects = try statuses.map { try encoder.encode(JSONEntry("protected-mount", $0)) }
+                + failovers.map { try encoder.encode(JSONEntry("failover-mount", $0)) }
+                + unserved.map { try encoder.encode(JSONEntry("unserved-mount", $0)) }
             print("[" + objects.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ",\n") + "]")
             return
         }

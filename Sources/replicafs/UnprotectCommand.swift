@@ -14,6 +14,7 @@ struct UnprotectCommand: ParsableCommand {
     @Argument(help: "VM name.") var vm: String
     @Option(help: "Directory holding the VM's images (default: the one this host registered for the VM).") var disksDir: String?
     @Flag(help: "Also delete the replica and its recovery points from the target store.") var deleteReplica = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let registry = VMRegistry()
@@ -32,6 +33,10 @@ struct UnprotectCommand: ParsableCommand {
         try FileSystem.remove(ResyncScheduler.requirementPath(disksDir: dir, vm: vm))
         if deleteReplica { try openTargetStore(config.target).delete(vm: vm) }
         if registry.lookup(vm)?.failover == nil { try registry.remove(vm) }
+        if output.json {
+            struct Result: Encodable { var vm: String, disksDir: String, target: String, replicaDeleted: Bool }
+            return try printJSON(Result(vm: vm, disksDir: dir, target: config.target, replicaDeleted: deleteReplica))
+        }
         print("unprotected \(vm)\(deleteReplica ? " and deleted its replica" : "")")
     }
 }
