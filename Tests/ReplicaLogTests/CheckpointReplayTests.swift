@@ -81,7 +81,7 @@ struct CheckpointReplayTests {
                 let finalSize = rng.next() % 2 == 0
                 crashed = finalSize ? final : atCheckpoint
                 let other = finalSize ? atCheckpoint : final
-                for page in stride(from: 0, to: crashed.count, by: 4096) where rng.next() % 2 == 0 {
+                for page in stride(from: 0, to: min(crashed.count, other.count), by: 4096) where rng.next() % 2 == 0 {
                     for i in page..<min(page + 4096, crashed.count, other.count) { crashed[i] = other[i] }
                 }
             }
