@@ -18,13 +18,15 @@ let package = Package(
         // YAML for recovery plan files.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         // The secondary site: TLS with mutual authentication, the receiver (HTTP server), the
-        // sender and the object-store client (HTTP client), the site CA and host certificates.
+        // sender and the object-store client (HTTP client), the site CA and host certificates; the metrics endpoint serves on swift-nio too.
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.3.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
+        // The mount daemon's Prometheus endpoint: the text format, and the HTTP server it is served by.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // System libraries: libfuse3 (the kernel interface) and zlib (compression of shipped logs).
@@ -88,6 +90,9 @@ let package = Package(
         // and the failover disks.
         .target(name: "ReplicaMount", dependencies: [
             "CFuse", "CLinux", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .executableTarget(name: "replicafs", dependencies: [
             "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine", "ReplicaControl",

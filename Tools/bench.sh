@@ -12,21 +12,26 @@
 #   passthrough     through libfuse's example passthrough_ll (compiled into the work dir)
 #
 # Usage: sudo Tools/bench.sh [--quick] [--setups native,replicafs,mergerfs,passthrough]
-#                            [--baseline-bin PATH] [--rounds N] [--out FILE]
+#                            [--jobs seqwrite,randwrite1,randwrite4,dsync1,dsync4,seqread]
+#                            [--runtime S] [--baseline-bin PATH] [--rounds N] [--out FILE]
 # Environment: BENCH_DIR (work dir, default /var/tmp/replicafs-bench; must not be tmpfs),
 #              REPLICAFS_BIN (replicafs binary; default: release build, built if missing),
 #              REPLICAFS_BASE_BIN (same as --baseline-bin).
 set -euo pipefail
 
 ALL_SETUPS="native,replicafs,mergerfs,passthrough"
-JOBS=(seqwrite randwrite1 randwrite4 seqread)
+ALL_JOBS="seqwrite,randwrite1,randwrite4,dsync1,dsync4,seqread"
 
 usage() {
     cat <<EOF
-Usage: $0 [--quick] [--setups LIST] [--baseline-bin PATH] [--rounds N] [--out FILE]
+Usage: $0 [--quick] [--setups LIST] [--jobs LIST] [--runtime S] [--baseline-bin PATH] [--rounds N] [--out FILE]
 
   --quick              smoke test: 256 MiB file, 5 s random-write runs (default: 1 GiB, 15 s)
   --setups LIST        comma-separated subset of: $ALL_SETUPS (default: all)
+  --jobs LIST          comma-separated subset of: $ALL_JOBS (default: all);
+                       dsync1/dsync4: 4 KiB random writes with fdatasync after each, 1 and 4 jobs
+                       (a database's write-ahead log)
+  --runtime S          seconds of each time-based job (random writes; default 15, 5 with --quick)
   --baseline-bin PATH  also run setup replicafs-base: a ReplicaFS mount by the binary PATH
                        (e.g. a release build of main before a change), right before replicafs
                        in every job, with its own column and ratio to native
@@ -54,6 +59,8 @@ SETUPS_ARG="$ALL_SETUPS"
 OUT=""
 BASE_BIN="${REPLICAFS_BASE_BIN:-}"
 ROUNDS=1
+JOBS_ARG="$ALL_JOBS"
+RUNTIME_ARG=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -65,6 +72,10 @@ while [[ $# -gt 0 ]]; do
         --baseline-bin=*) BASE_BIN="${1#*=}" ;;
         --rounds) [[ $# -ge 2 ]] || die "--rounds needs a value"; ROUNDS="$2"; shift ;;
         --rounds=*) ROUNDS="${1#*=}" ;;
+        --jobs) [[ $# -ge 2 ]] || die "--jobs needs a value"; JOBS_ARG="$2"; shift ;;
+        --jobs=*) JOBS_ARG="${1#*=}" ;;
+        --runtime) [[ $# -ge 2 ]] || die "--runtime needs a value"; RUNTIME_ARG="$2"; shift ;;
+        --runtime=*) RUNTIME_ARG="${1#*=}" ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -83,6 +94,17 @@ for s in "${_requested[@]}"; do
     esac
 done
 [[ ${#SETUPS[@]} -gt 0 ]] || die "no setups selected"
+JOBS=()
+IFS=',' read -r -a _requested_jobs <<<"$JOBS_ARG"
+for j in "${_requested_jobs[@]}"; do
+    case "$j" in
+        seqwrite|randwrite1|randwrite4|dsync1|dsync4|seqread) JOBS+=("$j") ;;
+        "") ;;
+        *) die "unknown job '$j' (known: $ALL_JOBS)" ;;
+    esac
+done
+[[ ${#JOBS[@]} -gt 0 ]] || die "no jobs selected"
+[[ -z $RUNTIME_ARG || $RUNTIME_ARG =~ ^[1-9][0-9]*$ ]] || die "--runtime needs a positive number of seconds, not '$RUNTIME_ARG'"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive integer, not '$ROUNDS'"
 has_setup() { local s; for s in "${SETUPS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
 if [[ -n "$BASE_BIN" ]]; then
@@ -103,6 +125,7 @@ fi
 [[ $EUID -eq 0 ]] || die "must run as root (drop_caches, FUSE mounts, apt-get)"
 
 if [[ $QUICK -eq 1 ]]; then SIZE_MIB=256; RUNTIME=5; else SIZE_MIB=1024; RUNTIME=15; fi
+[[ -z $RUNTIME_ARG ]] || RUNTIME=$RUNTIME_ARG
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${BENCH_DIR:-/var/tmp/replicafs-bench}"
@@ -289,6 +312,8 @@ job_args() {  # job -> fio arguments specific to it
         seqwrite)   echo "--rw=write --bs=1M --end_fsync=1" ;;
         randwrite1) echo "--rw=randwrite --bs=4k --numjobs=1 --time_based --runtime=$RUNTIME --end_fsync=1" ;;
         randwrite4) echo "--rw=randwrite --bs=4k --numjobs=4 --group_reporting --time_based --runtime=$RUNTIME --end_fsync=1" ;;
+        dsync1)     echo "--rw=randwrite --bs=4k --fdatasync=1 --numjobs=1 --time_based --runtime=$RUNTIME" ;;
+        dsync4)     echo "--rw=randwrite --bs=4k --fdatasync=1 --numjobs=4 --group_reporting --time_based --runtime=$RUNTIME" ;;
         seqread)    echo "--rw=read --bs=1M" ;;
     esac
 }
@@ -298,6 +323,8 @@ job_desc() {
         seqwrite)   echo "seqwrite (1 MiB, ${SIZE_MIB} MiB, end_fsync)" ;;
         randwrite1) echo "randwrite1 (4 KiB, 1 job, ${RUNTIME} s, end_fsync)" ;;
         randwrite4) echo "randwrite4 (4 KiB, 4 jobs, ${RUNTIME} s, end_fsync)" ;;
+        dsync1)     echo "dsync1 (4 KiB + fdatasync each, 1 job, ${RUNTIME} s)" ;;
+        dsync4)     echo "dsync4 (4 KiB + fdatasync each, 4 jobs, ${RUNTIME} s)" ;;
         seqread)    echo "seqread (1 MiB, ${SIZE_MIB} MiB, cold cache)" ;;
     esac
 }
@@ -388,6 +415,23 @@ print_table() {
     fi
 }
 
+print_passthrough_ratios() {  # each ReplicaFS build against passthrough_ll in this run
+    has_setup passthrough || return 0
+    local s j row cols=()
+    for s in replicafs-base replicafs; do has_setup "$s" && cols+=("$s"); done
+    [[ ${#cols[@]} -gt 0 ]] || return 0
+    echo
+    echo "Against libfuse's passthrough_ll in this run (bandwidth ratio; 1.00x: as fast):"
+    echo
+    row="| job |"; for s in "${cols[@]}"; do row+=" $s / passthrough_ll |"; done; echo "$row"
+    row="|---|"; for s in "${cols[@]}"; do row+="---:|"; done; echo "$row"
+    for j in "${JOBS[@]}"; do
+        row="| $j |"
+        for s in "${cols[@]}"; do row+=" $(ratio "${BW[$s,$j]}" "${BW[passthrough,$j]}") |"; done
+        echo "$row"
+    done
+}
+
 binary_note() {  # binary -> "built DATE; tree now at git REV..." (the git tree holding the binary, else the repo's)
     local bin=$1 root built newer
     built=$(date -u -r "$bin" '+%Y-%m-%d %H:%M:%S UTC')
@@ -413,8 +457,10 @@ print_report() {
     has_setup replicafs && echo "- replicafs: $REPLICAFS_BIN, $(binary_note "$REPLICAFS_BIN"); default options (writeback cache on)"
     has_setup mergerfs && echo "- mergerfs $(mergerfs --version 2>&1 | awk '{ print $NF; exit }'): -o $MERGERFS_OPTS"
     has_setup passthrough && echo "- passthrough_ll (libfuse $(pkg-config --modversion fuse3) example, gcc -O2): $PASSTHROUGH_OPTS"
+    echo "- load average when the runs ended: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shares its CPUs and disk)"
     echo
     print_table
+    print_passthrough_ratios
 }
 
 # ---------------------------------------------------------------- main

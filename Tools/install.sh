@@ -8,14 +8,16 @@
 #   --prefix DIR   where to install (default /usr/local): DIR/bin/replicafs,
 #                  DIR/lib/systemd/system/*.service, DIR/share/man/man1/replicafs.1,
 #                  DIR/share/{bash-completion,zsh,fish}/...; a scratch DIR changes nothing else
-#   --bin FILE     install this replicafs binary instead of building one (swift build -c release)
+#   --bin FILE     install this replicafs binary instead of building one (swift build -c release),
+#                  with the committed man page docs/man/replicafs.1
 #   --configuration C  build (and document) a release (default) or debug replicafs
 #   --sbindir DIR  where mount.fuse.replicafs and umount.fuse.replicafs go (default /sbin,
 #                  the only place mount(8) looks, when the prefix is /usr/local or /usr;
 #                  DIR/sbin otherwise)
 #   --unitdir DIR  where the units go (default PREFIX/lib/systemd/system)
-#   --no-man       skip the man page (it needs swift-argument-parser's generate-manual
-#                  plugin, which builds the package in the --configuration mode)
+#   --no-man       skip the man page (made by swift-argument-parser's generate-manual
+#                  plugin, which builds the package in the --configuration mode; when the
+#                  plugin fails, the committed docs/man/replicafs.1 is installed)
 #
 # The units and helpers name the installed binary (PREFIX/bin/replicafs). systemd is told
 # (daemon-reload) only when installing for the running system.
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     --unitdir) [ $# -ge 2 ] || die "--unitdir needs a directory"; unitdir=$2; shift 2 ;;
     --no-man) man=0; shift ;;
     --configuration) [ $# -ge 2 ] || die "--configuration needs release or debug"; config=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -45,6 +47,7 @@ case $prefix in /usr/local|/usr) system=1 ;; esac
 [ -n "$unitdir" ] || unitdir=$prefix/lib/systemd/system
 export PATH="/opt/swift/usr/bin:$PATH"
 
+given_bin=$bin
 if [ -z "$bin" ]; then
   echo "building replicafs ($config)..."
   (cd "$here" && swift build -c "$config" --product replicafs)
@@ -81,7 +84,12 @@ echo "installed completions for bash, zsh and fish under $prefix/share"
 
 # The man page, from swift-argument-parser's generate-manual plugin (it builds the package
 # in $config mode and documents the replicafs it built).
-if [ $man = 1 ]; then
+if [ $man = 1 ] && [ -n "$given_bin" ] && [ -f "$here/docs/man/replicafs.1" ]; then
+  # A given binary was not built here: the plugin would document another build. The
+  # committed page (Tools/gen-man.sh; ManPageTests keeps it equal to the command tree) is it.
+  install -D -m 0644 "$here/docs/man/replicafs.1" "$prefix/share/man/man1/replicafs.1"
+  echo "installed $prefix/share/man/man1/replicafs.1 (docs/man/replicafs.1)"
+elif [ $man = 1 ]; then
   log=$(mktemp /tmp/replicafs-install-man-XXXXXX.log)
   if (cd "$here" && swift package plugin generate-manual --configuration "$config" >"$log" 2>&1); then
     # The plugin prints "Generated manual in '<dir>'"; the page is <dir>/replicafs.1.
@@ -93,6 +101,10 @@ if [ $man = 1 ]; then
     install -D -m 0644 "$page" "$prefix/share/man/man1/replicafs.1"
     echo "installed $prefix/share/man/man1/replicafs.1"
     rm -f "$log"
+  elif [ -f "$here/docs/man/replicafs.1" ]; then
+    # The page committed beside the source (Tools/gen-man.sh; ManPageTests keeps it current).
+    install -D -m 0644 "$here/docs/man/replicafs.1" "$prefix/share/man/man1/replicafs.1"
+    echo "installed $prefix/share/man/man1/replicafs.1 (the committed docs/man/replicafs.1: the generate-manual plugin failed, see $log)"
   else
     echo "install.sh: no man page: the generate-manual plugin failed (see $log); \`replicafs help <command>\` has the same text" >&2
   fi

@@ -12,6 +12,8 @@ timeout --kill-after=60 45m swift build --build-tests \
 # The daemons the tests start register in a run directory of their own, so the host's own
 # mounts (and records left by an earlier run) never show in the tests' `status`.
 export REPLICAFS_RUN_DIR="${REPLICAFS_RUN_DIR:-$(mktemp -d /tmp/replicafs-test-run.XXXXXX)}"
+# Failovers the tests run record their events here, not in the host's /var/lib/replicafs/events.
+export REPLICAFS_EVENT_DIR="${REPLICAFS_EVENT_DIR:-$(mktemp -d /tmp/replicafs-test-events.XXXXXX)}"
 # Mount tests share the machine's FUSE and loop devices: run them one at a time.
 timeout --kill-after=60 30m swift test --skip-build --no-parallel \
   || { rc=$?; [ $rc -ne 124 ] || echo "test.sh: the tests ran past 30 minutes" >&2; exit $rc; }

@@ -106,6 +106,8 @@ public struct FailoverStatus: Codable, Sendable {
     public var mountpoint: String
     public var frozen: Bool
     public var disks: [Disk]
+    /// Reverse replication to the original site, once reprotected.
+    public var reverse: ReverseReplicationStatus?
     public init(pid: Int32, vm: String, store: String, kind: String, point: Int, mountpoint: String, frozen: Bool, disks: [Disk]) {
         self.pid = pid
         self.vm = vm

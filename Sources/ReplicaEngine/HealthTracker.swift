@@ -156,7 +156,7 @@ public final class HealthTracker: Sendable {
                 state.lastError = critical.message
             } else if let failure = r.lastFailure, let next = r.nextRetryAt {
                 health = .warning
-                let at = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: next))
+                let at = ISOTime.format(Date(timeIntervalSince1970: next))
                 reasons.append("\(failure.reason): \(failure.message); \(r.failures) failed attempt\(r.failures == 1 ? "" : "s"), next retry at \(at)")
                 state.nextRetryAt = at
                 state.nextRetryInSeconds = max(0, next - now)

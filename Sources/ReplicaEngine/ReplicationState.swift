@@ -15,4 +15,7 @@ public enum ReplicationState: String, Codable, Sendable {
     case resynchronizedWaitingForPoint = "resynchronized, waiting for the next point"
     /// What `resync` answers when a resync ran to the end.
     case resynchronized
+    /// The store holds a planned or unplanned failover of the VM: it runs there, nothing
+    /// replicates from here until failback (`VMState.nextStep` says what to run).
+    case failedOver = "failed over"
 }

@@ -85,6 +85,7 @@ extension Replicator {
             return j
         }
         update(vm.name) { $0.state = .resynchronizing; $0.resyncPercent = 0; $0.resyncReason = requirement.reason }
+        events.record(.init(vm: vm.name, kind: .resync, level: .warning, message: "resync started: \(requirement.reason)"))
         let report: ResyncReport
         var chains: [String: (chain: String, nextLSN: UInt64)] = [:]
         do {
@@ -112,6 +113,7 @@ extension Replicator {
                 $0.resyncPercent = nil
                 $0.lastError = "resync failed (retried in \(Int(ResyncScheduler.retrySeconds)) s): \(error)"
             }
+            events.record(.init(vm: vm.name, kind: .error, level: .warning, message: "resync failed (retried in \(Int(ResyncScheduler.retrySeconds)) s): \(error)"))
             throw error
         }
         // The logs cut before the copy are in the replica now: they need not travel.
@@ -121,6 +123,8 @@ extension Replicator {
             }
         }
         resync.satisfied(vm.name, report: report)
+        events.record(.init(vm: vm.name, kind: .resync, message: "resync ended: sent \(report.bytesSent) of \(report.diskBytes) bytes in \(String(format: "%.2f", report.seconds)) s",
+                            bytes: report.bytesSent))
         DaemonLog.logger.info("""
             \(vm.name): resync (\(requirement.reason)) sent \(report.bytesSent) of \(report.diskBytes) bytes, \
             compared \(report.bytesCompared), in \(String(format: "%.2f", report.seconds)) s

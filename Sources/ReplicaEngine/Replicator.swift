@@ -18,6 +18,8 @@ public final class Replicator: @unchecked Sendable {
     public typealias VMState = ReplicaEngine.VMState
 
     public let disks: DiskSet
+    /// Where the disks are mounted, for the commands `status` suggests; set before `start`.
+    public var mountpoint: String?
     /// Pushes the kernel's cached writes of these images through the mount (fsync via the mount).
     let flushImages: ([String]) throws -> Void
     let cycleLock = Lock()
@@ -34,12 +36,23 @@ public final class Replicator: @unchecked Sendable {
 
     /// Deletes shipped logs in the background.
     let reaper: ShippedLogReaper
+    /// The VMs' event history, beside their policies (EventLog.swift).
+    public let events: EventLog
+    /// The health each VM's last event said, and when health was last checked (once a second).
+    private var reportedHealth: [String: Health] = [:]
+    private var healthCheckedAt: Double = 0
+    /// Points committed and not yet told, per VM whose cycles are shorter than `commitEventInterval`.
+    private var untoldCommits: [String: (since: Double, points: Int, bytes: Int64)] = [:]
+    /// Below this copy frequency (continuous, seconds), commits make one event a minute, not
+    /// one a point: the history's size bound would otherwise hold only minutes of commits.
+    static let commitEventInterval: Double = 60
 
     public init(disks: DiskSet, flushImages: @escaping ([String]) throws -> Void) {
         self.disks = disks
         self.flushImages = flushImages
         self.resync = ResyncScheduler(disks: disks)
         self.reaper = ShippedLogReaper(disksDir: disks.directory)
+        self.events = EventLog(disksDir: disks.directory)
     }
 
     public func start() {
@@ -77,6 +90,7 @@ public final class Replicator: @unchecked Sendable {
             // shows at once, not at the next tick.
             if s.state == .protected, resync.requirement(s.vm) != nil { s.state = .resyncRequired }
             health.annotate(&s, lastCut: cuts[s.vm].map { Double($0) / 1e9 }, now: now)
+            if s.state == .failedOver { Self.annotateFailedOver(&s) }
             return s
         }
     }
@@ -93,12 +107,15 @@ public final class Replicator: @unchecked Sendable {
             guard health.mayAttempt(vm.name, now: Self.now()) else { continue }
             do {
                 let store = try openTargetStore(vm.target, options: vm.storeOptions)
+                // Failed over (not a drill): the VM runs from the store's side, which takes no
+                // replication until failback; say so and what to run instead of retrying.
+                if noteFailover(vm, store) { continue }
                 if !store.hasVM(vm.name) {
                     try requireNoLostReplica(vm, store)
                     if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
                         update(vm.name) {
                             $0.state = .initialReplicationScheduled
-                            $0.initialScheduledAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
+                            $0.initialScheduledAt = ISOTime.format(Date(timeIntervalSince1970: at))
                         }
                         continue
                     }
@@ -134,6 +151,55 @@ public final class Replicator: @unchecked Sendable {
                 recordFailure(vm, error)
             }
         }
+        recordHealthChanges()
+    }
+
+    /// A commit event per point, or for frequent cycles one a minute summing the points since.
+    private func recordCommit(_ vm: ProtectedVM, _ point: RecoveryPoint, shippedBytes: Int64) {
+        let now = Self.now()
+        let what = "\(point.consistency.rawValue)-consistent point \(point.id) committed"
+        if vm.policy.copyFrequency >= 10 || point.consistency == .app {
+            return events.record(.init(vm: vm.name, kind: .commit, message: "\(what) (\(shippedBytes) log bytes shipped)",
+                                       point: point.id, bytes: shippedBytes))
+        }
+        let told = stateLock.withLock { () -> (points: Int, bytes: Int64, seconds: Double)? in
+            let pending = untoldCommits[vm.name]
+            var t = pending ?? (now, 0, 0)
+            t.points += 1
+            t.bytes += shippedBytes
+            // The first point is told at once; then one event a minute with those since.
+            if pending != nil && now - t.since < Self.commitEventInterval {
+                untoldCommits[vm.name] = t
+                return nil
+            }
+            untoldCommits[vm.name] = (now, 0, 0)
+            return (t.points, t.bytes, now - t.since)
+        }
+        guard let told else { return }
+        let summary = told.points == 1 ? "\(what) (\(told.bytes) log bytes shipped)"
+            : "\(what), \(told.points) points in \(Int(told.seconds)) s (\(told.bytes) log bytes shipped)"
+        events.record(.init(vm: vm.name, kind: .commit, message: summary, point: point.id, bytes: told.bytes))
+    }
+
+    /// Once a second: an event for each VM whose health differs from what its last health
+    /// event said (a VM first seen Normal makes none).
+    private func recordHealthChanges() {
+        let now = Self.now()
+        guard stateLock.withLock({ now - healthCheckedAt >= 1 }) else { return }
+        let current = vmStates
+        let changed = stateLock.withLock { () -> [VMState] in
+            healthCheckedAt = now
+            var changed: [VMState] = []
+            for s in current where (reportedHealth[s.vm] ?? .normal) != s.health {
+                changed.append(s)
+                reportedHealth[s.vm] = s.health
+            }
+            return changed
+        }
+        for s in changed {
+            let why = s.healthReasons.isEmpty ? "" : ": " + s.healthReasons.joined(separator: "; ")
+            events.record(.init(vm: s.vm, kind: .health, level: s.health, message: "health \(s.health.rawValue)\(why)"))
+        }
     }
 
     /// Classifies a failed attempt, schedules the retry (or holds the VM in Critical, or
@@ -149,6 +215,9 @@ public final class Replicator: @unchecked Sendable {
             ?? (failure.resync ? "a resync follows (window \(window), or now with `replicafs resync \(vm.name) --now`)"
                                : "not retried until `replicafs resume \(vm.name)`")
         DaemonLog.logger.warning("\(vm.name): replication failed (\(failure.reason)): \(failure.message); \(next)")
+        let kind: EventLog.Kind = delay != nil ? .retry : failure.resync ? .resync : .error
+        events.record(.init(vm: vm.name, kind: kind, level: delay != nil || failure.resync ? .warning : .critical,
+                            message: "replication failed (\(failure.reason)): \(failure.message); \(next)"))
     }
 
     /// A replica this daemon saw at the target and that is now gone is not seeded again on its
@@ -163,7 +232,9 @@ public final class Replicator: @unchecked Sendable {
         guard ProtectedVM.all(disksDir: disks.directory).contains(where: { $0.name == name }) else {
             throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
         }
-        return health.resume(name)
+        let was = health.resume(name)
+        events.record(.init(vm: name, kind: .resume, message: was ? "resumed by the administrator after Critical" : "resumed by the administrator: retrying now"))
+        return was
     }
 
     /// Cuts a recovery point now and returns it once committed at the target. Runs even while
@@ -286,6 +357,7 @@ public final class Replicator: @unchecked Sendable {
         }
         let how = resumed != nil ? "resumed at \(already) bytes and copied" : "copied"
         DaemonLog.logger.info("\(vm.name): initial replication \(how) \(copied) bytes in \(String(format: "%.1f", seconds)) s")
+        events.record(.init(vm: vm.name, kind: .initialCopy, message: "initial replication \(how) \(copied) bytes to \(store.location) in \(String(format: "%.1f", seconds)) s", bytes: copied))
     }
 
     /// One delta cycle: flush, cut, commit the sealed logs at the target, delete them here, prune.
@@ -343,7 +415,7 @@ public final class Replicator: @unchecked Sendable {
         update(vm.name) {
             $0.state = .protected
             $0.lastPoint = point.id
-            $0.lastPointTime = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(cutTime) / 1e9))
+            $0.lastPointTime = ISOTime.format(nanos: cutTime)
             $0.lagSeconds = Self.now() - Double(cutTime) / 1e9
             $0.pendingBytes = pending
             $0.lastError = nil
@@ -356,6 +428,7 @@ public final class Replicator: @unchecked Sendable {
             $0.logBytesShipped += shippedBytes
             $0.bytesSent += sent
         }
+        recordCommit(vm, point, shippedBytes: shippedBytes)
         return point
     }
 

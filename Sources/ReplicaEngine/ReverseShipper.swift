@@ -1,3 +1,4 @@
+import Foundation
 import ReplicaLog
 import ReplicaSource
 import ReplicaStore
@@ -16,6 +17,10 @@ public final class ReverseShipper: @unchecked Sendable {
     public let logDirectory: String
     private let lock = Lock()
     private var paused = false
+    /// Shipment record for `status` (ReverseShipper+Status.swift), under its own lock so
+    /// `status` never waits for a shipment in progress.
+    private let recordLock = Lock()
+    private var record = ShipmentRecord()
 
     public init(disks: [FailoverDisk], logDirectory: String) {
         self.disks = disks
@@ -29,6 +34,7 @@ public final class ReverseShipper: @unchecked Sendable {
             for name in try FileSystem.list(logDirectory) { try FileSystem.remove(logDirectory + "/" + name) }
             for d in disks { try d.startReverseLog(directory: logDirectory) }
             paused = false
+            withRecord { $0 = ShipmentRecord() }
         }
     }
 
@@ -39,28 +45,42 @@ public final class ReverseShipper: @unchecked Sendable {
     }
 
     /// Stops the periodic shipping (a failback's freeze): waits for a shipment in progress.
-    public func pause() { lock.withLock { paused = true } }
-    public func resume() { lock.withLock { paused = false } }
+    public func pause() { lock.withLock { paused = true }; withRecord { $0.paused = true } }
+    public func resume() { lock.withLock { paused = false }; withRecord { $0.paused = false } }
     public var isPaused: Bool { lock.withLock { paused } }
+
+    /// Reads or changes the shipment record (ReverseShipper+Status.swift).
+    func withRecord<T>(_ body: (inout ShipmentRecord) -> T) -> T { recordLock.withLock { body(&record) } }
 
     /// Ships everything logged so far to `destination`; returns the data bytes applied. Every
     /// disk's log is sealed at one cut, so the original site's disks are of one moment.
     @discardableResult
     public func ship(to destination: String) throws -> Int64 {
         try lock.withLock {
-            var applied: Int64 = 0
-            let cut = try FailoverDisk.withAllLocked(disks) { try disks.map { try $0.rotateReverseLogLocked() } }
-            for (d, justSealed) in zip(disks, cut) {
-                guard justSealed != nil else {
-                    throw ReplicaError("disk \(d.name) is not logging for reverse replication: run reprotect")
-                }
-                let sealed = try SourceLogs.list(in: logDirectory, of: [d.name]).map { try LogScanner.scan($0) }.filter(\.isSealed)
-                guard !sealed.isEmpty else { continue }
-                let result = try LogApplier(scans: sealed).apply(to: DiskEntries.pathForWriting(d.name, in: destination))
-                applied += Int64(result.dataBytes)
-                for scan in sealed { try FileSystem.remove(scan.path) }
+            do {
+                let applied = try shipLocked(to: destination)
+                withRecord { $0.succeeded(bytes: applied, now: Date()) }
+                return applied
+            } catch {
+                withRecord { $0.failed(error, now: Date()) }
+                throw error
             }
-            return applied
         }
+    }
+
+    private func shipLocked(to destination: String) throws -> Int64 {
+        var applied: Int64 = 0
+        let cut = try FailoverDisk.withAllLocked(disks) { try disks.map { try $0.rotateReverseLogLocked() } }
+        for (d, justSealed) in zip(disks, cut) {
+            guard justSealed != nil else {
+                throw ReplicaError("disk \(d.name) is not logging for reverse replication: run reprotect")
+            }
+            let sealed = try SourceLogs.list(in: logDirectory, of: [d.name]).map { try LogScanner.scan($0) }.filter(\.isSealed)
+            guard !sealed.isEmpty else { continue }
+            let result = try LogApplier(scans: sealed).apply(to: DiskEntries.pathForWriting(d.name, in: destination))
+            applied += Int64(result.dataBytes)
+            for scan in sealed { try FileSystem.remove(scan.path) }
+        }
+        return applied
     }
 }

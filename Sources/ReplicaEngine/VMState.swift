@@ -37,4 +37,7 @@ public struct VMState: Codable, Sendable {
     /// Resync (Replicator+Resync.swift): why it is required, and its progress while it runs.
     public var resyncReason: String?
     public var resyncPercent: Double?
+    /// While failed over (`state` is failed over): the failover, and the command to run next.
+    public var failover: String?
+    public var nextStep: String?
 }

@@ -72,13 +72,13 @@ public struct FailoverDaemon {
                     // No periodic shipment may run under the failback's final copy.
                     shipper.pause()
                     try server.freeze()
-                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
+                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot, shipper: shipper, store: store))
                 case .unfreeze:
                     server.unfreeze()
                     shipper.resume()
-                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
+                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot, shipper: shipper, store: store))
                 case .status:
-                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot))
+                    return ControlResponse(ok: true, failover: Self.status(server, state, storeRoot, shipper: shipper, store: store))
                 default:
                     throw ReplicaError("\(request.op.rawValue) is not something a failover mount does")
                 }
@@ -113,17 +113,17 @@ public struct FailoverDaemon {
         let store = self.store, vm = self.vm
         let stop = StopFlag()
         let thread = Thread {
-            var last = Date()
             while !stop.isStopped {
-                sleep(1)
+                usleep(200_000)
                 guard let state = store.failoverState(vm) else { return }
+                // At the copy frequency; after a failure, when the forward retry schedule says.
                 guard state.reverseReady, !shipper.isPaused, let to = state.reverseTo,
-                      Date().timeIntervalSince(last) >= state.reverseInterval else { continue }
-                last = Date()
+                      shipper.due(interval: state.reverseInterval) else { continue }
                 do {
                     try shipper.ship(to: to)
                 } catch {
-                    DaemonLog.logger.error("reverse replication of \(vm) to \(to): \(error)")
+                    let next = shipper.status(destination: to, interval: state.reverseInterval, ready: true).nextRetryInSeconds ?? 0
+                    DaemonLog.logger.error("reverse replication of \(vm) to \(to): \(error); retry in \(String(format: "%.1f", next)) s")
                 }
             }
         }
@@ -132,10 +132,16 @@ public struct FailoverDaemon {
         return stop
     }
 
-    static func status(_ server: FailoverServer, _ state: FailoverState, _ store: String) -> FailoverStatus {
-        FailoverStatus(pid: getpid(), vm: state.vm, store: store, kind: state.kind.rawValue, point: state.point.id,
-                       mountpoint: server.mountpoint, frozen: server.disks.contains { $0.frozen },
-                       disks: server.disks.map { .init(name: $0.name, size: $0.size, writtenBytes: $0.writtenBytes,
-                                                       overlayBytes: $0.overlayBytes, refusedWrites: $0.refusedWrites) })
+    static func status(_ server: FailoverServer, _ state: FailoverState, _ store: String, shipper: ReverseShipper? = nil,
+                       store current: (any TargetStore)? = nil) -> FailoverStatus {
+        var status = FailoverStatus(pid: getpid(), vm: state.vm, store: store, kind: state.kind.rawValue, point: state.point.id,
+                                    mountpoint: server.mountpoint, frozen: server.disks.contains { $0.frozen },
+                                    disks: server.disks.map { .init(name: $0.name, size: $0.size, writtenBytes: $0.writtenBytes,
+                                                                    overlayBytes: $0.overlayBytes, refusedWrites: $0.refusedWrites) })
+        // Reverse replication once reprotect named the original site (the recorded state, as it is now).
+        if let shipper, let now = current?.failoverState(state.vm) ?? Optional(state), let to = now.reverseTo {
+            status.reverse = shipper.status(destination: to, interval: now.reverseInterval, ready: now.reverseReady)
+        }
+        return status
     }
 }

@@ -15,6 +15,8 @@ public struct MountDaemon {
     public let mountpoint: String
     public let options: MountOptions
     public let registry: MountRegistry
+    /// `HOST:PORT` to serve Prometheus metrics on (`--metrics`), or nil.
+    public var metricsAddress: String?
 
     public init(disksDir: String, mountpoint: String, options: MountOptions, registry: MountRegistry = MountRegistry()) {
         self.disksDir = disksDir
@@ -41,6 +43,7 @@ public struct MountDaemon {
         try Self.checkFuseDevice()
         guard FileSystem.exists(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
         guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) is not a directory") }
+        if let metricsAddress { _ = try MetricsServer.parse(metricsAddress) }
         let mp = try Self.checkMountpoint(mountpoint, registry: registry)
         let realDisks = try FileSystem.realPath(disksDir)
         if mp == realDisks || mp.hasPrefix(realDisks + "/") {
@@ -96,8 +99,11 @@ public struct MountDaemon {
         let control: ControlServer
         let replicator: Replicator
         let mp: String
+        var metrics: MetricsServer?
         do {
             mp = try preflight()
+            // Bound before anything is mounted: an address in use stops the mount here.
+            metrics = try metricsAddress.map { try MetricsServer(address: $0) }
             try StateDirectory.prepare(disksDir: try FileSystem.realPath(disksDir))
             let disks = try DiskSet.open(directory: disksDir)
             for skipped in disks.skipped {
@@ -108,21 +114,28 @@ public struct MountDaemon {
             try FileSystem.mkdirs(registry.runDirectory, mode: 0o700)
             let mounted = mp
             replicator = Replicator(disks: disks) { names in try HelperProcess.flush(names, in: mounted) }
+            replicator.mountpoint = mp
             control = try ControlServer(path: paths.socket) { [server, replicator] request in
                 try Self.answer(request, server: server, replicator: replicator)
             }
             try server.mount()
             try registry.record(.init(pid: getpid(), mountpoint: mp, disksDir: disks.directory, socket: paths.socket))
         } catch {
+            metrics?.stop()
             ready(error)
             throw error
         }
         control.start()
         replicator.start()
+        metrics?.serve(replicator)
         signals.start { server.requestUnmount() }
         ready(nil)
+        // Commands find the VMs of this disks-dir by name from now on (best effort, after
+        // the mount answers: it never delays readiness).
+        VMRegistry().recordProtected(disksDir: server.disks.directory)
         defer {
             signals.stop()
+            metrics?.stop()
             replicator.stop()
             control.stop()
             registry.remove(mp)

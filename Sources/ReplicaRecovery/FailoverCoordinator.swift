@@ -18,6 +18,8 @@ public final class FailoverCoordinator {
     let registry: MountRegistry
     /// Progress lines (failback and reprotect steps).
     let say: (String) -> Void
+    /// Bytes of a disk copy as they go (reprotect and failback): a label, bytes done, bytes in all.
+    public var copyProgress: ((String, Int64, Int64) -> Void)?
 
     public enum FailbackMode: String, Codable, Sendable, CaseIterable {
         case minimizeDowntime = "minimize-downtime"
@@ -94,6 +96,9 @@ public final class FailoverCoordinator {
                 try networks.save(in: state.workDirectory)
             }
             let launched = try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: mp)
+            registerFailover(state)
+            FailoverEvents.record(state, vm: vm, .failover, level: kind == .test ? .normal : .warning,
+                                  "\(kind.rawValue) failover to point \(state.point.id) mounted on \(mp)", point: state.point.id)
             return Started(state: state, mount: launched)
         } catch {
             try? discard(state)
@@ -154,6 +159,8 @@ public final class FailoverCoordinator {
         }
         if mounts.isMounted(state.mountpoint) { try mounts.stopMount(state.mountpoint) }
         try discard(state)
+        unregisterFailover(vm)
+        FailoverEvents.record(state, vm: vm, .failover, "\(state.kind.rawValue) failover to point \(state.point.id) cleaned up: its writes are discarded", point: state.point.id)
         return state
     }
 
@@ -165,7 +172,9 @@ public final class FailoverCoordinator {
         guard state.kind != .test else {
             throw ReplicaError("VM \(vm) is in a test failover: it cannot be committed, only cleaned up", code: .badRequest)
         }
-        return try store.commitFailover(vm: vm)
+        let committed = try store.commitFailover(vm: vm)
+        FailoverEvents.record(committed, vm: vm, .failover, "\(state.kind.rawValue) failover committed at point \(state.point.id)", point: state.point.id)
+        return committed
     }
 
     /// Mounts a failover again after its daemon died or the machine restarted.
@@ -173,7 +182,10 @@ public final class FailoverCoordinator {
         try store.requireVM(vm)
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) has no failover to remount", code: .notFailedOver) }
         _ = try mounts.checkMountpoint(state.mountpoint)
-        return Started(state: state, mount: try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: state.mountpoint))
+        let started = Started(state: state, mount: try mounts.launchFailoverMount(vm: vm, store: store, mountpoint: state.mountpoint))
+        FailoverEvents.record(state, vm: vm, .failover, "\(state.kind.rawValue) failover remounted on \(state.mountpoint)", point: state.point.id)
+        registerFailover(state)
+        return started
     }
 
     /// `path` made absolute against the current directory (a daemon may run elsewhere).
@@ -195,17 +207,17 @@ public final class FailoverCoordinator {
         try store.requireVM(vm)
         guard let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) is not failed over", code: .notFailedOver) }
         guard state.kind != .test else {
-            throw ReplicaError("VM \(vm) is in a test failover: clean it up; only a real failover fails back", code: .badRequest)
+            throw ReplicaError("VM \(vm) is in a test failover: `replicafs failover cleanup \(vm) --target \(store.location)` ends it; only a real failover fails back", code: .badRequest)
         }
         guard let dir = to ?? state.reverseTo ?? state.sourceDisksDir else {
-            throw ReplicaError("the original site of VM \(vm) is not known: give --to <disks-dir>", code: .badRequest)
+            throw ReplicaError("the original site of VM \(vm) is not known: run it again with --disks-dir <dir> (the directory to bring the disks to)", code: .badRequest)
         }
         guard let entry = registry.lookup(state.mountpoint), MountRegistry.isAlive(entry.pid) else {
             throw ReplicaError("the failover mount of VM \(vm) on \(state.mountpoint) is not running: `replicafs failover remount \(vm) --target \(store.location)`", code: .mountNotRunning)
         }
         let real = FileSystem.exists(dir) ? try FileSystem.realPath(dir) : dir
         if let running = registry.all().first(where: { MountRegistry.isAlive($0.pid) && $0.disksDir == real }) {
-            throw ReplicaError("\(real) is still served by the replicafs mount on \(running.mountpoint): unmount it first", code: .badRequest)
+            throw ReplicaError("\(real) is still served by the replicafs mount on \(running.mountpoint): `replicafs unmount \(running.mountpoint)` first", code: .badRequest)
         }
         // Checked: now the destination may be created (failing back to a new machine).
         try FileSystem.mkdirs(dir)
@@ -243,8 +255,9 @@ public final class FailoverCoordinator {
         state.reverseReady = true
         state.reverseSyncs += 1
         state.reverseBytesSent += report.sent
-        state.lastReverseSync = ISO8601DateFormatter().string(from: Date())
+        state.lastReverseSync = ISOTime.format(Date())
         try store.saveFailover(state)
+        FailoverEvents.record(state, vm: vm, .failback, "reprotected towards \(destination): \(report.sent) bytes sent", bytes: report.sent)
         return (report, shipped, destination)
     }
 
@@ -253,6 +266,7 @@ public final class FailoverCoordinator {
     public func abortFailback(vm: String) throws -> FailoverState {
         guard store.hasVM(vm), let state = store.failoverState(vm) else { throw ReplicaError("VM \(vm) is not failed over", code: .notFailedOver) }
         _ = try control(state, .unfreeze)
+        FailoverEvents.record(state, vm: vm, .failback, "failback aborted: the failover mount takes writes again")
         return state
     }
 
@@ -263,6 +277,7 @@ public final class FailoverCoordinator {
     public func failback(vm: String, mode: FailbackMode, to: String?, blockSize: Int = 1 << 20) throws -> FailbackReport {
         let started = Date()
         var (state, destination) = try failedOver(vm: vm, to: to)
+        let again = "`replicafs failback \(vm) --target \(store.location) --mode \(mode.rawValue)\(to.map { " --disks-dir \($0)" } ?? "")`"
         // Reprotected: the reverse logs carry every change since the original site was synced.
         let viaLogs = state.reverseReady && state.reverseTo == destination
         // 1. While the VM runs: bring the original site close (minimize-downtime only).
@@ -278,12 +293,15 @@ public final class FailoverCoordinator {
         }
         // 2. Stop the VM's writes: push the kernel's cached writes through, then freeze.
         say("failback step 2/4: stopping writes on \(state.mountpoint)")
+        // A process or a mounted loop device on a disk would see its writes fail: refuse first.
+        try requireDisksUnused(state, again: again)
         let downtimeStart = Date()
         do {
             try FileSystem.fsync(state.disks, in: state.mountpoint)
             _ = try control(state, .freeze)
         } catch {
-            throw ReplicaError("failback step 2 (stop writes) failed: \(error); the VM keeps running on the failover mount: run failback again", code: .stepFailed)
+            _ = try? control(state, .unfreeze)
+            throw ReplicaError("failback step 2 (stop writes) failed: \(error); the VM keeps running on the failover mount: run \(again)", code: .stepFailed)
         }
         // 3. The final delta (or every byte).
         say("failback step 3/4: copying the final changes")
@@ -295,13 +313,13 @@ public final class FailoverCoordinator {
                 final = try reverseSync(state, to: destination, blockSize: blockSize, step: "failback", fullCopy: mode == .fullDownload)
             }
         } catch {
-            throw ReplicaError("failback step 3 (final copy) failed: \(error); the failover mount is frozen: run failback again to retry", code: .stepFailed)
+            throw ReplicaError("failback step 3 (final copy) failed: \(error); the failover mount is frozen: run \(again) to retry, or `replicafs failback \(vm) --target \(store.location) --abort` to let the VM write there again", code: .stepFailed)
         }
         // A VM still running wrote after the freeze: those writes were refused, not copied.
         _ = try? FileSystem.fsync(state.disks, in: state.mountpoint)
         let refused = (try? control(state, .status).failover)?.disks.reduce(0) { $0 + $1.refusedWrites } ?? 0
         guard refused == 0 else {
-            throw ReplicaError("failback stopped before the switch: \(refused) writes were refused after the freeze, so the VM is still running on \(state.mountpoint): shut it down, then run failback again", code: .stepFailed)
+            throw ReplicaError("failback stopped before the switch: \(refused) writes were refused after the freeze, so the VM is still running on \(state.mountpoint): shut it down, then run \(again) (or `replicafs failback \(vm) --target \(store.location) --abort` to let it write there again)", code: .stepFailed)
         }
         // 4. Switch: the failover mount goes, the replica follows the disks now at home.
         say("failback step 4/4: switching VM \(vm) back to \(destination)")
@@ -323,10 +341,13 @@ public final class FailoverCoordinator {
                 try ProtectedVM(name: vm, disks: state.disks, target: store.location, policy: ReplicationPolicy()).save(disksDir: destination)
             }
             try discard(state)
+            unregisterFailover(vm, failedBackTo: destination)
         } catch {
             throw ReplicaError("failback step 4 (switch) failed: \(error); the disks at \(destination) are complete: `replicafs failover remount \(vm) --target \(store.location)`, then run failback again", code: .stepFailed)
         }
         state.reverseTo = destination
+        FailoverEvents.record(state, vm: vm, .failback, "failed back (\(mode.rawValue)) to \(destination) at point \(point.id): \(running.sent + final.sent) bytes sent",
+                              point: point.id, bytes: running.sent + final.sent, disksDir: destination)
         let diskBytes = try state.disks.reduce(Int64(0)) { $0 + Int64(try FileSystem.stat(destination + "/" + $1).st_size) }
         return FailbackReport(vm: vm, mode: mode.rawValue, to: destination, bytesSentRunning: running.sent, bytesSentFinal: final.sent,
                               bytesSent: running.sent + final.sent, diskBytes: diskBytes,
@@ -345,14 +366,18 @@ public final class FailoverCoordinator {
             let source = state.mountpoint + "/" + disk, target = try DiskEntries.pathForWriting(disk, in: destination)
             if fullCopy {
                 // Whole disk, no comparison: every byte travels.
-                let n = try SparseCopy.copy(from: source, to: target)
+                let total = Int64((try? FileSystem.stat(source).st_size) ?? 0)
+                let n = try SparseCopy.copy(from: source, to: target) { _, at in self.copyProgress?("\(step) \(disk)", at, total) }
+                copyProgress?("\(step) \(disk)", total, total)
                 report.disks[disk] = ReverseSyncReport.DiskSync(compared: 0, sent: n, differingBlocks: nil)
                 report.sent += n
-                say("\(step): \(disk) 100%, \(n) bytes sent")
+                if copyProgress == nil { say("\(step): \(disk) 100%, \(n) bytes sent") }
                 continue
             }
             var lastShown = Date.distantPast
             let r = try sync.sync(from: source, to: target) { p in
+                // A progress consumer (the command's bar or lines) replaces the percent lines.
+                if let show = self.copyProgress { return show("\(step) \(disk)", p.bytesDone, p.bytesTotal) }
                 guard Date().timeIntervalSince(lastShown) >= 1 || p.bytesDone == p.bytesTotal else { return }
                 lastShown = Date()
                 let pct = p.bytesTotal > 0 ? Double(p.bytesDone) * 100 / Double(p.bytesTotal) : 100

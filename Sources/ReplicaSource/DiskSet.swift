@@ -1,3 +1,4 @@
+import Dispatch
 import ReplicaLog
 import ReplicaSystem
 #if canImport(Glibc)
@@ -17,6 +18,13 @@ public final class DiskSet: @unchecked Sendable {
     private let cutLock = Lock()
     private var lastCutID: UInt64
     private var closed = false
+    /// Serializes checkpoints (rotation's and the checkpointer's), so a record never goes back.
+    let checkpointLock = Lock()
+    /// The LSN of each image's saved checkpoint and when it was taken (monotonic ns).
+    var checkpointed: [String: (lsn: UInt64, at: UInt64)] = [:]
+    let checkpointerStop = StopFlag()
+    let checkpointerDone = DispatchSemaphore(value: 0)
+    var checkpointerRunning = false
 
     /// Result of a rotation: the cut's id and the logs it sealed.
     public struct Rotation: Codable, Sendable {
@@ -103,12 +111,17 @@ public final class DiskSet: @unchecked Sendable {
                 plans.append((name, fd, latest))
             }
             var journals: [ImageJournal] = []
+            var checkpoints: [String: (lsn: UInt64, at: UInt64)] = [:]
             for plan in plans {
-                journals.append(try startJournal(plan.name, image: plan.fd, latest: plan.latest, directory: directory))
+                let journal = try startJournal(plan.name, image: plan.fd, latest: plan.latest, directory: directory)
+                journals.append(journal)
                 handedOff += 1
+                checkpoints[plan.name] = (journal.activeLog.firstLSN, Self.monotonicNanos())
             }
             let set = DiskSet(directory: directory, images: journals, lockFile: lockFile, lastCutID: lastCut)
             set.skipped = entries.skipped
+            set.checkpointed = checkpoints
+            set.startCheckpointer()
             return set
         } catch {
             lockFile.close()
@@ -172,9 +185,27 @@ public final class DiskSet: @unchecked Sendable {
             chainID = scan.header.chainID
             sequence = scan.header.sequence + 1
             firstLSN = scan.nextLSN
-            if !scan.isSealed {
-                // The previous daemon died: cut the torn tail, note it, seal the log.
-                let old = try ChangeLog.reopenForRecovery(scan: scan)
+            // The previous daemon died: cut the torn tail first (nothing in it was acknowledged).
+            let old = scan.isSealed ? nil : try ChangeLog.reopenForRecovery(scan: scan)
+            // Bring the image up to the log: replay what was logged since the last checkpoint.
+            // No usable checkpoint (none yet, another chain's, or past the log's end): after a
+            // clean shutdown the image is synced; after a crash the whole last log is replayed.
+            let saved = ImageCheckpoint.load(disksDir: directory, image: name)
+            let checkpoint = saved.flatMap { $0.chain == scan.header.chainHex && $0.lsn <= scan.nextLSN ? $0.lsn : nil }
+            if let saved, checkpoint == nil {
+                DaemonLog.logger.warning("\(name): ignoring checkpoint record (chain \(saved.chain), LSN \(saved.lsn)): it does not match the log chain \(scan.header.chainHex) ending before LSN \(scan.nextLSN)")
+            }
+            let from = checkpoint ?? (scan.isSealed ? scan.nextLSN : scan.header.firstLSN)
+            if from < scan.nextLSN {
+                let replayed = try CheckpointReplay.replay(logs: CheckpointReplay.logPaths(of: name, in: directory), from: from, onto: image)
+                DaemonLog.logger.notice("\(name): replayed \(replayed.records) records (\(replayed.dataBytes) data bytes) from LSN \(from) in \(replayed.logs) logs onto the image")
+                if let gap = replayed.gap {
+                    // The image may lack changes the logs lost: the replica needs a resync.
+                    DaemonLog.logger.error("\(name): crash recovery incomplete: \(gap)")
+                    recovered = true
+                }
+            }
+            if let old {
                 try old.appendMarker(Marker(kind: .uncleanShutdown, cutID: 0, timeNanos: Clock.nowNanos(),
                                             label: tornNote(scan)))
                 try old.seal(reason: .recovered, cutID: 0)
@@ -192,6 +223,10 @@ public final class DiskSet: @unchecked Sendable {
                               createdNanos: Clock.nowNanos(), imageSize: UInt64(max(0, try image.size()))),
             image: image)
         try log.sync()
+        // Every change before the new log is on the synced image (replayed, or synced at the
+        // clean shutdown): the first checkpoint of this mount.
+        try image.fdatasync()
+        try ImageCheckpoint(chain: log.header.chainHex, lsn: firstLSN).save(disksDir: directory, image: name)
         return ImageJournal(name: name, directory: directory, image: image, log: log, recoveredFromCrash: recovered)
     }
 
@@ -231,6 +266,10 @@ public final class DiskSet: @unchecked Sendable {
                 try log.markReadOnly()
             }
             if let failure { throw failure }
+            // A checkpoint past the cut before anyone ships (and deletes) the sealed logs: a
+            // crash recovery then never needs a log that is gone.
+            FaultPoint.reach("rotate-before-checkpoint")
+            try checkpoint(cutting)
             return Rotation(cutID: cut, sealed: sealedLogs.map(\.path))
         }
     }
@@ -240,10 +279,14 @@ public final class DiskSet: @unchecked Sendable {
         try cutLock.withLock {
             guard !closed else { return }
             closed = true
+            stopCheckpointer()
             lastCutID += 1
             var firstError: Error?
             for journal in images {
-                do { try journal.closeCleanly(cutID: lastCutID) } catch { firstError = firstError ?? error }
+                do {
+                    let end = try journal.closeCleanly(cutID: lastCutID)
+                    try ImageCheckpoint(chain: journal.activeLog.chain, lsn: end).save(disksDir: directory, image: journal.name)
+                } catch { firstError = firstError ?? error }
             }
             if let firstError { throw firstError }
         }

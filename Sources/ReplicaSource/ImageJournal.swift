@@ -29,6 +29,12 @@ public final class ImageJournal: @unchecked Sendable {
     /// Fault-injection point for tests: runs between the log append and the image write,
     /// where a slow thread would let a later overlapping write overtake it.
     var beforeImageWrite: (@Sendable () -> Void)?
+    /// Log bytes appended by writes since the mount, and that count at the last checkpoint.
+    private var loggedBytes: UInt64 = 0
+    private var checkpointedBytes: UInt64 = 0
+    /// The lowest LSN rolled back (and so given again to a later record) since the running
+    /// checkpoint took its LSN; that checkpoint then records no more than this.
+    private var lowestRollback = UInt64.max
     /// Set when the log and the image no longer agree (a logged write failed on the image).
     private var divergence: String?
     /// What the mount's own changes left the image and log like, checked at each cut.
@@ -69,6 +75,7 @@ public final class ImageJournal: @unchecked Sendable {
         let appendedEnd = log.end
         let appendedTo = log
         let lsn = mark.lsn
+        loggedBytes += UInt64(appendedEnd - mark.end)
         inFlight.append((range, lsn))
         let logWriteback = log.takeWritebackRange(every: Self.logWritebackChunk)
         lock.unlock()
@@ -94,6 +101,7 @@ public final class ImageJournal: @unchecked Sendable {
             // it, otherwise the log now claims a change the image lacks and says so.
             if appendedTo === log && log.end == appendedEnd {
                 try? log.rollBack(to: mark.end, lsn: mark.lsn, records: mark.records, dataBytes: mark.dataBytes)
+                lowestRollback = min(lowestRollback, mark.lsn)
             } else {
                 divergence = "a write at offset \(offset) is logged but failed on the image: \(failure)"
             }
@@ -155,15 +163,77 @@ public final class ImageJournal: @unchecked Sendable {
         rangeFreed.broadcast()
     }
 
-    /// Makes the log and then the image durable. Writers keep going meanwhile.
+    /// An fsync or fdatasync through the mount: makes the log durable up to every change
+    /// made so far, not the image. The log is the journal: a crash before the next checkpoint
+    /// is repaired at mount by replaying the records since the checkpoint onto the image
+    /// (`CheckpointReplay`). Concurrent callers share one log sync (`ChangeLog.sync(upTo:)`).
     public func sync(dataOnly: Bool) throws {
-        let (sealed, current) = lock.withLock { (sealedNotDurable, log) }
+        let (sealed, current, target) = lock.withLock { (sealedNotDurable, log, log.end) }
         // A write acknowledged before a cut is in the sealed log: it must be durable too.
-        // The image's dirty pages go to the disk while the logs are synced, not after.
-        try? image.startWriteback(offset: 0, length: 0)
         if let sealed { try sealed.sync() }
-        try current.sync()
-        if dataOnly { try image.fdatasync() } else { try image.fsync() }
+        try current.sync(upTo: target)
+    }
+
+    /// A checkpoint: makes the image durable with every change logged before the returned LSN,
+    /// so a crash recovery need replay only the records from that LSN on. The logs are synced
+    /// first, so the durable log holds at least what the durable image holds. Writers go on.
+    func makeImageDurable() throws -> UInt64 {
+        let (lsn, sealed, current, target, logged) = lock.withLock {
+            if let directory = Self.checkpointCopyDirectory {
+                // Test hook: the image as it is at this LSN, what a power loss right after
+                // this checkpoint would leave on the disk.
+                waitForInFlightWrites()
+                copyImage(into: directory)
+            }
+            lowestRollback = .max
+            return (log.nextLSN, sealedNotDurable, log, log.end, loggedBytes)
+        }
+        waitForWrites(before: lsn)
+        if let sealed { try sealed.sync() }
+        try current.sync(upTo: target)
+        try image.fdatasync()
+        // A write below `lsn` that failed on the image was taken back out of the log, and its
+        // LSN went to a later record that may not be on the synced image.
+        return lock.withLock {
+            checkpointedBytes = max(checkpointedBytes, logged)
+            return min(lsn, lowestRollback)
+        }
+    }
+
+    /// Log bytes appended since the last checkpoint (the checkpointer's volume trigger).
+    var bytesSinceCheckpoint: UInt64 { lock.withLock { loggedBytes - checkpointedBytes } }
+
+    /// The LSN the next record will carry.
+    var nextLSN: UInt64 { lock.withLock { log.nextLSN } }
+
+    /// `REPLICAFS_TEST_CHECKPOINT_COPY`: a directory where each checkpoint leaves a copy of
+    /// the image as it was at the checkpoint's LSN (tests simulate a power loss with it).
+    static let checkpointCopyDirectory: String? = getenv("REPLICAFS_TEST_CHECKPOINT_COPY").map { String(cString: $0) }
+
+    /// Copies the image into `directory` (atomically, under its name). Test hook only.
+    private func copyImage(into directory: String) {
+        let target = directory + "/" + name
+        let tmp = target + ".tmp"
+        do {
+            let out = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+            defer { out.close() }
+            let size = try image.size()
+            let chunk = 1 << 20
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+            defer { buffer.deallocate() }
+            var at: Int64 = 0
+            while at < size {
+                let n = try image.pread(into: buffer, count: Int(min(Int64(chunk), size - at)), offset: at)
+                guard n > 0 else { break }
+                try out.pwrite(buffer, count: n, offset: at)
+                at += Int64(n)
+            }
+            try out.truncate(to: size)
+            try out.fsync()
+            guard rename(tmp, target) == 0 else { throw SystemError.current("rename", tmp) }
+        } catch {
+            DaemonLog.logger.error("test hook: cannot copy \(name) at a checkpoint: \(error)")
+        }
     }
 
     /// Called once a cut's sealed log is durable.
@@ -240,16 +310,20 @@ public final class ImageJournal: @unchecked Sendable {
         return old
     }
 
-    /// Seals the active log for a clean shutdown and makes everything durable.
-    func closeCleanly(cutID: UInt64) throws {
-        try lock.withLock {
+    /// Seals the active log for a clean shutdown and makes everything durable; returns the
+    /// LSN after the seal (the checkpoint: nothing is left to replay).
+    @discardableResult
+    func closeCleanly(cutID: UInt64) throws -> UInt64 {
+        let end = try lock.withLock {
             waitForInFlightWrites()
             try log.appendMarker(Marker(kind: .cleanShutdown, cutID: cutID, timeNanos: Clock.nowNanos()))
             try log.seal(reason: .cleanShutdown, cutID: cutID)
             try log.sync()
             try log.markReadOnly()
+            return log.nextLSN
         }
         try image.fsync()
+        return end
     }
 }
 

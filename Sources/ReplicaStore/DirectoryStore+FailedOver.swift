@@ -7,4 +7,10 @@ extension DirectoryStore {
         let names = (try? FileSystem.list(root)) ?? []
         return names.filter { ProtectedVM.validName($0) && failoverState($0) != nil }.sorted()
     }
+
+    /// The VMs with a replica or metadata in this store, sorted by name.
+    public func vmNames() -> [String] {
+        let names = (try? FileSystem.list(root)) ?? []
+        return names.filter { ProtectedVM.validName($0) && (hasVM($0) || ((try? metadata(vm: $0)) ?? nil) != nil) }.sorted()
+    }
 }

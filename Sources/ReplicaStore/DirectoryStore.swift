@@ -237,6 +237,14 @@ public final class DirectoryStore: Sendable {
     /// of every point after the base up to the selected one, in order.
     @discardableResult
     public func export(vm: String, point selector: PointSelector, disk: String, to destination: String) throws -> RecoveryPoint {
+        try export(vm: vm, point: selector, disk: disk, to: destination, progress: nil)
+    }
+
+    /// The export with progress: the base's bytes as they are copied, then each redo log's
+    /// bytes as it is replayed.
+    @discardableResult
+    public func export(vm: String, point selector: PointSelector, disk: String, to destination: String,
+                       progress: ((_ done: Int64, _ total: Int64) -> Void)?) throws -> RecoveryPoint {
         guard hasVM(vm) else { throw ReplicaError("unknown VM \(vm) in target store \(root)", code: .unknownVM) }
         return try withLock(vm, exclusive: false) {
             let catalog = try StoreCatalog.load(catalogPath(vm))
@@ -245,8 +253,23 @@ public final class DirectoryStore: Sendable {
             }
             let point = try resolve(selector, in: catalog, vm: vm)
             let logs = try redoLogs(vm, disk: disk, after: catalog.baseThrough ?? 0, through: point.id)
-            try SparseCopy.copy(from: basePath(vm, disk), to: destination)
-            try Self.replay(logs, onto: destination)
+            guard let progress else {
+                try SparseCopy.copy(from: basePath(vm, disk), to: destination)
+                try Self.replay(logs, onto: destination)
+                return point
+            }
+            let base = Int64(try FileSystem.stat(basePath(vm, disk)).st_size)
+            let logSizes = try logs.map { Int64(try FileSystem.stat($0).st_size) }
+            let total = base + logSizes.reduce(0, +)
+            progress(0, total)
+            try SparseCopy.copy(from: basePath(vm, disk), to: destination) { _, at in progress(at, total) }
+            var done = base
+            progress(done, total)
+            for (log, size) in zip(logs, logSizes) {
+                try Self.replay([log], onto: destination)
+                done += size
+                progress(done, total)
+            }
             return point
         }
     }

@@ -72,6 +72,12 @@ public protocol TargetStore: AnyObject, Sendable {
     @discardableResult
     func export(vm: String, point: PointSelector, disk: String, to destination: String) throws -> RecoveryPoint
 
+    /// `export`, telling `progress` the bytes done and the bytes in all as it goes (a store
+    /// that cannot tell reports only the end; see the default below).
+    @discardableResult
+    func export(vm: String, point: PointSelector, disk: String, to destination: String,
+                progress: ((_ done: Int64, _ total: Int64) -> Void)?) throws -> RecoveryPoint
+
     /// Compares `sources` with a point (default the latest) block by block; each disk's
     /// differing ranges, empty when equal.
     func verify(vm: String, sources: [String: SourceFile], point: PointSelector?, blockSize: Int) throws -> [String: [Range<Int64>]]
@@ -130,14 +136,29 @@ public protocol TargetStore: AnyObject, Sendable {
 
     /// Records the VM's disks and networks (the VM need not have a replica yet).
     func saveMetadata(_ metadata: VMMetadata) throws
+
+    /// The VMs the store holds a replica or metadata of, by name (`replicafs vms --target`).
+    func vmNames() -> [String]
 }
 
 /// Where a disk's change-log chain continues: its chain id and the next LSN.
 public typealias ChainPosition = (chain: String, nextLSN: UInt64)
 
 extension TargetStore {
+    /// A store without progress reports: the export, then 100%.
+    @discardableResult
+    public func export(vm: String, point: PointSelector, disk: String, to destination: String,
+                       progress: ((_ done: Int64, _ total: Int64) -> Void)?) throws -> RecoveryPoint {
+        let p = try export(vm: vm, point: point, disk: disk, to: destination)
+        if let size = try? FileSystem.stat(destination).st_size { progress?(Int64(size), Int64(size)) }
+        return p
+    }
+
     /// The VM's recovery points, oldest first.
     public func points(_ vm: String) throws -> [RecoveryPoint] { try catalog(vm).points }
+
+    /// A store that cannot list its VMs names none (the directory store lists them).
+    public func vmNames() -> [String] { [] }
 
     /// `hasVM`, or an error naming the store.
     public func requireVM(_ vm: String) throws {

@@ -10,14 +10,18 @@ public struct VMMetadata: Codable, Sendable, Equatable {
     public var vm: String
     public var disks: [String]
     public var networks: [String]
+    /// The VM's replication policy as last protected or updated (`replicafs vms --target`);
+    /// nil in metadata written before it was recorded.
+    public var policy: ReplicationPolicy?
 
-    public init(vm: String, disks: [String], networks: [String]) {
+    public init(vm: String, disks: [String], networks: [String], policy: ReplicationPolicy? = nil) {
         self.vm = vm
         self.disks = disks
         self.networks = networks
+        self.policy = policy
     }
 
     public init(_ protected: ProtectedVM) {
-        self.init(vm: protected.name, disks: protected.disks, networks: protected.networks ?? [])
+        self.init(vm: protected.name, disks: protected.disks, networks: protected.networks ?? [], policy: protected.policy)
     }
 }

@@ -7,7 +7,8 @@ import Glibc
 /// a `kill -9` lands exactly at that step instead of racing for it. Off unless the environment
 /// asks for it (production never sets these variables):
 ///
-/// - `REPLICAFS_FAULT` lists the steps that may stop (comma-separated, e.g. `commit-after-copy`);
+/// - `REPLICAFS_FAULT` lists the steps that may stop (comma-separated, e.g. `commit-after-copy`,
+///   `rotate-before-checkpoint`);
 /// - `REPLICAFS_FAULT_DIR` is a directory the test owns.
 ///
 /// A listed step fires only while the test has armed it by creating `<dir>/<step>.arm` (so

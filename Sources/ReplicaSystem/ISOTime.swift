@@ -4,6 +4,17 @@ import Foundation
 /// offset or fractional seconds), refusing impossible ones: Foundation's formatter rolls
 /// `2026-02-30` over to March 2, which would select a point or start time nobody asked for.
 public enum ISOTime {
+    /// The one form of every time the commands print and the daemons report: ISO-8601 UTC
+    /// with milliseconds (`2026-11-23T18:30:00.123Z`), which `parse` reads back.
+    public static func format(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
+    }
+
+    /// `format` of a time in nanoseconds since the epoch.
+    public static func format(nanos: UInt64) -> String { format(Date(timeIntervalSince1970: Double(nanos) / 1e9)) }
+
     /// The date, or nil when the text is not an ISO-8601 date-time or names a day, hour,
     /// minute or second that does not exist.
     public static func parse(_ text: String) -> Date? {

@@ -11,7 +11,7 @@ import Glibc
 /// whose quiesce command then runs as root (docs/security.md).
 public enum StateDirectory {
     public static let name = ".replicafs"
-    static let subdirectories = ["vms", "resync", "shipped"]
+    static let subdirectories = ["vms", "resync", "shipped", "checkpoints"]
 
     public static func path(disksDir: String) -> String { disksDir + "/" + name }
 

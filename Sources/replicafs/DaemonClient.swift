@@ -26,7 +26,14 @@ func daemonProtecting(_ vm: String) throws -> MountRegistry.Entry {
     for entry in MountRegistry().all() where MountRegistry.isAlive(entry.pid) {
         if ProtectedVM.all(disksDir: entry.disksDir).contains(where: { $0.name == vm }) { return entry }
     }
-    throw ReplicaError("unknown VM \(vm): no running mount protects it")
+    guard let entry = VMRegistry().lookup(vm) else {
+        throw ReplicaError("unknown VM \(vm): not registered on this host and no running mount protects it; `replicafs protect \(vm) --disks-dir <dir> --disk <img> --target <store>` (`replicafs vms` lists the VMs known here)", code: .unknownVM)
+    }
+    if let failover = entry.failover {
+        throw ReplicaError("VM \(vm) is failed over here (\(failover.kind) failover on \(failover.mountpoint)): no protected mount replicates it; `replicafs status \(vm)` says what to run next")
+    }
+    guard let dir = entry.disksDir else { throw ReplicaError("VM \(vm) is known here only from its store \(entry.target): no mount protects it on this host") }
+    throw ReplicaError("VM \(vm) is protected in \(dir) but no running mount serves it: `replicafs mount \(dir) <mountpoint>`", code: .mountNotRunning)
 }
 
 /// Unmounts a replicafs mount (protected or failover) cleanly and waits for its daemon to

@@ -23,7 +23,10 @@ struct FailbackCommand: ParsableCommand {
     @Option(help: "minimize-downtime or full-download.") var mode: Mode?
     @Flag(help: "Abandon a failback that stopped after freezing the failover mount: it takes writes again.")
     var abort = false
-    @Option(help: "The disks directory to fail back to (default: the original site; created if gone).") var to: String?
+    @OptionGroup var destination: DisksDirOption
+    /// The disks directory to bring the disks to: --disks-dir, else where the failover came
+    /// from (or was reprotected to), else the one this host registered for the VM.
+    var to: String? { destination.disksDir ?? registeredHome(vm, target: target) }
     @Option(help: "Block size for the checksum comparison, in bytes.") var blockSize = 1 << 20
     @OptionGroup var output: OutputOptions
     var json: Bool { output.json }
@@ -45,7 +48,15 @@ struct FailbackCommand: ParsableCommand {
             return
         }
         guard let mode else { throw ReplicaError("give --mode minimize-downtime or --mode full-download", code: .badRequest) }
-        let report = try coordinator(store, quiet: json).failback(vm: vm, mode: mode, to: to, blockSize: blockSize)
+        // The step lines end the bar's line before they print.
+        let reporter = ProgressReporter()
+        let failover = FailoverCoordinator(store: store, mounts: ProcessFailoverMounts(), progress: { line in
+            reporter.finish()
+            if !json { print(line) }
+        })
+        failover.copyProgress = { label, done, total in reporter.update(label, done: done, total: total) }
+        let report = try failover.failback(vm: vm, mode: mode, to: to, blockSize: blockSize)
+        reporter.finish()
         if json { return try printJSON(report) }
         print("failed back VM \(vm) to \(report.to) (\(mode.rawValue)): \(report.bytesSent) bytes sent of \(report.diskBytes) (\(report.bytesSentRunning) while running, \(report.bytesSentFinal) in \(String(format: "%.1f", report.downtimeSeconds)) s of downtime); store point \(report.point) holds the failed-back disks")
         print("next: `replicafs mount \(report.to) <mountpoint>` resumes protection to \(store.location)")

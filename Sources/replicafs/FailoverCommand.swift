@@ -56,7 +56,7 @@ struct FailoverStartCommand: ParsableCommand {
         let state = started.state, mp = state.mountpoint, source = state.sourceDisksDir
         let seconds = started.mount.seconds
         let p = state.point
-        let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(p.timeNanos) / 1e9))
+        let when = ISOTime.format(nanos: p.timeNanos)
         if json {
             struct Out: Encodable {
                 var vm: String, kind: String, point: Int, consistency: String, time: String
@@ -85,11 +85,13 @@ struct FailoverCleanupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cleanup", abstract: "End a test (or uncommitted) failover: unmount it and discard its writes, leaving no trace.")
     @OptionGroup var stored: StoredVMOptions
+    @OptionGroup var output: OutputOptions
     var vm: String { stored.vm }
     var target: String { stored.target }
 
     func run() throws {
         let state = try coordinator(try openTargetStore(target)).cleanup(vm: vm)
+        if output.json { return try printJSON(FailoverResult(state, action: "cleanup")) }
         print("cleaned up the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)): its writes are discarded")
     }
 }
@@ -98,11 +100,13 @@ struct FailoverCommitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "commit", abstract: "Make a failover's recovery point final (older points are discarded).")
     @OptionGroup var stored: StoredVMOptions
+    @OptionGroup var output: OutputOptions
     var vm: String { stored.vm }
     var target: String { stored.target }
 
     func run() throws {
         let state = try coordinator(try openTargetStore(target)).commit(vm: vm)
+        if output.json { return try printJSON(FailoverResult(state, action: "commit")) }
         print("committed the \(state.kind.rawValue) failover of VM \(vm) at point \(state.point.id)")
     }
 }
@@ -113,7 +117,8 @@ struct FailoverRemountCommand: ParsableCommand {
         abstract: "Mount a failover again after its daemon died (or the machine restarted): every fsynced write is there.",
         discussion: "--all remounts every failover the store records whose mount is not running (what replicafs-failover-remount@.service runs at boot).")
     @Argument(help: "VM name (or --all).") var vm: String?
-    @Option(help: "Target store directory.") var target: String
+    @Option(help: "Target store (default: the one this host registered for the VM; with --all, every store of a failover started here).")
+    var target: String?
     @Flag(help: "Every failover recorded in the store whose mount is not running.") var all = false
 
     func validate() throws {
@@ -122,12 +127,27 @@ struct FailoverRemountCommand: ParsableCommand {
         if let vm, !ProtectedVM.validName(vm) {
             throw ReplicaError("bad VM name '\(vm)': use letters, digits, '.', '_' and '-'", code: .badRequest)
         }
-        guard !target.isEmpty else { throw ReplicaError("--target is empty", code: .badRequest) }
+        guard target?.isEmpty != true else { throw ReplicaError("--target is empty", code: .badRequest) }
     }
 
     func run() throws {
+        guard let target else {
+            guard let vm else {
+                // --all without a store: every store holding a failover started on this host.
+                let targets = Set(VMRegistry().all().filter { $0.failover != nil }.map(\.target)).sorted()
+                if targets.isEmpty { return print("no failovers started on this host") }
+                for t in targets { try remountAll(try openTargetStore(t)) }
+                return
+            }
+            let entry = try VMRegistry().require(vm, for: "failover remount")
+            return try remount(vm, in: try openTargetStore(entry.target))
+        }
         let store = try openTargetStore(target)
         guard let vm else { return try remountAll(store) }
+        try remount(vm, in: store)
+    }
+
+    private func remount(_ vm: String, in store: any TargetStore) throws {
         let started = try coordinator(store).remount(vm: vm)
         let state = started.state, launched = started.mount
         print("remounted the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)) on \(state.mountpoint) (daemon pid \(launched.pid))")
@@ -177,5 +197,26 @@ struct FailoverServeCommand: ParsableCommand {
             case .failure(let error): DaemonLauncher.answer(readyFd, "ERROR \(describe(error))")
             }
         }
+    }
+}
+
+/// `failover cleanup|commit --json`: what was cleaned up or committed.
+struct FailoverResult: Encodable {
+    var vm: String
+    /// cleanup or commit.
+    var action: String
+    /// test, planned or unplanned.
+    var kind: String
+    var point: Int
+    var time: String
+    var mountpoint: String
+
+    init(_ state: FailoverState, action: String) {
+        vm = state.vm
+        self.action = action
+        kind = state.kind.rawValue
+        point = state.point.id
+        time = ISOTime.format(nanos: state.point.timeNanos)
+        mountpoint = state.mountpoint
     }
 }

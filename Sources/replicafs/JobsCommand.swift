@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ReplicaControl
 import ReplicaMount
+import ReplicaStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,12 +17,19 @@ struct JobsCommand: ParsableCommand {
         var job: String
         var state: String
         var percent: Double?
-        var mbPerSecond: Double?
+        var bytesPerSecond: Double?
         var etaSeconds: Double?
         var lastPoint: Int?
         var lastError: String?
         /// Failover jobs: bytes the failed-over VM wrote since the failover.
         var bytesWritten: Int64?
+        /// Replication jobs: "forward" (to the store) or "reverse" (a failover back to the
+        /// original site), with lag, health and the retry count, alike for both.
+        var direction: String?
+        var lagSeconds: Double?
+        var lastShipment: String?
+        var health: String?
+        var retryAttempt: Int?
     }
 
     func run() throws {
@@ -32,6 +40,11 @@ struct JobsCommand: ParsableCommand {
                 let written = f.disks.reduce(Int64(0)) { $0 + $1.writtenBytes }
                 jobs.append(Job(vm: f.vm, job: "\(f.kind) failover", state: f.frozen ? "frozen for failback" : "running on \(f.mountpoint)",
                                 lastPoint: f.point, lastError: nil, bytesWritten: written))
+                if let r = f.reverse {
+                    let state = r.paused ? "paused (failback)" : !r.ready ? "waiting for reprotect" : r.nextRetryAt.map { "retry at \($0)" } ?? "every \(ReplicationPolicy.describe(r.intervalSeconds)) to \(r.destination)"
+                    jobs.append(Job(vm: f.vm, job: "reverse replication", state: state, lastError: r.lastError, direction: r.direction,
+                                    lagSeconds: r.lagSeconds, lastShipment: r.lastShipment, health: r.health.rawValue, retryAttempt: r.retryAttempt))
+                }
             }
             guard let status = response.status else { continue }
             for v in status.vms {
@@ -40,12 +53,19 @@ struct JobsCommand: ParsableCommand {
                                     percent: v.resyncPercent, lastPoint: v.lastPoint, lastError: v.lastError))
                     continue
                 }
+                if v.state == .failedOver {
+                    jobs.append(Job(vm: v.vm, job: "delta replication", state: "failed over: \(v.nextStep ?? "?")", lastPoint: v.lastPoint,
+                                    lastError: v.lastError, direction: "forward", health: v.health.rawValue, retryAttempt: v.retryAttempt))
+                    continue
+                }
                 let initial = v.state == .initialReplication || v.state == .initialReplicationScheduled
                 jobs.append(Job(vm: v.vm, job: initial ? "initial replication" : "delta replication",
                                 state: v.health == .critical ? "critical" : v.nextRetryAt.map { "retry at \($0)" }
                                     ?? (v.state == .initialReplicationScheduled ? "scheduled for \(v.initialScheduledAt ?? "?")" : (initial ? "running" : "protected")),
-                                percent: initial ? v.initialPercent : nil, mbPerSecond: initial ? v.initialMBps : nil,
-                                etaSeconds: initial ? v.initialETASeconds : nil, lastPoint: v.lastPoint, lastError: v.lastError))
+                                percent: initial ? v.initialPercent : nil, bytesPerSecond: initial ? v.initialMBps.map { $0 * 1e6 } : nil,
+                                etaSeconds: initial ? v.initialETASeconds : nil, lastPoint: v.lastPoint, lastError: v.lastError,
+                                direction: "forward", lagSeconds: v.lagSeconds, lastShipment: v.lastPointTime, health: v.health.rawValue,
+                                retryAttempt: v.retryAttempt))
             }
         }
         if json { return try printJSON(jobs) }
@@ -53,10 +73,15 @@ struct JobsCommand: ParsableCommand {
         for j in jobs {
             var line = "\(j.vm)\t\(j.job)\t\(j.state)"
             if let p = j.percent { line += String(format: "\t%.0f%%", p) }
-            if let r = j.mbPerSecond { line += String(format: "\t%.1f MB/s", r) }
+            if let r = j.bytesPerSecond { line += String(format: "\t%.1f MB/s", r / 1e6) }
             if let e = j.etaSeconds { line += String(format: "\tETA %.0f s", e) }
             if let p = j.lastPoint { line += j.job.hasSuffix("failover") ? "\tpoint \(p)" : "\tlast point \(p)" }
             if let w = j.bytesWritten { line += "\t\(w) bytes written" }
+            if j.job == "reverse replication" {
+                line += "\tlast shipment \(j.lastShipment ?? "none")"
+                if let l = j.lagSeconds { line += String(format: "\tlag %.1f s", l) }
+                line += "\thealth \(j.health ?? "?")\tretries \(j.retryAttempt ?? 0)"
+            }
             if let e = j.lastError { line += "\tLAST ERROR: \(e)" }
             print(line)
         }

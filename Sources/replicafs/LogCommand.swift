@@ -41,7 +41,7 @@ struct LogCommand: ParsableCommand {
     }
 
     static func timeString(_ nanos: UInt64) -> String {
-        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(nanos) / 1e9))
+        ISOTime.format(nanos: nanos)
     }
 
     struct Show: ParsableCommand {

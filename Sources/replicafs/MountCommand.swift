@@ -28,15 +28,28 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Maximum FUSE worker threads.")
     var threads: UInt32 = 10
 
+    @Option(help: "Serve Prometheus metrics of the protected VMs on HOST:PORT (e.g. 127.0.0.1:9464), at /metrics.")
+    var metrics: String?
+
+    @OptionGroup var output: OutputOptions
+
     @Option(help: .hidden)
     var readyFd: Int32 = -1
+
+    /// `mount --json`.
+    struct Result: Encodable {
+        var disksDir: String, mountpoint: String, pid: Int32, log: String
+        /// The metrics URL, when served.
+        var metrics: String?
+    }
 
     func run() throws {
         var options = MountOptions()
         options.writebackCache = !noWritebackCache
         options.maxThreads = max(1, threads)
         options.allowOther = geteuid() == 0
-        let daemon = MountDaemon(disksDir: disksDir, mountpoint: mountpoint, options: options)
+        var daemon = MountDaemon(disksDir: disksDir, mountpoint: mountpoint, options: options)
+        daemon.metricsAddress = metrics
         if foreground {
             try daemon.run { error in
                 DaemonLauncher.answer(readyFd, error.map { "ERROR \(describe($0))" } ?? "READY")
@@ -52,8 +65,14 @@ struct MountCommand: ParsableCommand {
         let mp = try daemon.preflight()
         var args = ["mount", disksDir, mountpoint, "--foreground", "--threads", String(threads)]
         if noWritebackCache { args.append("--no-writeback-cache") }
+        if let metrics { args += ["--metrics", metrics] }
         let launched = try DaemonLauncher.launch(args, logPath: daemon.registry.paths(for: mp).log, runDirectory: daemon.registry.runDirectory)
-        print("mounted \(disksDir) on \(mp) (daemon pid \(launched.pid), log \(launched.log))")
+        if output.json {
+            try printJSON(Result(disksDir: try FileSystem.realPath(disksDir), mountpoint: mp, pid: launched.pid, log: launched.log,
+                                      metrics: metrics.map { "http://\($0)/metrics" }))
+        } else {
+            print("mounted \(disksDir) on \(mp) (daemon pid \(launched.pid), log \(launched.log))\(metrics.map { ", metrics on http://\($0)/metrics" } ?? "")")
+        }
         for skipped in (try? DiskEntries.scan(FileSystem.realPath(disksDir)).skipped) ?? [] {
             FileHandle.standardError.write(Data("replicafs: skipping \(skipped.name): \(skipped.reason) (\(DiskEntries.rule))\n".utf8))
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ReplicaMount
 import ReplicaStore
+import ReplicaSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,7 +24,7 @@ struct PointsCommand: ParsableCommand {
         var disks: [String: Int64]
         init(_ p: RecoveryPoint) {
             id = p.id
-            time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(p.timeNanos) / 1e9))
+            time = ISOTime.format(nanos: p.timeNanos)
             consistency = p.consistency.rawValue
             cut = p.cut
             disks = p.diskSizes

@@ -17,7 +17,10 @@ struct ReprotectCommand: ParsableCommand {
     @OptionGroup var stored: StoredVMOptions
     var vm: String { stored.vm }
     var target: String { stored.target }
-    @Option(help: "The original site's disks directory (default: the one the failover came from).") var to: String?
+    @OptionGroup var destination: DisksDirOption
+    /// The disks directory to bring the disks to: --disks-dir, else where the failover came
+    /// from (or was reprotected to), else the one this host registered for the VM.
+    var to: String? { destination.disksDir ?? registeredHome(vm, target: target) }
     @Option(help: "Block size for the checksum comparison, in bytes.") var blockSize = 1 << 20
     @Option(help: "How often the failover mount ships its reverse logs (30s, 5m, ...).") var copyFrequency = "30s"
     @OptionGroup var output: OutputOptions

@@ -19,7 +19,9 @@ struct ResyncCommand: ParsableCommand {
 
     func run() throws {
         let entry = try daemonProtecting(vm)
-        let response = try ControlClient.call(socket: entry.socket, pid: entry.pid, ControlRequest(op: .resync, vm: vm, now: now))
+        let response = try DaemonProgress.showing(entry, vm: vm) {
+            try ControlClient.call(socket: entry.socket, pid: entry.pid, ControlRequest(op: .resync, vm: vm, now: now))
+        }
         guard response.ok, let outcome = response.resync else { throw ReplicaError(response.error ?? "resync failed") }
         if json { return try printJSON(outcome) }
         guard let report = outcome.report else {

@@ -17,7 +17,10 @@ struct SnapshotCommand: ParsableCommand {
 
     func run() throws {
         let entry = try daemonProtecting(vm)
-        let response = try ControlClient.call(socket: entry.socket, pid: entry.pid, ControlRequest(op: .snapshot, vm: vm, appConsistent: appConsistent))
+        // A first snapshot runs the initial copy, a required resync runs first: their progress shows.
+        let response = try DaemonProgress.showing(entry, vm: vm) {
+            try ControlClient.call(socket: entry.socket, pid: entry.pid, ControlRequest(op: .snapshot, vm: vm, appConsistent: appConsistent))
+        }
         guard response.ok, let point = response.point else { throw ReplicaError(response.error ?? "snapshot failed") }
         if json { return try printJSON(PointsCommand.Row(point)) }
         print("recovery point \(point.id) (\(point.consistency.rawValue)-consistent) committed for \(vm)")

@@ -17,10 +17,16 @@ struct UnmountCommand: ParsableCommand {
     @Option(help: "Seconds to wait for the daemon to seal its logs.")
     var timeout: Double = 120
 
+    @OptionGroup var output: OutputOptions
+
     func run() throws {
         let mp = try MountDaemon.absolutePath(mountpoint)
         let wasAlive = MountRegistry().lookup(mp).map { MountRegistry.isAlive($0.pid) } ?? false
         try stopMount(mp, timeout: timeout)
+        if output.json {
+            struct Result: Encodable { var mountpoint: String, daemonWasRunning: Bool }
+            return try printJSON(Result(mountpoint: mp, daemonWasRunning: wasAlive))
+        }
         print(wasAlive ? "unmounted \(mp)" : "unmounted \(mp) (its daemon was already gone: the logs will be repaired at the next mount)")
     }
 }

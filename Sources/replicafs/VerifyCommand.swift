@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplicaControl
 import ReplicaMount
 import ReplicaStore
 import ReplicaSystem
@@ -16,7 +17,7 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var stored: StoredVMOptions
     var vm: String { stored.vm }
     var target: String { stored.target }
-    @Option(help: "Directory holding the source images.") var disksDir: String
+    @Option(help: "Directory holding the source images (default: the one this host registered for the VM).") var disksDir: String?
     @Option(help: "A point id, latest or latest-app (default: the replica as it is).") var point: String?
     @Option(help: "Block size in bytes.") var blockSize = 1 << 20
     @OptionGroup var output: OutputOptions
@@ -39,6 +40,9 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         let selector = try point.map(PointSelector.init)
         guard blockSize > 0 && blockSize <= 64 << 20 else { throw ReplicaError("bad --block-size \(blockSize): use 1 byte to 64 MiB") }
+        guard let disksDir = disksDir ?? VMRegistry().lookup(vm)?.disksDir else {
+            throw ReplicaError("the disks directory of VM \(vm) is not known on this host: give --disks-dir")
+        }
         guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
         let store = try openTargetStore(target)
         let disks = try store.catalog(vm).disks.map(\.name)

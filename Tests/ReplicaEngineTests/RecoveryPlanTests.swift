@@ -100,7 +100,7 @@ struct RecoveryPlanTests {
         let vm = ProtectedVM(name: "db1", disks: ["os.img"], target: dir, policy: ReplicationPolicy(), networks: ["prod-lan"])
         let store: any TargetStore = try DirectoryStore(root: dir)
         try store.saveMetadata(VMMetadata(vm))
-        #expect(try store.metadata(vm: "db1") == VMMetadata(vm: "db1", disks: ["os.img"], networks: ["prod-lan"]))
+        #expect(try store.metadata(vm: "db1") == VMMetadata(vm: "db1", disks: ["os.img"], networks: ["prod-lan"], policy: ReplicationPolicy()))
         #expect(try store.metadata(vm: "nope") == nil)
         // Settings saved before networks existed decode with none.
         let old = #"{"name":"a","disks":["x.img"],"target":"/s","policy":{"copyFrequency":300,"retention":86400}}"#

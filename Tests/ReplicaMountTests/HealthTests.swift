@@ -114,7 +114,8 @@ struct HealthTests {
         #expect(exportSum(site, "hv", point: "latest", disk: "d.img") == sumA)
         #expect(sealedLogBytes(site, "d.img") > (mib + 1) << 20)
         // Compressed transfers that failed left nothing in the store's incoming directory.
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: store + "/hv/incoming")) ?? []).isEmpty)
+        let incoming = (try? FileManager.default.contentsOfDirectory(atPath: store + "/hv/incoming")) ?? []
+        #expect(incoming.isEmpty, "left in incoming/: \(incoming)")
 
         // Space comes back: the next retry ships everything that accumulated.
         Shell.must("mount -o remount,size=256M '\(store)'")

@@ -16,7 +16,7 @@ struct OperabilityTests {
     }()
 
     /// A scratch prefix with ReplicaFS installed by `Tools/install.sh --prefix` (the test
-    /// binary, no man page: the man page needs a release build).
+    /// binary, and with it the committed man page docs/man/replicafs.1).
     final class Installed {
         let prefix: String
         var bin: String { prefix + "/bin/replicafs" }
@@ -25,7 +25,7 @@ struct OperabilityTests {
 
         init() {
             prefix = Shell.must("mktemp -d /tmp/ops-units-prefix-XXXXXX")
-            Shell.must("'\(OperabilityTests.repo)/Tools/install.sh' --prefix '\(prefix)' --bin \"$RFS\" --no-man")
+            Shell.must("'\(OperabilityTests.repo)/Tools/install.sh' --prefix '\(prefix)' --bin \"$RFS\"")
         }
 
         func remove() { Shell.run("rm -rf '\(prefix)'") }
@@ -47,6 +47,8 @@ struct OperabilityTests {
         #expect(Shell.must("cat '\(installed.prefix)/share/bash-completion/completions/replicafs'").contains("failover"))
         #expect(Shell.must("cat '\(installed.prefix)/share/zsh/site-functions/_replicafs'").contains("#compdef replicafs"))
         #expect(Shell.must("cat '\(installed.prefix)/share/fish/vendor_completions.d/replicafs.fish'").contains("replicafs"))
+        // The man page (ManPageTests checks the committed page against the command tree).
+        Shell.must("cmp '\(Self.repo)/docs/man/replicafs.1' '\(installed.prefix)/share/man/man1/replicafs.1'")
         // Nothing outside the prefix: a relative prefix or an unknown option is refused.
         let bad = Shell.run("'\(Self.repo)/Tools/install.sh' --prefix relative/dir --bin \"$RFS\" --no-man")
         #expect(!bad.ok && bad.stderr.contains("--prefix must be an absolute path"), "\(bad.stderr)")

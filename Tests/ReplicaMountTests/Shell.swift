@@ -36,6 +36,9 @@ struct Shell {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var env = ProcessInfo.processInfo.environment
         env["RFS"] = replicafs
+        // Tests use copy frequencies such as 1s and 1h, outside the seeds' 30s/5m/15m (a test
+        // of the limits passes REPLICAFS_ALLOW_ANY_FREQUENCY=0).
+        if env["REPLICAFS_ALLOW_ANY_FREQUENCY"] == nil { env["REPLICAFS_ALLOW_ANY_FREQUENCY"] = "1" }
         for (k, v) in environment { env[k] = v }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -105,7 +105,7 @@ struct FailoverCoordinatorTests {
         let commit = code { try c.commit(vm: "vm1") }
         #expect(commit == (.badRequest, "VM vm1 is in a test failover: it cannot be committed, only cleaned up"))
         let reprotect = code { _ = try c.reprotect(vm: "vm1", to: base.dir + "/home") }
-        #expect(reprotect == (.badRequest, "VM vm1 is in a test failover: clean it up; only a real failover fails back"))
+        #expect(reprotect == (.badRequest, "VM vm1 is in a test failover: `replicafs failover cleanup vm1 --target \(store.location)` ends it; only a real failover fails back"))
         #expect(!FileSystem.exists(base.dir + "/home"), "a refused reprotect created its destination")
 
         try c.cleanup(vm: "vm1")
