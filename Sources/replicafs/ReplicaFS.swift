@@ -12,7 +12,8 @@ struct ReplicaFS: ParsableCommand {
         subcommands: [MountCommand.self, UnmountCommand.self, RotateCommand.self, StatusCommand.self, LogCommand.self,
                       ProtectCommand.self, UnprotectCommand.self, SnapshotCommand.self, PointsCommand.self, ExportCommand.self, JobsCommand.self,
                       FailoverCommand.self, ReprotectCommand.self, FailbackCommand.self, PlanCommand.self,
-                      ResumeCommand.self, ResyncCommand.self, VerifyCommand.self, BlockSyncCommand.self]
+                      ResumeCommand.self, ResyncCommand.self, VerifyCommand.self, BlockSyncCommand.self,
+                      CertsCommand.self]
     )
 
     /// Operator errors print as one line, `replicafs: <problem>`, and exit 1; usage errors
