@@ -12,7 +12,11 @@ import Testing
 /// client in B, with site certificates for their addresses. Proves the test helper and what
 /// the network tests build on: the handshake crosses the link, a cut link is a recoverable
 /// error (not a refusal), the link comes back, and shaping on the link is measurable.
-@Suite(.serialized, .timeLimit(.minutes(3)))
+/// Opt-in for now (REPLICAFS_NETNS_TESTS=1): after these tests a thread of the test process is
+/// still in a namespace, which breaks later loopback tests in the same process (cause not yet found).
+@Suite(.serialized, .timeLimit(.minutes(3)),
+       .enabled(if: ProcessInfo.processInfo.environment["REPLICAFS_NETNS_TESTS"] == "1",
+                "set REPLICAFS_NETNS_TESTS=1: these tests leave a thread in a namespace, run them in a process of their own"))
 struct NamespaceTLSTests {
     /// A receiver in namespace A, a client whose only event loop lives in namespace B.
     final class TwoHosts: Sendable {
@@ -66,6 +70,8 @@ struct NamespaceTLSTests {
 
         func close() async {
             try? await client.shutdown()
+            // Threads go back before they end: a thread left in a namespace must never be reused.
+            try? await group.next().submit { [net] in try net.leave() }.get()
             try? await group.shutdownGracefully()
             await server.stop()
             try? FileSystem.removeTree(root)

@@ -22,6 +22,8 @@ public final class NetworkNamespaces: @unchecked Sendable {
     private let lock = NSLock()
     private var processes: [Process] = []
     private var removed = false
+    /// The namespace the process started in, to bring threads back (`leave()`).
+    private let home: Int32
 
     /// The script that does the work, found beside the sources.
     public static let script: String = {
@@ -52,6 +54,7 @@ public final class NetworkNamespaces: @unchecked Sendable {
     /// Creates both namespaces under a new unique prefix.
     public init() throws {
         prefix = "rfs" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)
         let result = try Self.run([Self.script, "up", prefix])
         guard result.status == 0 else {
             _ = try? Self.run([Self.script, "down", prefix])
@@ -59,7 +62,15 @@ public final class NetworkNamespaces: @unchecked Sendable {
         }
     }
 
-    deinit { cleanup() }
+    deinit {
+        cleanup()
+        close(home)
+    }
+
+    /// Brings the calling thread back to the process's own namespace.
+    public func leave() throws {
+        guard Self.setns(home, Self.cloneNewNet) == 0 else { throw NamespaceError("setns back: \(String(cString: strerror(errno)))") }
+    }
 
     /// Kills what `spawn` started and deletes both namespaces; safe to call more than once.
     public func cleanup() {
@@ -127,7 +138,7 @@ public final class NetworkNamespaces: @unchecked Sendable {
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread { [self] in
-            box.result = Result { try self.enter(namespace); return try body() }
+            box.result = Result { try self.enter(namespace); defer { try? self.leave() }; return try body() }
             done.signal()
         }
         thread.start()
