@@ -13,7 +13,8 @@ struct ReplicaFS: ParsableCommand {
                       ProtectCommand.self, UnprotectCommand.self, SnapshotCommand.self, PointsCommand.self, ExportCommand.self, JobsCommand.self,
                       FailoverCommand.self, ReprotectCommand.self, FailbackCommand.self, PlanCommand.self,
                       ResumeCommand.self, ResyncCommand.self, VerifyCommand.self, BlockSyncCommand.self,
-                      VMsCommand.self, PolicyCommand.self, EventsCommand.self]
+                      VMsCommand.self, PolicyCommand.self, EventsCommand.self,
+                      CertsCommand.self]
     )
 
     /// Operator errors print as one line, `replicafs: <problem>`, and exit 1; usage errors
