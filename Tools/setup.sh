@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what ReplicaFS needs on a fresh Debian 12 machine (as root): libfuse3, zlib,
-# and the real tools the tests and the demo drive (fio, e2fsprogs, sqlite3, util-linux).
+# the real tools the tests and the demo drive (fio, e2fsprogs, sqlite3, util-linux), and a
+# single-node Ceph (monitor, manager, OSD, radosgw) for the object-store tests (Tools/ceph.sh).
 set -euo pipefail
-packages=(libfuse3-dev fuse3 zlib1g-dev pkg-config fio e2fsprogs sqlite3 util-linux python3 rsync)
+packages=(libfuse3-dev fuse3 zlib1g-dev pkg-config fio e2fsprogs sqlite3 util-linux python3 rsync
+          ceph-mon ceph-mgr ceph-osd radosgw ceph-common uuid-runtime)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
