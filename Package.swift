@@ -76,6 +76,7 @@ let package = Package(
         .target(name: "ReplicaObjectStore", dependencies: [
             "ReplicaSystem", "ReplicaLog", "ReplicaStore",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
