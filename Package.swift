@@ -104,7 +104,8 @@ let package = Package(
         ]),
         .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
         .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaNet"]),
-        .testTarget(name: "ReplicaObjectStoreTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaObjectStore"]),
+        .testTarget(name: "ReplicaObjectStoreTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore",
+            "ReplicaObjectStore", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaEngine", "replicafs"]),
     ],
     swiftLanguageModes: [.v6]

@@ -30,6 +30,8 @@ public struct ReplicaError: Error, CustomStringConvertible, Equatable, Sendable 
         case mountNotRunning
         /// The mount daemon could not start.
         case launchFailed
+        /// A conditional write lost: another writer changed the object first (object store).
+        case preconditionFailed
     }
     public let description: String
     public let kind: Kind
