@@ -115,7 +115,8 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
-        .testTarget(name: "ReplicaObjectStoreTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaObjectStore"]),
+        .testTarget(name: "ReplicaObjectStoreTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore",
+            "ReplicaObjectStore", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaEngine", "replicafs"]),
     ],
     swiftLanguageModes: [.v6]

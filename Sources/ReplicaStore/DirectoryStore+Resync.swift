@@ -18,6 +18,14 @@ extension StoreCatalog {
         public var reason: String?
         /// The disks' chain positions and sizes before the resync, restored when it is dropped.
         public var disksBefore: [Disk]
+
+        public init(pointID: Int, finished: Bool, startedNanos: UInt64, reason: String?, disksBefore: [Disk]) {
+            self.pointID = pointID
+            self.finished = finished
+            self.startedNanos = startedNanos
+            self.reason = reason
+            self.disksBefore = disksBefore
+        }
     }
 }
 

@@ -15,4 +15,12 @@ public struct RecoveryPoint: Codable, Sendable, Equatable {
     public var cut: UInt64
     /// Each disk's size at the point.
     public var diskSizes: [String: Int64]
+
+    public init(id: Int, timeNanos: UInt64, consistency: Consistency, cut: UInt64, diskSizes: [String: Int64]) {
+        self.id = id
+        self.timeNanos = timeNanos
+        self.consistency = consistency
+        self.cut = cut
+        self.diskSizes = diskSizes
+    }
 }

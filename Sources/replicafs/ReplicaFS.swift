@@ -21,6 +21,7 @@ struct ReplicaFS: ParsableCommand {
     /// keep ArgumentParser's help text.
     static func main() {
         DaemonLog.bootstrap()
+        ObjectStoreOpener.register()
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
