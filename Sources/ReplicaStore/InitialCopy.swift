@@ -8,6 +8,16 @@ public struct InitialCopy: Codable, Sendable {
         /// Offset below which the replica holds the copy.
         public var copiedTo: Int64
         public var done: Bool
+
+        public init(name: String, chain: String, nextLSN: UInt64, copiedTo: Int64, done: Bool) {
+            self.name = name
+            self.chain = chain
+            self.nextLSN = nextLSN
+            self.copiedTo = copiedTo
+            self.done = done
+        }
     }
     public var disks: [Disk]
+
+    public init(disks: [Disk]) { self.disks = disks }
 }
