@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.3.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
+        // HTTP field names and statuses of the receiver's routes (what Hummingbird 2 speaks).
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // System libraries: libfuse3 (the kernel interface) and zlib (compression of shipped logs).
@@ -57,16 +59,20 @@ let package = Package(
         // The secondary site over the network: the receiver (`serve`) in front of a local store,
         // the remote store the sender talks to, the site PKI and mutual TLS.
         .target(name: "ReplicaNet", dependencies: [
-            "ReplicaSystem", "ReplicaLog", "ReplicaStore",
+            "ReplicaSystem", "ReplicaLog", "ReplicaStore", "CLinux",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         // The object-storage target (S3 API, Ceph RGW): a bucket client with SigV4 signing and
         // a store laid out as immutable objects with a catalog written last.
@@ -103,7 +109,9 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
-        .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaNet"]),
+        .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaNet",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         .testTarget(name: "ReplicaObjectStoreTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaObjectStore"]),
         .testTarget(name: "ReplicaMountTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaEngine", "replicafs"]),
     ],

@@ -33,6 +33,12 @@ public struct BlockSync: Sendable {
         public var bytesDone: Int64
         public var bytesTotal: Int64
         public var bytesSent: Int64
+
+        public init(bytesDone: Int64, bytesTotal: Int64, bytesSent: Int64) {
+            self.bytesDone = bytesDone
+            self.bytesTotal = bytesTotal
+            self.bytesSent = bytesSent
+        }
     }
 
     public let blockSize: Int
