@@ -20,7 +20,7 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         let selector = try PointSelector(point)
         guard !FileSystem.exists(to) else { throw ReplicaError("\(to) already exists: export will not overwrite it") }
-        let p = try openTargetStore(target).export(vm: vm, point: selector, disk: disk, to: to)
+        let p = try openTargetStore(target, options: stored.targetOptions).export(vm: vm, point: selector, disk: disk, to: to)
         print("exported \(disk) of \(vm) at point \(p.id) to \(to)")
     }
 }

@@ -18,7 +18,8 @@ struct ProtectCommand: ParsableCommand {
     @Argument(help: "VM name.") var vm: String
     @Option(help: "Directory holding the VM's images.") var disksDir: String
     @Option(name: .customLong("disk"), help: "An image of the VM (repeat for each disk).") var disks: [String]
-    @Option(help: "Target store directory (the secondary site).") var target: String
+    @Option(help: "Target store: a directory, or a receiver on another host (replicafs://HOST[:PORT], see `serve`).") var target: String
+    @Option(help: "PKI directory for a replicafs:// target (default /etc/replicafs/pki).") var pki: String?
     @Option(help: "continuous, 30s, 5m, 15m, or any duration.") var copyFrequency = "5m"
     @Option(help: "How long recovery points are kept (e.g. 24h).") var retention = "24h"
     @Option(help: "Interval of scheduled app-consistent points (1h to 12h); off when absent.") var appConsistentEvery: String?
@@ -42,8 +43,10 @@ struct ProtectCommand: ParsableCommand {
             throw ReplicaError("disk \(disk) is not an image in \(dir)")
         }
         guard Set(disks).count == disks.count else { throw ReplicaError("a disk is named twice") }
-        guard FileSystem.isDirectory(target) else { throw ReplicaError("target store \(target) does not exist") }
-        guard access(target, W_OK) == 0 else { throw ReplicaError("target store \(target) is not writable") }
+        if TargetStoreOpeners.scheme(of: target) == nil {
+            guard FileSystem.isDirectory(target) else { throw ReplicaError("target store \(target) does not exist") }
+            guard access(target, W_OK) == 0 else { throw ReplicaError("target store \(target) is not writable") }
+        }
         let existing = ProtectedVM.all(disksDir: dir)
         if existing.contains(where: { $0.name == vm }) { throw ReplicaError("VM \(vm) is already protected") }
         for other in existing {
@@ -51,7 +54,8 @@ struct ProtectCommand: ParsableCommand {
                 throw ReplicaError("disk \(shared) is already protected by VM \(other.name)")
             }
         }
-        let store = try openTargetStore(target)
+        let targetOptions = pki.map { TargetOptions(pki: $0) }
+        let store = try openTargetStore(target, options: targetOptions ?? TargetOptions())
         if store.hasVM(vm) { throw ReplicaError("target store \(store.location) already holds a replica of VM \(vm)") }
         var policy = ReplicationPolicy()
         policy.copyFrequency = try ReplicationPolicy.seconds(copyFrequency, what: "--copy-frequency")
@@ -74,7 +78,8 @@ struct ProtectCommand: ParsableCommand {
         }
         guard Set(networks).count == networks.count else { throw ReplicaError("a network is named twice") }
         try policy.validate()
-        let protected = ProtectedVM(name: vm, disks: disks, target: store.location, policy: policy, networks: networks.isEmpty ? nil : networks)
+        let protected = ProtectedVM(name: vm, disks: disks, target: store.location, policy: policy, networks: networks.isEmpty ? nil : networks,
+                                    targetOptions: targetOptions)
         // The store learns the VM's disks and networks now, so a plan can map them without the primary.
         try store.saveMetadata(VMMetadata(protected))
         try protected.save(disksDir: dir)

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import ReplicaNet
+import ReplicaStore
 import ReplicaSystem
 
 /// `replicafs`: protect disk images through a FUSE mount that logs every write.
@@ -12,13 +14,15 @@ struct ReplicaFS: ParsableCommand {
         subcommands: [MountCommand.self, UnmountCommand.self, RotateCommand.self, StatusCommand.self, LogCommand.self,
                       ProtectCommand.self, UnprotectCommand.self, SnapshotCommand.self, PointsCommand.self, ExportCommand.self, JobsCommand.self,
                       FailoverCommand.self, ReprotectCommand.self, FailbackCommand.self, PlanCommand.self,
-                      ResumeCommand.self, ResyncCommand.self, VerifyCommand.self, BlockSyncCommand.self]
+                      ResumeCommand.self, ResyncCommand.self, VerifyCommand.self, BlockSyncCommand.self,
+                      ServeCommand.self]
     )
 
     /// Operator errors print as one line, `replicafs: <problem>`, and exit 1; usage errors
     /// keep ArgumentParser's help text.
     static func main() {
         DaemonLog.bootstrap()
+        TargetStoreOpeners.register(scheme: ReplicaNet.scheme) { target, options in try RemoteStore(url: target, options: options) }
         var command: ParsableCommand
         do {
             command = try parseAsRoot()

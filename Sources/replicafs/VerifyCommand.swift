@@ -40,7 +40,7 @@ struct VerifyCommand: ParsableCommand {
         let selector = try point.map(PointSelector.init)
         guard blockSize > 0 && blockSize <= 64 << 20 else { throw ReplicaError("bad --block-size \(blockSize): use 1 byte to 64 MiB") }
         guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
-        let store = try openTargetStore(target)
+        let store = try openTargetStore(target, options: stored.targetOptions)
         let disks = try store.catalog(vm).disks.map(\.name)
         var sources: [String: SourceFile] = [:]
         for disk in disks {
