@@ -186,6 +186,9 @@ public final class ReceiverServer: Sendable {
             var b = ReceiverAPI.ErrorBody(ReplicaError("receiver: \(e.description)", kind: status == 503 ? .recoverable : .nonRecoverable))
             b.errno = e.errno
             body = b
+        case let e as NIOTooManyBytesError:
+            status = 413
+            body = .init(ReplicaError("receiver: request body over its limit of \(e.maxBytes ?? 0) bytes", kind: .nonRecoverable, code: .badRequest))
         case let e as HTTPError:
             status = Int(e.status.code)
             body = .init(ReplicaError("receiver: \(e.body ?? e.status.reasonPhrase)", kind: .nonRecoverable, code: .badRequest))
