@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
         // The mount daemon's Prometheus endpoint: the text format, and the HTTP server it is served by.
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        // HTTP field names and statuses of the receiver's routes (what Hummingbird 2 speaks).
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // System libraries: libfuse3 (the kernel interface) and zlib (compression of shipped logs).
@@ -59,9 +61,10 @@ let package = Package(
         // The secondary site over the network: the receiver (`serve`) in front of a local store,
         // the remote store the sender talks to, the site PKI and mutual TLS.
         .target(name: "ReplicaNet", dependencies: [
-            "ReplicaSystem", "ReplicaLog", "ReplicaStore",
+            "ReplicaSystem", "ReplicaLog", "ReplicaStore", "CLinux",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOTLS", package: "swift-nio"),
             .product(name: "X509", package: "swift-certificates"),
@@ -69,7 +72,10 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         // The object-storage target (S3 API, Ceph RGW): a bucket client with SigV4 signing and
         // a store laid out as immutable objects with a catalog written last.
@@ -110,7 +116,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ReplicaEngineTests", dependencies: ["ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaEngine"]),
-        .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaStore", "ReplicaNet",
+        .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaTestSupport", "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "ReplicaNet",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -65,3 +65,38 @@ public enum ZlibFrames {
         try dst.fsync()
     }
 }
+
+extension ZlibFrames {
+    /// One buffer deflated (zlib format), what crosses the network for a compressed upload.
+    public static func deflate(_ bytes: UnsafeRawBufferPointer, level: Int32 = 1) throws -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: Int(compressBound(UInt(bytes.count))))
+        var outLen = UInt(output.count)
+        let none: [UInt8] = [0]
+        let rc = none.withUnsafeBufferPointer { empty in
+            output.withUnsafeMutableBufferPointer { out in
+                compress2(out.baseAddress!, &outLen, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? empty.baseAddress!,
+                          UInt(bytes.count), level)
+            }
+        }
+        guard rc == Z_OK else { throw ReplicaError("zlib compress failed (\(rc))") }
+        output.removeSubrange(Int(outLen)...)
+        return output
+    }
+
+    /// Inflates a buffer `deflate` made into exactly `rawLength` bytes (at most `limit`); a
+    /// damaged or mislabelled buffer is refused.
+    public static func inflate(_ bytes: UnsafeRawBufferPointer, rawLength: Int, limit: Int) throws -> [UInt8] {
+        guard rawLength >= 0, rawLength <= limit else { throw ReplicaError("compressed chunk of \(rawLength) bytes exceeds \(limit)", code: .badRequest) }
+        var output = [UInt8](repeating: 0, count: max(rawLength, 1))
+        var outLen = UInt(rawLength)
+        let none: [UInt8] = [0]
+        let rc = none.withUnsafeBufferPointer { empty in
+            output.withUnsafeMutableBufferPointer { out in
+                uncompress(out.baseAddress!, &outLen, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? empty.baseAddress!, UInt(bytes.count))
+            }
+        }
+        guard rc == Z_OK, Int(outLen) == rawLength else { throw ReplicaError("corrupt compressed chunk", code: .badRequest) }
+        output.removeSubrange(rawLength...)
+        return output
+    }
+}

@@ -17,30 +17,10 @@ extension DirectoryStore: TargetStore {
         try seed(vm: vm, sources: SourceFile.paths(sources), chains: chains, progress: progress)
     }
 
-    /// Uncompressed, the logs are read where they lie at commit. Compressed, each crosses as
-    /// zlib frames into the VM's incoming directory and is inflated there, as a receiver would;
-    /// a failure leaves nothing behind to take space from the retry.
+    /// The logs are read where they lie at commit (same host: nothing crosses a network, so
+    /// `compress` changes nothing here; a receiver compresses on the wire).
     public func receive(vm: String, logs: [String: [SourceFile]], compress: Bool) throws -> (logs: [String: [SourceFile]], bytesSent: Int64) {
-        guard compress else {
-            return (logs, try logs.values.joined().reduce(Int64(0)) { $0 + (try $1.size()) })
-        }
-        let incoming = incomingDirectory(vm)
-        try FileSystem.mkdirs(incoming)
-        var sent: Int64 = 0
-        var received: [String: [SourceFile]] = [:]
-        var made: [String] = []
-        defer { if received.count < logs.count { for path in made { try? FileSystem.remove(path) } } }
-        for (disk, files) in logs {
-            received[disk] = try files.map { file in
-                let target = incoming + "/" + file.name
-                made += [target + ".z", target]
-                sent += try ZlibFrames.compress(file.localPath, to: target + ".z")
-                try ZlibFrames.decompress(target + ".z", to: target)
-                try FileSystem.remove(target + ".z")
-                return SourceFile(target)
-            }
-        }
-        return (received, sent)
+        (logs, try logs.values.joined().reduce(Int64(0)) { $0 + (try $1.size()) })
     }
 
     public func discardReceived(vm: String) {
@@ -49,6 +29,10 @@ extension DirectoryStore: TargetStore {
     }
 
     func incomingDirectory(_ vm: String) -> String { vmDirectory(vm) + "/incoming" }
+
+    /// Where a receiver in front of this store stages a VM's uploaded logs: a commit of files
+    /// there verifies them in place and renames them into the point instead of copying them.
+    public func stagingDirectory(vm: String) -> String { incomingDirectory(vm) }
 
     @discardableResult
     public func commit(vm: String, logs: [String: [SourceFile]], consistency: RecoveryPoint.Consistency,

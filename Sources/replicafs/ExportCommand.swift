@@ -22,7 +22,7 @@ struct ExportCommand: ParsableCommand {
         let selector = try PointSelector(point)
         guard !FileSystem.exists(to) else { throw ReplicaError("\(to) already exists: export will not overwrite it") }
         let reporter = ProgressReporter()
-        let p = try openTargetStore(target).export(vm: vm, point: selector, disk: disk, to: to) { done, total in
+        let p = try openTargetStore(target, options: stored.targetOptions).export(vm: vm, point: selector, disk: disk, to: to) { done, total in
             reporter.update("export \(disk)", done: done, total: total)
         }
         reporter.finish()

@@ -32,7 +32,7 @@ struct PointsCommand: ParsableCommand {
     }
 
     func run() throws {
-        let rows = try openTargetStore(target).points(vm).map(Row.init)
+        let rows = try openTargetStore(target, options: stored.targetOptions).points(vm).map(Row.init)
         if json { return try printJSON(rows) }
         if rows.isEmpty { print("\(vm): no recovery points yet") }
         for r in rows { print("\(r.id)\t\(r.time)\t\(r.consistency)\tcut \(r.cut)") }

@@ -19,7 +19,8 @@ struct ProtectCommand: ParsableCommand {
     @Argument(help: "VM name.") var vm: String
     @Option(help: "Directory holding the VM's images (with --update: default the registered one).") var disksDir: String?
     @Option(name: .customLong("disk"), help: "An image of the VM (repeat for each disk).") var disks: [String] = []
-    @Option(help: "Target store directory (the secondary site).") var target: String?
+    @Option(help: "Target store: a directory, a receiver on another host (replicafs://HOST[:PORT], see `serve`) or an object store (s3://BUCKET/PREFIX).") var target: String?
+    @Option(help: "PKI directory for a replicafs:// target (default /etc/replicafs/pki).") var pki: String?
     @Option(help: "A named policy (`replicafs policy create`): its settings, overridden by the options given.") var policy: String?
     @OptionGroup var settings: PolicyOptions
     @Flag(help: "Change the policy of a protected VM (the given settings, or --policy); its replica and points stay.") var update = false
@@ -46,8 +47,10 @@ struct ProtectCommand: ParsableCommand {
             throw ReplicaError("disk \(disk) is not an image in \(dir)")
         }
         guard Set(disks).count == disks.count else { throw ReplicaError("a disk is named twice") }
-        guard FileSystem.isDirectory(target) else { throw ReplicaError("target store \(target) does not exist") }
-        guard access(target, W_OK) == 0 else { throw ReplicaError("target store \(target) is not writable") }
+        if TargetStoreOpeners.scheme(of: target) == nil {
+            guard FileSystem.isDirectory(target) else { throw ReplicaError("target store \(target) does not exist") }
+            guard access(target, W_OK) == 0 else { throw ReplicaError("target store \(target) is not writable") }
+        }
         let existing = ProtectedVM.all(disksDir: dir)
         if existing.contains(where: { $0.name == vm }) { throw ReplicaError("VM \(vm) is already protected") }
         for other in existing {
@@ -55,7 +58,8 @@ struct ProtectCommand: ParsableCommand {
                 throw ReplicaError("disk \(shared) is already protected by VM \(other.name)")
             }
         }
-        let store = try openTargetStore(target)
+        let targetOptions = pki.map { TargetOptions(pki: $0) }
+        let store = try openTargetStore(target, options: targetOptions ?? TargetOptions())
         if store.hasVM(vm) { throw ReplicaError("target store \(store.location) already holds a replica of VM \(vm)") }
         var policy = try settings.applied(to: named?.apply(to: ReplicationPolicy()) ?? ReplicationPolicy())
         policy.initialAt = try ReplicationPolicy.startTime(initial)
@@ -67,7 +71,8 @@ struct ProtectCommand: ParsableCommand {
         }
         guard Set(networks).count == networks.count else { throw ReplicaError("a network is named twice") }
         try policy.validateRules()
-        let protected = ProtectedVM(name: vm, disks: disks, target: store.location, policy: policy, networks: networks.isEmpty ? nil : networks)
+        let protected = ProtectedVM(name: vm, disks: disks, target: store.location, policy: policy, networks: networks.isEmpty ? nil : networks,
+                                    targetOptions: targetOptions)
         // The store learns the VM's disks and networks now, so a plan can map them without the primary.
         try store.saveMetadata(VMMetadata(protected))
         // --wait needs the mount that will copy: refused before anything is saved.

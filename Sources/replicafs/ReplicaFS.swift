@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import ReplicaNet
+import ReplicaStore
 import ReplicaSystem
 
 /// `replicafs`: protect disk images through a FUSE mount that logs every write.
@@ -14,7 +16,7 @@ struct ReplicaFS: ParsableCommand {
                       FailoverCommand.self, ReprotectCommand.self, FailbackCommand.self, PlanCommand.self,
                       ResumeCommand.self, ResyncCommand.self, VerifyCommand.self, BlockSyncCommand.self,
                       VMsCommand.self, PolicyCommand.self, EventsCommand.self,
-                      CertsCommand.self]
+                      CertsCommand.self, ServeCommand.self]
     )
 
     /// Operator errors print as one line, `replicafs: <problem>`, and exit 1; usage errors
@@ -22,6 +24,7 @@ struct ReplicaFS: ParsableCommand {
     static func main() {
         DaemonLog.bootstrap()
         ObjectStoreOpener.register()
+        TargetStoreOpeners.register(scheme: ReplicaNet.scheme) { target, options in try RemoteStore(url: target, options: options) }
         var command: ParsableCommand
         do {
             command = try parseAsRoot()

@@ -12,6 +12,10 @@ struct StoredVMOptions: ParsableArguments {
     var givenTarget: String?
     /// The store: `--target`, else the registered one (set by `validate`).
     var target: String { givenTarget ?? "" }
+    @Option(help: "PKI directory for a replicafs:// target (default /etc/replicafs/pki).") var pki: String?
+
+    /// How to open the target (its PKI directory).
+    var targetOptions: TargetOptions { TargetOptions(pki: pki) }
 
     mutating func validate() throws {
         guard ProtectedVM.validName(vm) else {

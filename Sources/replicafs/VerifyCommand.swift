@@ -44,7 +44,7 @@ struct VerifyCommand: ParsableCommand {
             throw ReplicaError("the disks directory of VM \(vm) is not known on this host: give --disks-dir")
         }
         guard FileSystem.isDirectory(disksDir) else { throw ReplicaError("disks directory \(disksDir) does not exist") }
-        let store = try openTargetStore(target)
+        let store = try openTargetStore(target, options: stored.targetOptions)
         let disks = try store.catalog(vm).disks.map(\.name)
         var sources: [String: SourceFile] = [:]
         for disk in disks {

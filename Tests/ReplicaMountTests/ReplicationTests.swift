@@ -149,32 +149,6 @@ struct ReplicationTests {
         site.unmount()
     }
 
-    @Test("compression in transit: the same equality, fewer bytes sent for compressible data")
-    func compressedShipping() throws {
-        let site = Site("zlib")
-        defer { site.cleanup() }
-        Shell.must("mkdir -p '\(site.root)/store' && truncate -s 64M '\(site.disks)/z.img'")
-        site.mount()
-        protect(site, "z", disks: ["z.img"], extra: "--copy-frequency 1h --compress")
-        waitProtected(site, "z")
-        // Text-like data (compressible) and some random data (not).
-        Shell.must("for i in $(seq 1 4); do cat /usr/share/common-licenses/GPL-3; done | dd of='\(site.mnt)/z.img' bs=64k seek=10 conv=notrunc,fsync status=none")
-        Shell.must("for i in $(seq 1 40); do cat /usr/share/common-licenses/*; done | head -c 4000000 | dd of='\(site.mnt)/z.img' bs=64k seek=300 conv=notrunc,fsync status=none")
-        Shell.must("dd if=/dev/urandom of='\(site.mnt)/z.img' bs=64k count=8 seek=700 conv=notrunc,fsync status=none")
-        let sum = Shell.sha256(site.mnt + "/z.img")
-        Shell.must("\"$RFS\" snapshot z")
-        #expect(Shell.sha256(export(site, "z", point: "latest", disk: "z.img")) == sum)
-        struct M: Decodable { var vms: [V] }
-        struct V: Decodable { var logBytesShipped: Int64; var bytesSent: Int64 }
-        let status = try JSONDecoder().decode([M].self, from: Data(Shell.must("\"$RFS\" status '\(site.mnt)' --json").utf8))
-        let v = try #require(status.first?.vms.first)
-        let ratio = Double(v.bytesSent) / Double(v.logBytesShipped)
-        print("compression in transit: \(v.logBytesShipped) log bytes sent as \(v.bytesSent) bytes (ratio \(String(format: "%.2f", ratio)))")
-        #expect(v.logBytesShipped > 4_000_000 && ratio < 0.6)
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: site.root + "/store/z/incoming")) ?? []).isEmpty)
-        site.unmount()
-    }
-
     @Test("points across the window each export their own pattern; retention prunes the oldest")
     func pointsAcrossTheWindow() throws {
         let site = Site("window")

@@ -1,0 +1,17 @@
+import ReplicaStore
+import ReplicaSystem
+
+extension RemoteStore {
+    /// Opens `replicafs://HOST[:PORT]` (default port 8084) with mutual TLS from the PKI
+    /// directory of `options` (default /etc/replicafs/pki): this host's certificate, the site
+    /// CA, and the receiver's certificate checked against HOST.
+    public convenience init(url: String, options: TargetOptions) throws {
+        let address = try ReceiverAddress(url: url)
+        let pki = PKIDirectory(path: options.pki)
+        let tls = try pki.clientTLSConfiguration()
+        let location = ReplicaNet.scheme + "://" + (address.host.contains(":") ? "[\(address.host)]" : address.host) + ":\(address.port)"
+        let client = ReceiverClient(host: address.host, port: address.port, tls: tls,
+                                    tlsFailure: { TLSFailure.replicaError($0, peer: location) })
+        self.init(client: client)
+    }
+}

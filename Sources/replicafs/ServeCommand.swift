@@ -1,0 +1,67 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import ReplicaControl
+import ReplicaNet
+import ReplicaStore
+import ReplicaSystem
+import Synchronization
+
+/// `replicafs serve`: the receiver of a secondary site. It serves one target store to the
+/// senders of the site (certificates from the site CA, mutual TLS) and is that store's only
+/// writer. Protocol and pairing: docs/secondary-site.md.
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve a target store to senders on other hosts over mutual TLS (the secondary site's receiver).",
+        discussion: "Senders protect to replicafs://THIS-HOST:PORT. Returns once the receiver listens; it runs until SIGTERM.")
+
+    @Option(help: "Target store directory to serve.") var store: String
+    @Option(help: "Address and port to listen on (HOST:PORT, [IPv6]:PORT).") var listen = "0.0.0.0:\(ReplicaNet.defaultPort)"
+    @Option(help: "PKI directory: the site CA, this host's certificate and key (default /etc/replicafs/pki).") var pki: String?
+    @Flag(help: "Stay in the foreground instead of detaching.") var foreground = false
+    @Option(help: .hidden) var readyFd: Int32 = -1
+
+    func run() throws {
+        let address = try ReceiverAddress(hostPort: listen, defaultPort: nil, what: "--listen \(listen)")
+        let directory = try DirectoryStore(root: store)
+        let identity = PKIDirectory(path: pki)
+        // Checked here too, so that a missing or broken PKI reaches the caller's terminal.
+        _ = try identity.serverTLSConfiguration()
+        guard foreground else { return try detach(directory, address) }
+        let server = try ReceiverServer(store: directory, listen: address, pki: identity)
+        let done = DispatchSemaphore(value: 0)
+        let failure = Outcome()
+        let readyFd = self.readyFd
+        // The CLI's main thread waits here for the server's task; no event loop runs on it.
+        Task {
+            do {
+                try await server.run(signals: true) { port in
+                    DaemonLog.logger.info("receiver: serving \(directory.root) on \(address.host):\(port)")
+                    DaemonLauncher.answer(readyFd, "READY \(port)")
+                }
+            } catch {
+                failure.message.withLock { $0 = "\(error)" }
+                DaemonLauncher.answer(readyFd, "ERROR cannot serve on \(address.host):\(address.port): \(error)")
+            }
+            done.signal()
+        }
+        done.wait()
+        if let message = failure.message.withLock({ $0 }) { throw ReplicaError("cannot serve on \(address.host):\(address.port): \(message)") }
+    }
+
+    /// Starts the receiver as a new session and waits for it to listen.
+    private func detach(_ directory: DirectoryStore, _ address: ReceiverAddress) throws {
+        let runDirectory = MountRegistry().runDirectory
+        var args = ["serve", "--store", directory.root, "--listen", listen, "--foreground"]
+        if let pki { args += ["--pki", try FileSystem.realPath(pki)] }
+        let log = runDirectory + "/serve-\(address.port).log"
+        let launched = try DaemonLauncher.launch(args, logPath: log, runDirectory: runDirectory)
+        print("serving \(directory.root) on \(address.host):\(launched.detail.isEmpty ? String(address.port) : launched.detail) (daemon pid \(launched.pid), log \(launched.log))")
+    }
+}
+
+/// What the server's task ended with, for the waiting main thread.
+private final class Outcome: Sendable {
+    let message = Mutex<String?>(nil)
+}
