@@ -3,8 +3,9 @@ import ReplicaLog
 /// What an image must hold after a chain of logs is applied, computed in memory from the
 /// records alone: the oracle the applier and the store's export are checked against.
 public struct ImageModel {
-    /// Model only images this small; larger offsets are applied but not compared.
-    public static let maxBytes = 16 << 20
+    /// Model only images this small (1 MiB keeps an execution fast); larger offsets are
+    /// applied but not compared.
+    public static let maxBytes = 1 << 20
     public private(set) var bytes: [UInt8]
     /// False once a record reaches past `maxBytes`: the model no longer says anything.
     public private(set) var valid = true
@@ -16,17 +17,18 @@ public struct ImageModel {
         switch h.type {
         case .write:
             guard h.offset + h.extent <= UInt64(Self.maxBytes) else { valid = false; return }
-            let end = Int(h.offset + h.extent)
-            if end > bytes.count { bytes += [UInt8](repeating: 0, count: end - bytes.count) }
-            for i in 0..<data.count { bytes[Int(h.offset) + i] = data[i] }
+            guard !data.isEmpty else { return }
+            let start = Int(h.offset), end = start + data.count
+            if end > bytes.count { bytes.append(contentsOf: repeatElement(0, count: end - bytes.count)) }
+            bytes.replaceSubrange(start..<end, with: data)
         case .setSize:
             guard h.offset <= UInt64(Self.maxBytes) else { valid = false; return }
             let size = Int(h.offset)
-            if size < bytes.count { bytes.removeLast(bytes.count - size) } else { bytes += [UInt8](repeating: 0, count: size - bytes.count) }
+            if size < bytes.count { bytes.removeLast(bytes.count - size) } else { bytes.append(contentsOf: repeatElement(0, count: size - bytes.count)) }
         case .zero:
             guard h.offset < UInt64(bytes.count) else { return }
-            let end = Int(min(h.offset + h.extent, UInt64(bytes.count)))
-            for i in Int(h.offset)..<end { bytes[i] = 0 }
+            let start = Int(h.offset), end = Int(min(h.offset + h.extent, UInt64(bytes.count)))
+            bytes.replaceSubrange(start..<end, with: repeatElement(0, count: end - start))
         case .marker, .seal:
             break
         }
