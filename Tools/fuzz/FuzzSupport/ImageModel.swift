@@ -1,4 +1,7 @@
 import ReplicaLog
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What an image must hold after a chain of logs is applied, computed in memory from the
 /// records alone: the oracle the applier and the store's export are checked against.
@@ -19,18 +22,23 @@ public struct ImageModel {
             guard h.offset + h.extent <= UInt64(Self.maxBytes) else { valid = false; return }
             guard !data.isEmpty else { return }
             let start = Int(h.offset), end = start + data.count
-            if end > bytes.count { bytes.append(contentsOf: repeatElement(0, count: end - bytes.count)) }
-            bytes.replaceSubrange(start..<end, with: data)
+            if end > bytes.count { grow(to: end) }
+            // Raw copies: the generic collection calls run element by element in a debug build.
+            bytes.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[start..<end]).copyMemory(from: data) }
         case .setSize:
             guard h.offset <= UInt64(Self.maxBytes) else { valid = false; return }
             let size = Int(h.offset)
-            if size < bytes.count { bytes.removeLast(bytes.count - size) } else { bytes.append(contentsOf: repeatElement(0, count: size - bytes.count)) }
+            if size < bytes.count { bytes.removeLast(bytes.count - size) } else { grow(to: size) }
         case .zero:
             guard h.offset < UInt64(bytes.count) else { return }
             let start = Int(h.offset), end = Int(min(h.offset + h.extent, UInt64(bytes.count)))
-            bytes.replaceSubrange(start..<end, with: repeatElement(0, count: end - start))
+            bytes.withUnsafeMutableBytes { _ = memset($0.baseAddress! + start, 0, end - start) }
         case .marker, .seal:
             break
         }
+    }
+
+    private mutating func grow(to size: Int) {
+        bytes += [UInt8](repeating: 0, count: size - bytes.count)
     }
 }
