@@ -39,4 +39,24 @@ struct FuzzFindingsTests {
         #expect(applied == 4100)
         #expect(scan.sizeAfter(4096) == applied, "sizeAfter \(scan.sizeAfter(4096)), image \(applied)")
     }
+
+    /// hrl-apply: "error spans lines". A header's image name may hold a newline; the applier's
+    /// foreign-log error quoted it raw and became two lines.
+    @Test func aForeignLogErrorStaysOneLineWhateverTheImageName() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var paths: [String] = []
+        for (i, name) in ["a\nb.img", "other.img"].enumerated() {
+            let h = LogHeader(imageName: name, chainID: LogHeader.newChainID(), sequence: UInt64(i + 1), firstLSN: 1, createdNanos: 1, imageSize: 0)
+            let writer = try DirectLogWriter(path: dir + "/log\(i).hrl", header: h)
+            try writer.seal(reason: .rotation, cutID: 1)
+            paths.append(dir + "/log\(i).hrl")
+        }
+        do {
+            _ = try LogApplier(paths: paths)
+            Issue.record("logs of two images were accepted as one chain")
+        } catch let error as ReplicaError {
+            #expect(error.description.contains("foreign log"), "\(error)")
+            #expect(!error.description.contains("\n"), "the error spans lines: \(error)")
+        }
+    }
 }
