@@ -71,7 +71,10 @@ for t in "${targets[@]}"; do
     "$bin/$p" "${args[@]}" >"$log/$j.log" 2>&1 & pids+=($!)
   done
   rc=0
-  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || rc=1
+    rm -rf "/dev/shm/replicafs-fuzz-$pid" # a target that stopped on a finding leaves its scratch files
+  done
   execs=$(cat "$log"/*.log | sed -n 's/^stat::number_of_executed_units: *//p' | awk '{s+=$1} END {print s+0}')
   total=$((total + execs))
   if [ $rc -ne 0 ]; then
