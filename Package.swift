@@ -127,3 +127,19 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Coverage-guided fuzz targets (libFuzzer, docs/fuzzing.md). They are in the manifest only when
+// Tools/fuzz.sh builds them (REPLICAFS_FUZZ=1, with -sanitize=fuzzer,address and its own
+// scratch path), so the ordinary build and test run never need the fuzzer runtime.
+if Context.environment["REPLICAFS_FUZZ"] == "1" {
+    package.targets += [
+        .systemLibrary(name: "CFuzzer", path: "Tools/fuzz/CFuzzer"),
+        .target(name: "FuzzSupport", dependencies: ["CFuzzer", "ReplicaLog"], path: "Tools/fuzz/FuzzSupport"),
+        .executableTarget(name: "FuzzHRLScan", dependencies: ["FuzzSupport", "ReplicaLog"], path: "Tools/fuzz/FuzzHRLScan"),
+        .executableTarget(name: "FuzzHRLApply", dependencies: ["FuzzSupport", "ReplicaLog", "ReplicaSystem"], path: "Tools/fuzz/FuzzHRLApply"),
+        .executableTarget(name: "FuzzStoreCommit", dependencies: ["FuzzSupport", "ReplicaLog", "ReplicaStore", "ReplicaSystem"],
+                          path: "Tools/fuzz/FuzzStoreCommit"),
+        .executableTarget(name: "FuzzControlDecode", dependencies: ["FuzzSupport", "ReplicaControl"], path: "Tools/fuzz/FuzzControlDecode"),
+        .executableTarget(name: "FuzzPlanParse", dependencies: ["FuzzSupport", "ReplicaEngine", "ReplicaSystem"], path: "Tools/fuzz/FuzzPlanParse"),
+    ]
+}

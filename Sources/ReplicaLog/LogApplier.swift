@@ -42,7 +42,7 @@ public struct LogApplier {
         for (i, scan) in scans.enumerated() {
             let h = scan.header
             if h.imageName != first.imageName || h.chainID != first.chainID {
-                throw ReplicaError("\(scan.path): foreign log: it belongs to image '\(h.imageName)' chain \(h.chainHex), the others to '\(first.imageName)' chain \(first.chainHex)")
+                throw ReplicaError("\(scan.path): foreign log: it belongs to image \(Self.quoted(h.imageName)) chain \(h.chainHex), the others to \(Self.quoted(first.imageName)) chain \(first.chainHex)")
             }
             guard i > 0 else { continue }
             let prev = scans[i - 1]
@@ -60,6 +60,12 @@ public struct LogApplier {
             }
         }
         self.scans = scans
+    }
+
+    /// An image name from a header for an error message: a header may carry any UTF-8 name,
+    /// newlines included, and an error stays one line (found by fuzzing, docs/fuzzing.md).
+    static func quoted(_ name: String) -> String {
+        name.unicodeScalars.contains { $0.properties.generalCategory == .control } ? String(reflecting: name) : "'\(name)'"
     }
 
     /// Applies every verified record to `imagePath` and makes it durable.

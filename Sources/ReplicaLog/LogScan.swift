@@ -140,7 +140,9 @@ public enum LogScanner {
             case .write:
                 ranges.insert(rh.offset..<(rh.offset + rh.extent))
                 dataBytes += rh.extent
-                writeEnd = max(writeEnd, rh.offset + rh.extent)
+                // An empty write changes nothing, not even the size: a pwrite of no bytes does
+                // not extend the image (found by fuzzing, docs/fuzzing.md).
+                if rh.extent > 0 { writeEnd = max(writeEnd, rh.offset + rh.extent) }
             case .zero:
                 ranges.insert(rh.offset..<(rh.offset + rh.extent))
             case .setSize:

@@ -1,4 +1,5 @@
 import Foundation
+import ReplicaTestSupport
 import Testing
 
 /// Replication on real mounts: points cut through the mount export byte for byte.
@@ -19,7 +20,7 @@ struct ReplicationTests {
         return out
     }
 
-    @Test("two disks under writers: a snapshot exports both disks equal to the source at the cut")
+    @Test("two disks under a running writer: each snapshot exports both disks holding exactly the writes up to one cut")
     func twoDiskSnapshot() throws {
         let site = Site("repl")
         defer { site.cleanup() }
@@ -33,16 +34,31 @@ struct ReplicationTests {
         }
         Shell.must("( \(writer("os.img", 3)) ) >/dev/null 2>&1 & ( \(writer("data.img", 3)) ) >/dev/null 2>&1 & wait")
         waitProtected(site, "vm1")
-        for round in 0..<2 {
-            Shell.must("( \(writer("os.img", 2)) ) >/dev/null 2>&1 & ( \(writer("data.img", 2)) ) >/dev/null 2>&1 & wait")
-            // Writers paused: the snapshot's cut is the disks as they are now.
-            let os = Shell.sha256(site.mnt + "/os.img"), data = Shell.sha256(site.mnt + "/data.img")
+        // Snapshots cut while a stamping writer runs across both disks: each point must hold,
+        // on both disks at once, exactly the writes up to one sequence number within the
+        // window the snapshot was taken in (StampWriter).
+        let stamper = StampWriter(regions: [.init(path: site.mnt + "/os.img", first: 0, count: 8192),
+                                            .init(path: site.mnt + "/data.img", first: 0, count: 8192)],
+                                  seed: TestSeed.make())
+        stamper.start()
+        var cuts: [(id: Int, window: ClosedRange<UInt64>)] = []
+        for _ in 0..<2 {
+            Shell.must("sleep 1")
+            let low = stamper.acked
             let out = Shell.must("\"$RFS\" snapshot vm1 --wait --json")
+            let high = stamper.issued
             struct P: Decodable { var id: Int; var consistency: String }
             let point = try JSONDecoder().decode(P.self, from: Data(out.utf8))
             #expect(point.consistency == "crash")
-            #expect(Shell.sha256(export(site, "vm1", point: String(point.id), disk: "os.img")) == os, "round \(round)")
-            #expect(Shell.sha256(export(site, "vm1", point: String(point.id), disk: "data.img")) == data, "round \(round)")
+            cuts.append((point.id, low...high))
+        }
+        stamper.stop()
+        #expect(stamper.error == nil, "\(stamper.error ?? "")")
+        #expect(cuts[1].window.upperBound > cuts[0].window.upperBound, "the writer made no progress between the cuts")
+        for cut in cuts {
+            let exports = ["os.img", "data.img"].map { export(site, "vm1", point: String(cut.id), disk: $0) }
+            let problem = stamper.check(exports: exports, sources: [site.mnt + "/os.img", site.mnt + "/data.img"], window: cut.window)
+            #expect(problem == nil, "point \(cut.id): \(problem ?? "")")
         }
         // Shipped logs are gone at the source once committed.
         #expect(site.logs(of: "os.img").count <= 2)
