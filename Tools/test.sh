@@ -32,6 +32,10 @@ fi
 # Mount tests share the machine's FUSE and loop devices: run them one at a time.
 timeout --kill-after=60 30m swift test --skip-build --no-parallel \
   || { rc=$?; [ $rc -ne 124 ] || echo "test.sh: the tests ran past 30 minutes" >&2; exit $rc; }
+# The network-namespace tests move threads into namespaces of their own: they run in a test
+# process of their own, after the others.
+REPLICAFS_NETNS_TESTS=1 timeout --kill-after=30 10m swift test --skip-build --no-parallel --filter NamespaceTLSTests \
+  || { rc=$?; [ $rc -ne 124 ] || echo "test.sh: the namespace tests ran past 10 minutes" >&2; exit $rc; }
 wait $fuzz_build || { cat "$fuzz_log" >&2; echo "test.sh: building the fuzz targets failed" >&2; exit 1; }
 timeout --kill-after=30 5m Tools/fuzz.sh --seconds 20 \
   || { rc=$?; [ $rc -ne 124 ] || echo "test.sh: fuzzing ran past 5 minutes" >&2; exit $rc; }

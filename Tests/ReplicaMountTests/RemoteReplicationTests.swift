@@ -14,6 +14,8 @@ struct RemoteReplicationTests {
         var pki: String { site.root + "/pki" }
         var port = 0
         var pid: Int32 = 0
+        /// The daemon's log, as `serve` names it when it starts.
+        var logPath = ""
         var url: String { "replicafs://localhost:\(port)" }
 
         init(_ site: Site) {
@@ -28,7 +30,8 @@ struct RemoteReplicationTests {
             let words = out.split(separator: " ")
             if let at = words.firstIndex(of: "on"), let p = Int(words[at + 1].split(separator: ":").last ?? "") { port = p }
             if let at = words.firstIndex(of: "pid"), let p = Int32(words[at + 1].trimmingCharacters(in: .punctuationCharacters)) { pid = p }
-            #expect(port > 0 && pid > 0, "\(out)")
+            if let at = out.range(of: ", log ") { logPath = String(out[at.upperBound...].prefix { $0 != ")" }) }
+            #expect(port > 0 && pid > 0 && !logPath.isEmpty, "\(out)")
         }
 
         func kill9() {
@@ -43,7 +46,7 @@ struct RemoteReplicationTests {
             pid = 0
         }
 
-        func log() -> String { Shell.run("cat \"${REPLICAFS_RUN_DIR:-/run/replicafs}/serve-\(port).log\"").stdout }
+        func log() -> String { Shell.run("cat '\(logPath)'").stdout }
     }
 
     struct VM: Decodable { var logBytesShipped: Int64; var bytesSent: Int64; var lastPoint: Int? }
@@ -80,7 +83,7 @@ struct RemoteReplicationTests {
         Shell.must("truncate -s 48M '\(site.disks)/r.img' && dd if=/dev/urandom of='\(site.disks)/r.img' bs=1M count=4 seek=8 conv=notrunc status=none")
         site.mount()
         Shell.must("\"$RFS\" protect r --disks-dir '\(site.disks)' --disk r.img --target \(receiver.url) --pki '\(receiver.pki)' --copy-frequency 1h --compress")
-        let settings = Shell.must("cat '\(site.disks)/.replicafs/vms/r.json'")
+        let settings = Shell.must("cat '\(site.disks)/.replicafs/vms/r.json'").replacingOccurrences(of: "\\/", with: "/")
         #expect(settings.contains(receiver.pki) && settings.contains("replicafs://localhost:\(receiver.port)"), "\(settings)")
         waitProtected(site, "r")
         // Text (compressible) and random data through the mount.

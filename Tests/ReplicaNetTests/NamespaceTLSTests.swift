@@ -12,8 +12,9 @@ import Testing
 /// client in B, with site certificates for their addresses. Proves the test helper and what
 /// the network tests build on: the handshake crosses the link, a cut link is a recoverable
 /// error (not a refusal), the link comes back, and shaping on the link is measurable.
-/// Opt-in for now (REPLICAFS_NETNS_TESTS=1): after these tests a thread of the test process is
-/// still in a namespace, which breaks later loopback tests in the same process (cause not yet found).
+/// Run in a test process of their own (Tools/test.sh sets REPLICAFS_NETNS_TESTS=1 for it): after
+/// these tests a thread of the test process is still in a namespace, which breaks later loopback
+/// tests in the same process (cause not yet found).
 @Suite(.serialized, .timeLimit(.minutes(3)),
        .enabled(if: ProcessInfo.processInfo.environment["REPLICAFS_NETNS_TESTS"] == "1",
                 "set REPLICAFS_NETNS_TESTS=1: these tests leave a thread in a namespace, run them in a process of their own"))
