@@ -101,7 +101,7 @@ extension ObjectStore {
             guard !ranges.isEmpty || size != reader.size else { continue }
             let path = try stagedLogPath(vm, disk, id)
             defer { try? FileSystem.remove(path) }
-            written += try Self.writeRedo(ranges, from: source.localPath, size: size, to: path, disk: disk, pointID: id)
+            written += try DirectLogWriter.writeRedo(ranges, from: source.localPath, size: size, to: path, disk: disk, pointID: id)
             refs[disk] = [try storeRedo(path, key: ObjectLayout.log(vm, point: id, disk: disk, name: "rebase.hrl"))]
         }
         let point = try mutate(vm) { c -> RecoveryPoint? in
@@ -179,30 +179,5 @@ extension ObjectStore {
         guard built.scan.isSealed, built.scan.tail == .clean else { throw ReplicaError("\(path): damaged redo log (\(built.scan.tail))") }
         let log = try uploadVerified(key, path: path, built: built)
         return LogRef(log: log, index: try putChecked(ObjectLayout.index(ofLog: key), built.index.encoded()))
-    }
-
-    /// A redo log that sets the size to `size` and then carries `ranges` of `source`; returns
-    /// the data bytes it holds.
-    static func writeRedo(_ ranges: [Range<Int64>], from source: String, size: Int64, to path: String,
-                          disk: String, pointID: Int) throws -> Int64 {
-        let src = try FileDescriptor.open(source, O_RDONLY)
-        defer { src.close() }
-        let log = try DirectLogWriter(path: path, header: LogHeader(
-            imageName: disk, chainID: [UInt8](repeating: 0, count: 16), sequence: UInt64(pointID), firstLSN: 1,
-            createdNanos: Clock.nowNanos(), imageSize: UInt64(size)))
-        try log.appendSetSize(UInt64(size))
-        var written: Int64 = 0
-        for r in ranges {
-            var at = r.lowerBound
-            let end = min(r.upperBound, size)
-            while at < end {
-                let n = try log.appendWrite(from: src, offset: at, count: Int(min(Int64(DirectLogWriter.maxData), end - at)))
-                guard n > 0 else { break }
-                at += Int64(n)
-                written += Int64(n)
-            }
-        }
-        try log.seal(reason: .rotation, cutID: UInt64(pointID))
-        return written
     }
 }

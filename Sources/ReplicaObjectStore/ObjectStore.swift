@@ -169,20 +169,7 @@ public final class ObjectStore: TargetStore {
     }
 
     func resolve(_ selector: PointSelector, in catalog: StoreCatalog, vm: String) throws -> RecoveryPoint {
-        let found: RecoveryPoint?
-        switch selector {
-        case .id(let id): found = catalog.points.first { $0.id == id }
-        case .latest: found = catalog.points.last
-        case .latestApp: found = catalog.points.last { $0.consistency == .app }
-        }
-        guard let found else {
-            switch selector {
-            case .id(let id): throw ReplicaError("recovery point \(id) not found for VM \(vm)", code: .noSuchPoint)
-            case .latest: throw ReplicaError("VM \(vm) has no recovery point yet", code: .noSuchPoint)
-            case .latestApp: throw ReplicaError("VM \(vm) has no app-consistent recovery point", code: .noSuchPoint)
-            }
-        }
-        return found
+        try catalog.point(selector, vm: vm)
     }
 
     /// Deletes every object of the VM, the catalogs first (from then on the VM is gone).

@@ -109,7 +109,7 @@ extension DirectoryStore {
                 catalog.disks[i].nextLSN = nil
                 catalog.disks[i].size = size
                 guard !ranges.isEmpty || size != view.size else { continue }
-                written += try Self.writeRedo(ranges, from: source, size: size,
+                written += try DirectLogWriter.writeRedo(ranges, from: source, size: size,
                                               to: pending + "/" + Self.redoLogName(disk.name, 1), disk: disk.name, pointID: id)
             }
             try FileSystem.fsyncDirectory(pending)
@@ -122,30 +122,5 @@ extension DirectoryStore {
             guard rename(pending, pointDirectory(vm, id)) == 0 else { throw SystemError.current("rename", pending) }
             return (point, written)
         }
-    }
-
-    /// Writes a redo log that sets the size to `size` and then carries `ranges` of `source`;
-    /// returns the data bytes it holds.
-    static func writeRedo(_ ranges: [Range<Int64>], from source: String, size: Int64, to path: String,
-                          disk: String, pointID: Int) throws -> Int64 {
-        let src = try FileDescriptor.open(source, O_RDONLY)
-        defer { src.close() }
-        let log = try DirectLogWriter(path: path, header: LogHeader(
-            imageName: disk, chainID: [UInt8](repeating: 0, count: 16), sequence: UInt64(pointID), firstLSN: 1,
-            createdNanos: Clock.nowNanos(), imageSize: UInt64(size)))
-        try log.appendSetSize(UInt64(size))
-        var written: Int64 = 0
-        for r in ranges {
-            var at = r.lowerBound
-            let end = min(r.upperBound, size)
-            while at < end {
-                let n = try log.appendWrite(from: src, offset: at, count: Int(min(Int64(DirectLogWriter.maxData), end - at)))
-                guard n > 0 else { break }
-                at += Int64(n)
-                written += Int64(n)
-            }
-        }
-        try log.seal(reason: .rotation, cutID: UInt64(pointID))
-        return written
     }
 }

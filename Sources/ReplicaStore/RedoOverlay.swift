@@ -12,11 +12,17 @@ import Glibc
 /// disk's size. Mapped logs stay readable after a merge deletes their files.
 // @unchecked: immutable after init but for its mappings, read from FUSE worker threads.
 final class RedoOverlay: @unchecked Sendable {
-    struct Extent {
+    struct Extent: SweptExtent {
         public var start: Int64
         var end: Int64
         /// The bytes of `start..<end`; nil where the range reads as zeros.
         var bytes: UnsafeRawPointer?
+
+        func piece(from at: Int64, to: Int64) -> Extent {
+            Extent(start: at, end: to, bytes: bytes.map { $0 + Int(at - start) })
+        }
+
+        func continues(into next: Extent) -> Bool { bytes.map { $0 + Int(next.start - start) } == next.bytes }
     }
 
     /// Sorted by `start`, never overlapping.
@@ -70,35 +76,7 @@ final class RedoOverlay: @unchecked Sendable {
     /// Cuts overlapping changes (given oldest first) into disjoint extents, each taken from the
     /// newest change covering it: a sweep over the boundaries with a heap of the changes open there.
     static func lastWriterWins(_ changes: [Extent]) -> [Extent] {
-        guard !changes.isEmpty else { return [] }
-        let order = changes.indices.sorted { changes[$0].start < changes[$1].start }
-        var bounds = changes.flatMap { [$0.start, $0.end] }
-        bounds.sort()
-        var open = MaxHeap() // indexes into `changes`: a higher index is a newer change
-        var next = 0
-        var result: [Extent] = []
-        var i = 0
-        while i < bounds.count - 1 {
-            let at = bounds[i]
-            var j = i + 1
-            while j < bounds.count && bounds[j] == at { j += 1 }
-            guard j < bounds.count else { break }
-            let to = bounds[j]
-            while next < order.count && changes[order[next]].start <= at { open.push(order[next]); next += 1 }
-            while let top = open.top, changes[top].end <= at { _ = open.pop() }
-            if let top = open.top {
-                let c = changes[top]
-                let bytes = c.bytes.map { $0 + Int(at - c.start) }
-                // Continue the previous extent when it runs on into the same bytes (or zeros).
-                if let last = result.last, last.end == at, last.bytes.map({ $0 + Int(at - last.start) }) == bytes {
-                    result[result.count - 1].end = to
-                } else {
-                    result.append(Extent(start: at, end: to, bytes: bytes))
-                }
-            }
-            i = j
-        }
-        return result
+        LastWriterWins.sweep(changes)
     }
 
     /// Index of the first extent whose end lies after `offset`.
@@ -126,37 +104,5 @@ final class RedoOverlay: @unchecked Sendable {
             }
             i += 1
         }
-    }
-}
-
-/// A binary max-heap of change indexes, for the sweep.
-private struct MaxHeap {
-    private var items: [Int] = []
-    var top: Int? { items.first }
-
-    mutating func push(_ x: Int) {
-        items.append(x)
-        var i = items.count - 1
-        while i > 0, items[(i - 1) / 2] < items[i] {
-            items.swapAt(i, (i - 1) / 2)
-            i = (i - 1) / 2
-        }
-    }
-
-    mutating func pop() -> Int? {
-        guard let first = items.first else { return nil }
-        items[0] = items[items.count - 1]
-        items.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < items.count, items[l] > items[m] { m = l }
-            if r < items.count, items[r] > items[m] { m = r }
-            if m == i { break }
-            items.swapAt(i, m)
-            i = m
-        }
-        return first
     }
 }
