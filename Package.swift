@@ -134,7 +134,7 @@ let package = Package(
 if Context.environment["REPLICAFS_FUZZ"] == "1" {
     package.targets += [
         .systemLibrary(name: "CFuzzer", path: "Tools/fuzz/CFuzzer"),
-        .target(name: "FuzzSupport", dependencies: ["CFuzzer", "ReplicaLog"], path: "Tools/fuzz/FuzzSupport"),
+        .target(name: "FuzzSupport", dependencies: ["CFuzzer", "ReplicaLog", "ReplicaSystem"], path: "Tools/fuzz/FuzzSupport"),
         .executableTarget(name: "FuzzHRLScan", dependencies: ["FuzzSupport", "ReplicaLog"], path: "Tools/fuzz/FuzzHRLScan"),
         .executableTarget(name: "FuzzHRLApply", dependencies: ["FuzzSupport", "ReplicaLog", "ReplicaSystem"], path: "Tools/fuzz/FuzzHRLApply"),
         .executableTarget(name: "FuzzStoreCommit", dependencies: ["FuzzSupport", "ReplicaLog", "ReplicaStore", "ReplicaSystem"],
