@@ -238,20 +238,7 @@ public final class ReceiverStore: Sendable {
             for disk in disks {
                 guard ReceiverAPI.validName(disk) else { throw ReplicaError("bad disk name", code: .badRequest) }
                 let reader = try store.openPoint(vm: vm, disk: disk, point: nil)
-                let fd = try FileDescriptor.open(dir + "/" + disk, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-                defer { fd.close() }
-                try fd.truncate(to: reader.size)
-                let chunk = 4 << 20
-                let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
-                defer { buffer.deallocate() }
-                var at: Int64 = 0
-                while at < reader.size {
-                    let n = Int(min(Int64(chunk), reader.size - at))
-                    try reader.read(into: buffer, count: n, offset: at)
-                    if !Self.isZero(buffer, n) { try fd.pwrite(buffer, count: n, offset: at) }
-                    at += Int64(n)
-                }
-                try fd.fsync()
+                try reader.copy(to: dir + "/" + disk)
                 sizes[disk] = reader.size
             }
             return sizes
@@ -369,19 +356,6 @@ public final class ReceiverStore: Sendable {
             at += Int64(n)
         }
         return (reader.size, digests)
-    }
-
-    static func isZero(_ buffer: UnsafeMutableRawPointer, _ count: Int) -> Bool {
-        var i = 0
-        while i + 8 <= count {
-            if buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-            i += 8
-        }
-        while i < count {
-            if buffer.load(fromByteOffset: i, as: UInt8.self) != 0 { return false }
-            i += 1
-        }
-        return true
     }
 
     // MARK: the rest, as the store does it

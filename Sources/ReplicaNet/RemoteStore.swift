@@ -179,20 +179,7 @@ public final class RemoteStore: TargetStore {
         guard let found = try catalog(vm).points.first(where: { $0.id == reader.pointID }) else {
             throw ReplicaError("recovery point \(reader.pointID) not found for VM \(vm)", code: .noSuchPoint)
         }
-        let fd = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-        defer { fd.close() }
-        try fd.truncate(to: reader.size)
-        let chunk = ReceiverAPI.chunkBytes
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { buffer.deallocate() }
-        var at: Int64 = 0
-        while at < reader.size {
-            let n = Int(min(Int64(chunk), reader.size - at))
-            try reader.read(into: buffer, count: n, offset: at)
-            if !ReceiverStore.isZero(buffer, n) { try fd.pwrite(buffer, count: n, offset: at) }
-            at += Int64(n)
-        }
-        try fd.fsync()
+        try reader.copy(to: destination, chunkBytes: ReceiverAPI.chunkBytes)
         return found
     }
 

@@ -145,22 +145,7 @@ extension ObjectStore {
         guard catalog.store.disks.contains(where: { $0.name == disk }) else { throw ReplicaError("disk \(disk) is not part of VM \(vm)") }
         let point = try resolve(selector, in: catalog.store, vm: vm)
         let reader = try ObjectPointReader(store: self, vm: vm, disk: disk, catalog: catalog, pointID: point.id)
-        let out = try FileDescriptor.open(destination, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-        defer { out.close() }
-        try out.truncate(to: reader.size)
-        let step = catalog.chunkSize
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: step, alignment: 4096)
-        defer { buffer.deallocate() }
-        var at: Int64 = 0
-        while at < reader.size {
-            let n = Int(min(Int64(step), reader.size - at))
-            try reader.read(into: buffer, count: n, offset: at)
-            if !UnsafeRawBufferPointer(start: buffer, count: n).allSatisfy({ $0 == 0 }) {
-                try out.pwrite(buffer, count: n, offset: at)
-            }
-            at += Int64(n)
-        }
-        try out.fsync()
+        try reader.copy(to: destination, chunkBytes: catalog.chunkSize)
         return point
     }
 
