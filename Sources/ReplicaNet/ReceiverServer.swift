@@ -144,6 +144,7 @@ public final class ReceiverServer: Sendable {
                 if limit > 0 {
                     let buffer = try await request.collectBody(upTo: limit)
                     body = Array(buffer.readableBytesView)
+                    receiver.stats.request(bodyBytes: body.count)
                     if request.headers[HTTPField.Name(ReceiverAPI.encodingHeader)!] == "zlib" {
                         guard let raw = request.headers[HTTPField.Name(ReceiverAPI.rawLengthHeader)!].flatMap(Int.init) else {
                             throw ReplicaError("compressed body without its raw length", code: .badRequest)
@@ -153,6 +154,7 @@ public final class ReceiverServer: Sendable {
                         throw ReplicaError("unknown body encoding \(encoding)", code: .badRequest)
                     }
                 }
+                if limit == 0 { receiver.stats.request(bodyBytes: 0) }
                 let peer = await peerName(context.channel)
                 let call = Call(vm: vm, parameters: parameters, query: query, body: body)
                 let reply = try await pool.runIfActive {
@@ -212,6 +214,10 @@ public final class ReceiverServer: Sendable {
             } catch {
                 return Self.errorResponse(error)
             }
+        }
+        // What the receiver took in since it started (any sender of the site may ask).
+        router.get(RouterPath(stringLiteral: ReceiverAPI.prefix + "/stats")) { _, _ -> Response in
+            do { return try Reply.encode(receiver.stats.snapshot).response } catch { return Self.errorResponse(error) }
         }
         vmRoute(router, pool, .get, "/catalog", mutating: false) { r, c in try .encode(try r.store.catalog(c.vm)) }
         vmRoute(router, pool, .post, "/recover", mutating: true) { r, c in try r.store.recover(vm: c.vm); return .empty }

@@ -20,6 +20,8 @@ public final class ReceiverStore: Sendable {
     private let gates = Mutex<[String: Lock]>([:])
     private let views = Mutex<[String: (view: PointView, used: UInt64)]>([:])
     private let bindingLock = Lock()
+    /// Bytes taken in since the receiver started (`GET /v1/stats`).
+    public let stats = ReceiverStats()
 
     public init(store: DirectoryStore) throws {
         self.store = store
@@ -100,6 +102,7 @@ public final class ReceiverStore: Sendable {
             }
             if bytes.count > 0 { try fd.pwrite(bytes.baseAddress!, count: bytes.count, offset: offset) }
             try fd.fdatasync()
+            stats.wroteUpload(bytes.count)
             FaultPoint.reach("receiver-upload-chunk")
             return max(size, offset + Int64(bytes.count))
         }
@@ -175,6 +178,7 @@ public final class ReceiverStore: Sendable {
             defer { fd.close() }
             if bytes.count > 0 { try fd.pwrite(bytes.baseAddress!, count: bytes.count, offset: offset) }
             try fd.fdatasync()
+            stats.wroteSeed(bytes.count)
             state.disks[i].copiedTo = max(state.disks[i].copiedTo, offset + Int64(bytes.count))
             try saveSeedProgress(vm, state)
             return state.disks[i].copiedTo
@@ -262,6 +266,7 @@ public final class ReceiverStore: Sendable {
             let fd = try FileDescriptor.open(try workPath(vm, disk), O_WRONLY)
             defer { fd.close() }
             if bytes.count > 0 { try fd.pwrite(bytes.baseAddress!, count: bytes.count, offset: offset) }
+            stats.wroteWork(bytes.count)
         }
     }
 

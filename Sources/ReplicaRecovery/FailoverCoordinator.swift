@@ -140,7 +140,9 @@ public final class FailoverCoordinator {
             let found = try SourceLogs.list(in: disksDir, of: [disk])
             if !found.isEmpty { logs[disk] = found.map(SourceFile.init) }
         }
-        let point = try store.commit(vm: vm, logs: logs, consistency: .crash, cut: 0, timeNanos: Clock.nowNanos())
+        // A receiver on another host commits only logs it was sent first (a local store reads them here).
+        let received = try store.receive(vm: vm, logs: logs, compress: false).logs
+        let point = try store.commit(vm: vm, logs: received, consistency: .crash, cut: 0, timeNanos: Clock.nowNanos())
         for file in logs.values.joined() { try FileSystem.remove(file.localPath) }
         return point
     }

@@ -208,6 +208,11 @@ public enum FileSystem {
         if unlink(path) != 0 && Glibc.errno != ENOENT { throw SystemError.current("unlink", path) }
     }
 
+    /// rename(2): `path` takes the name `to` (replacing a file there), in one step.
+    public static func rename(_ path: String, to: String) throws {
+        guard Glibc.rename(path, to) == 0 else { throw SystemError.current("rename", path) }
+    }
+
     public static func fsyncDirectory(_ path: String) throws {
         let fd = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY)
         defer { fd.close() }
@@ -236,7 +241,7 @@ public enum FileSystem {
             throw error
         }
         fd.close()
-        guard rename(tmp, path) == 0 else { throw SystemError.current("rename", path) }
+        guard Glibc.rename(tmp, path) == 0 else { throw SystemError.current("rename", path) }
         try fsyncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? ".")
     }
 

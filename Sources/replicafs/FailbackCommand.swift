@@ -40,17 +40,17 @@ struct FailbackCommand: ParsableCommand {
     }
 
     func run() throws {
-        let store = try openTargetStore(target)
+        let store = try openTargetStore(target, options: stored.storeOptions)
         if abort {
             guard mode == nil else { throw ReplicaError("--abort takes no --mode", code: .badRequest) }
-            let state = try coordinator(store).abortFailback(vm: vm)
+            let state = try coordinator(store, options: stored.storeOptions).abortFailback(vm: vm)
             print("failback of VM \(vm) abandoned: \(state.mountpoint) takes writes again")
             return
         }
         guard let mode else { throw ReplicaError("give --mode minimize-downtime or --mode full-download", code: .badRequest) }
         // The step lines end the bar's line before they print.
         let reporter = ProgressReporter()
-        let failover = FailoverCoordinator(store: store, mounts: ProcessFailoverMounts(), progress: { line in
+        let failover = FailoverCoordinator(store: store, mounts: ProcessFailoverMounts(options: stored.storeOptions), progress: { line in
             reporter.finish()
             if !json { print(line) }
         })

@@ -34,7 +34,8 @@ struct FailoverStartCommand: ParsableCommand {
     var vm: String { stored.vm }
     var target: String { stored.target }
     @Option(help: "A point id, latest, latest-app, or an ISO 8601 time (the last point at or before it).") var point = "latest"
-    @Option(help: "Empty directory to mount the VM's disks on.") var mount: String
+    @Option(help: "Empty directory to mount the VM's disks on (a --planned failover run at the primary against another host's receiver leaves it out: it only stops the source and ships its last changes).")
+    var mount: String?
     @Flag(help: "A test failover (DR drill).") var test = false
     @Flag(help: "A planned failover: stop the source, ship its last changes, no data loss.") var planned = false
     @Option(help: "The primary's disks directory (planned failover with no running source mount; where failback returns).")
@@ -46,12 +47,15 @@ struct FailoverStartCommand: ParsableCommand {
 
     func validate() throws {
         guard !(test && planned) else { throw ReplicaError("--test and --planned exclude each other", code: .badRequest) }
+        guard mount != nil || planned else { throw ReplicaError("give --mount <empty directory>", code: .badRequest) }
+        if mount == nil, workDir != nil { throw ReplicaError("--work-dir goes with --mount", code: .badRequest) }
     }
 
     func run() throws {
-        let store = try storeHolding(vm, target: target)
+        let store = try storeHolding(vm, target: target, options: stored.storeOptions)
         let kind: FailoverState.Kind = test ? .test : planned ? .planned : .unplanned
-        let started = try coordinator(store).failover(vm: vm, point: point, kind: kind, mountpoint: mount, disksDir: disksDir,
+        guard let mount else { return try stopAndShip(store) }
+        let started = try coordinator(store, options: stored.storeOptions).failover(vm: vm, point: point, kind: kind, mountpoint: mount, disksDir: disksDir,
                                                       workDirectory: workDir)
         let state = started.state, mp = state.mountpoint, source = state.sourceDisksDir
         let seconds = started.mount.seconds
@@ -74,9 +78,26 @@ struct FailoverStartCommand: ParsableCommand {
     }
 }
 
+extension FailoverStartCommand {
+    /// `--planned` without `--mount`, at the primary: stop the source, ship its last changes
+    /// (over the network to a receiver), and say what to run on the secondary.
+    func stopAndShip(_ store: any TargetStore) throws {
+        guard point == "latest" else {
+            throw ReplicaError("a planned failover goes to the final point it ships: leave --point out", code: .badRequest)
+        }
+        let (source, p) = try coordinator(store, quiet: json, options: stored.storeOptions).stopAndShip(vm: vm, disksDir: disksDir)
+        if json {
+            struct Out: Encodable { var vm: String, kind: String, source: String, point: Int, time: String, target: String }
+            return try printJSON(Out(vm: vm, kind: "planned", source: source, point: p.id, time: ISOTime.format(nanos: p.timeNanos), target: store.location))
+        }
+        print("planned failover of VM \(vm): the source at \(source) is stopped and its last changes are point \(p.id) in \(store.location)")
+        print("next, on the secondary: `replicafs failover \(vm) --target <its store directory> --point \(p.id) --mount <dir>`")
+    }
+}
+
 /// Opens the target store and checks it holds `vm`.
-func storeHolding(_ vm: String, target: String) throws -> any TargetStore {
-    let store = try openTargetStore(target)
+func storeHolding(_ vm: String, target: String, options: TargetOptions = TargetOptions()) throws -> any TargetStore {
+    let store = try openTargetStore(target, options: options)
     try store.requireVM(vm)
     return store
 }
@@ -90,7 +111,7 @@ struct FailoverCleanupCommand: ParsableCommand {
     var target: String { stored.target }
 
     func run() throws {
-        let state = try coordinator(try openTargetStore(target)).cleanup(vm: vm)
+        let state = try coordinator(try openTargetStore(target, options: stored.storeOptions)).cleanup(vm: vm)
         if output.json { return try printJSON(FailoverResult(state, action: "cleanup")) }
         print("cleaned up the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)): its writes are discarded")
     }
@@ -105,7 +126,7 @@ struct FailoverCommitCommand: ParsableCommand {
     var target: String { stored.target }
 
     func run() throws {
-        let state = try coordinator(try openTargetStore(target)).commit(vm: vm)
+        let state = try coordinator(try openTargetStore(target, options: stored.storeOptions)).commit(vm: vm)
         if output.json { return try printJSON(FailoverResult(state, action: "commit")) }
         print("committed the \(state.kind.rawValue) failover of VM \(vm) at point \(state.point.id)")
     }
@@ -185,12 +206,13 @@ struct FailoverServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", shouldDisplay: false)
     @Argument var vm: String
     @Option var target: String
+    @Option var pki: String?
     @Option var readyFd: Int32 = -1
 
     func run() throws {
         var options = MountOptions()
         options.allowOther = geteuid() == 0
-        let daemon = FailoverDaemon(store: try openTargetStore(target), vm: vm, options: options)
+        let daemon = FailoverDaemon(store: try openTargetStore(target, options: TargetOptions(pki: pki)), vm: vm, options: options)
         try daemon.run { result in
             switch result {
             case .success(let seconds): DaemonLauncher.answer(readyFd, "READY \(seconds)")

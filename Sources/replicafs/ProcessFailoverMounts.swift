@@ -9,6 +9,8 @@ import ReplicaControl
 /// `failover serve` daemon started with `DaemonLauncher`, unmounts with `stopMount`.
 struct ProcessFailoverMounts: FailoverMounts {
     let registry = MountRegistry()
+    /// How the failover daemon opens the store (its PKI for a `replicafs://` store).
+    var options = TargetOptions()
 
     func checkMountpoint(_ path: String) throws -> String {
         try MountDaemon.checkFuseDevice()
@@ -16,7 +18,8 @@ struct ProcessFailoverMounts: FailoverMounts {
     }
 
     func launchFailoverMount(vm: String, store: any TargetStore, mountpoint: String) throws -> LaunchedMount {
-        let launched = try DaemonLauncher.launch(["failover", "serve", vm, "--target", store.location],
+        let pki = try options.pki.map { ["--pki", try FileSystem.realPath($0)] } ?? []
+        let launched = try DaemonLauncher.launch(["failover", "serve", vm, "--target", store.location] + pki,
                                                  logPath: registry.paths(for: mountpoint).log, runDirectory: registry.runDirectory)
         return LaunchedMount(pid: launched.pid, seconds: Double(launched.detail) ?? 0)
     }
@@ -27,6 +30,6 @@ struct ProcessFailoverMounts: FailoverMounts {
 }
 
 /// A coordinator for the failover commands, printing progress unless `quiet`.
-func coordinator(_ store: any TargetStore, quiet: Bool = false) -> FailoverCoordinator {
-    FailoverCoordinator(store: store, mounts: ProcessFailoverMounts(), progress: { line in if !quiet { print(line) } })
+func coordinator(_ store: any TargetStore, quiet: Bool = false, options: TargetOptions = TargetOptions()) -> FailoverCoordinator {
+    FailoverCoordinator(store: store, mounts: ProcessFailoverMounts(options: options), progress: { line in if !quiet { print(line) } })
 }

@@ -55,9 +55,18 @@ struct ServeCommand: ParsableCommand {
         let runDirectory = MountRegistry().runDirectory
         var args = ["serve", "--store", directory.root, "--listen", listen, "--foreground"]
         if let pki { args += ["--pki", try FileSystem.realPath(pki)] }
-        let log = runDirectory + "/serve-\(address.port).log"
+        // The log is named by the port bound: with port 0 only the daemon knows it, so it starts
+        // under a name of its own and is renamed once the port is known (the daemon's fd stays).
+        let starting = runDirectory + "/serve-starting-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log"
+        let log = address.port == 0 ? starting : runDirectory + "/serve-\(address.port).log"
         let launched = try DaemonLauncher.launch(args, logPath: log, runDirectory: runDirectory)
-        print("serving \(directory.root) on \(address.host):\(launched.detail.isEmpty ? String(address.port) : launched.detail) (daemon pid \(launched.pid), log \(launched.log))")
+        let port = launched.detail.isEmpty ? String(address.port) : launched.detail
+        var logPath = launched.log
+        if address.port == 0, Int(port) != nil {
+            let named = runDirectory + "/serve-\(port).log"
+            if (try? FileSystem.rename(log, to: named)) != nil { logPath = named }
+        }
+        print("serving \(directory.root) on \(address.host):\(port) (daemon pid \(launched.pid), log \(logPath))")
     }
 }
 

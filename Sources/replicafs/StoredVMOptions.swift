@@ -17,6 +17,19 @@ struct StoredVMOptions: ParsableArguments {
     /// How to open the target (its PKI directory).
     var targetOptions: TargetOptions { TargetOptions(pki: pki) }
 
+    /// How to open the target for the failover commands: `--pki` when given, else the options
+    /// the VM was protected with on this host (its saved `targetOptions`: the primary opens a
+    /// `replicafs://` store with the PKI `protect` was given), else the defaults.
+    var storeOptions: TargetOptions {
+        var options = TargetOptions()
+        if let entry = VMRegistry().lookup(vm), let dir = entry.disksDir, entry.target == target,
+           let saved = ProtectedVM.all(disksDir: dir).first(where: { $0.name == vm })?.targetOptions {
+            options = saved
+        }
+        if let pki { options.pki = pki }
+        return options
+    }
+
     mutating func validate() throws {
         guard ProtectedVM.validName(vm) else {
             throw ReplicaError("bad VM name '\(vm)': use letters, digits, '.', '_' and '-'", code: .badRequest)

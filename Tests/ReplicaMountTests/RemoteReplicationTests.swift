@@ -31,7 +31,7 @@ struct RemoteReplicationTests {
             if let at = words.firstIndex(of: "on"), let p = Int(words[at + 1].split(separator: ":").last ?? "") { port = p }
             if let at = words.firstIndex(of: "pid"), let p = Int32(words[at + 1].trimmingCharacters(in: .punctuationCharacters)) { pid = p }
             if let at = out.range(of: ", log ") { logPath = String(out[at.upperBound...].prefix { $0 != ")" }) }
-            #expect(port > 0 && pid > 0 && !logPath.isEmpty, "\(out)")
+            #expect(port > 0 && pid > 0 && logPath.hasSuffix("/serve-\(port).log"), "\(out)")
         }
 
         func kill9() {

@@ -1,0 +1,259 @@
+import Foundation
+import ReplicaTestSupport
+import Testing
+
+/// Two hosts on one machine: network namespaces joined by a veth pair (`NetworkNamespaces`),
+/// every daemon a real `replicafs` process entered into its host's namespace with
+/// `nsenter --net` (network only: the FUSE mounts stay visible to the test, and no thread of
+/// the test process ever changes namespace, so this suite runs in the main test process).
+/// Host a (10.77.0.1) is the primary: the protected mount. Host b (10.77.0.2) is the secondary:
+/// `replicafs serve` on port 8084 in front of its store directory. Each host has its own run
+/// and state directories, as two machines would.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct TwoSiteTests {
+    final class Hosts {
+        let net: NetworkNamespaces
+        let root: String
+        var pkiA: String { root + "/pki-a" }
+        var pkiB: String { root + "/pki-b" }
+        var storeB: String { root + "/store-b" }
+        var disksA: String { root + "/disks-a" }
+        var mntA: String { root + "/mnt-a" }
+        var target: String { "replicafs://\(net.addressB):8084" }
+        var servePID: Int32 = 0
+        var mounts: [(host: String, path: String)] = []
+
+        init(_ name: String) throws {
+            if let reason = NetworkNamespaces.unavailableReason { throw NamespaceError(reason) }
+            net = try NetworkNamespaces()
+            root = Shell.must("mktemp -d /var/tmp/rfs-test-\(name)-XXXXXX")
+            Shell.must("mkdir -p '\(storeB)' '\(disksA)' '\(mntA)' '\(root)/run-a' '\(root)/run-b' '\(root)/fo'")
+            // Site a's CA; a certificate for each host's address (the URL names the address).
+            Shell.must("\"$RFS\" certs init --name \(net.addressA) --pki '\(pkiA)' >/dev/null && \"$RFS\" certs issue \(net.addressB) --out '\(pkiB)' --pki '\(pkiA)' >/dev/null")
+        }
+
+        /// `command` as host `h` ("a" or "b") runs it: in its network namespace, with its own
+        /// run and state directories.
+        func on(_ h: String, _ command: String) -> String {
+            "REPLICAFS_RUN_DIR='\(root)/run-\(h)' REPLICAFS_STATE_DIR='\(root)/run-\(h)/state' nsenter --net=/var/run/netns/\(net.prefix)-\(h) \(command)"
+        }
+
+        /// Host `h`'s run and state directories for a shell command line (no network: for loops
+        /// of commands that only talk to a local daemon).
+        func env(_ h: String) -> String {
+            "export REPLICAFS_RUN_DIR='\(root)/run-\(h)' REPLICAFS_STATE_DIR='\(root)/run-\(h)/state'; "
+        }
+
+        @discardableResult
+        func must(_ h: String, _ command: String, sourceLocation: SourceLocation = #_sourceLocation) -> String {
+            Shell.must(on(h, command), sourceLocation: sourceLocation)
+        }
+
+        /// Starts the receiver in b; returns once it listens.
+        func serve() {
+            let out = must("b", "\"$RFS\" serve --store '\(storeB)' --listen \(net.addressB):8084 --pki '\(pkiB)'")
+            let words = out.split(separator: " ")
+            if let at = words.firstIndex(of: "pid"), let p = Int32(words[at + 1].trimmingCharacters(in: .punctuationCharacters)) { servePID = p }
+            #expect(servePID > 0 && out.contains("serve-8084.log"), "\(out)")
+        }
+
+        func mount(_ h: String, _ disks: String, _ mnt: String) {
+            must(h, "\"$RFS\" mount '\(disks)' '\(mnt)'")
+            mounts.append((h, mnt))
+        }
+
+        func protect(_ vm: String, disk: String) {
+            must("a", "\"$RFS\" protect \(vm) --disks-dir '\(disksA)' --disk \(disk) --target \(target) --pki '\(pkiA)' --copy-frequency 1h")
+            Shell.must(env("a") + "for i in $(seq 1 600); do \"$RFS\" status '\(mntA)' | grep -q 'VM \(vm): protected' && exit 0; sleep 0.1; done; \"$RFS\" status '\(mntA)'; exit 1")
+        }
+
+        /// A snapshot taken at the primary through its mount's daemon: the point's id.
+        func snapshot(_ vm: String, app: Bool = false) throws -> Int {
+            struct P: Decodable { var id: Int; var consistency: String }
+            let point = try JSONDecoder().decode(P.self, from: Data(must("a", "\"$RFS\" snapshot \(vm)\(app ? " --app-consistent" : "") --wait --json").utf8))
+            #expect(point.consistency == (app ? "app" : "crash"))
+            return point.id
+        }
+
+        /// The point exported at the secondary from its local store: its sha256.
+        func exported(_ vm: String, point: String, disk: String) -> String {
+            let out = "\(root)/export-\(point)"
+            must("b", "rm -f '\(out)' && \"$RFS\" export \(vm) --target '\(storeB)' --point \(point) --disk \(disk) --to '\(out)'")
+            defer { Shell.run("rm -f '\(out)'") }
+            return Shell.sha256(out)
+        }
+
+        /// The receiver's counters (`GET /v1/stats`), asked from b itself (a cut link does not stop it).
+        func stats() throws -> Stats {
+            let out = must("b", "curl -sf --cacert '\(pkiB)/ca.pem' --cert '\(pkiB)/cert.pem' --key '\(pkiB)/key.pem' https://\(net.addressB):8084/v1/stats")
+            return try JSONDecoder().decode(Stats.self, from: Data(out.utf8))
+        }
+
+        struct Stats: Decodable { var bodyBytes: Int64; var uploadBytes: Int64; var seedBytes: Int64 }
+
+        struct VM: Decodable { var logBytesShipped: Int64; var bytesSent: Int64; var state: String? }
+        struct M: Decodable { var vms: [VM] }
+
+        func vmStatus() throws -> VM {
+            let status = try JSONDecoder().decode([M].self, from: Data(must("a", "\"$RFS\" status '\(mntA)' --json").utf8))
+            return try #require(status.first?.vms.first)
+        }
+
+        func daemonLogs(_ h: String) -> String { Shell.run("cat '\(root)'/run-\(h)/*.log 2>/dev/null").stdout }
+
+        func cleanup() {
+            for m in mounts.reversed() {
+                Shell.run(on(m.host, "\"$RFS\" unmount '\(m.path)' >/dev/null 2>&1") + " || umount -l '\(m.path)'")
+            }
+            for h in ["a", "b"] {
+                Shell.run(on(h, "\"$RFS\" status --json >/dev/null 2>&1"))
+            }
+            if servePID > 0 {
+                Shell.run("kill \(servePID); for i in $(seq 1 100); do kill -0 \(servePID) 2>/dev/null || exit 0; sleep 0.05; done; kill -9 \(servePID)")
+            }
+            // Whatever still runs from this test's run directories (a failover daemon of a failed test).
+            Shell.run("for f in '\(root)'/run-*/*.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; grep -o ' \(root)/[^ ]*' /proc/mounts | xargs -r -n1 umount -l")
+            net.cleanup()
+            Shell.run("rm -rf '\(root)'")
+        }
+    }
+
+    static func withHosts(_ name: String, _ body: (Hosts) throws -> Void) throws {
+        let hosts = try Hosts(name)
+        defer { hosts.cleanup() }
+        try body(hosts)
+    }
+
+    @Test("two hosts: points equal the source at their cut across the link; test and unplanned failover at the secondary; a planned failover started at the primary ships its last changes over the network first")
+    func failoverAcrossHosts() throws {
+        try Self.withHosts("twosite") { h in
+            h.serve()
+            Shell.must("truncate -s 32M '\(h.disksA)/r.img' && dd if=/dev/urandom of='\(h.disksA)/r.img' bs=1M count=4 seek=8 conv=notrunc status=none")
+            h.mount("a", h.disksA, h.mntA)
+            h.protect("r", disk: "r.img")
+            Shell.must("dd if=/dev/urandom of='\(h.mntA)/r.img' bs=64k count=40 seek=100 conv=notrunc,fsync status=none")
+            let sum1 = Shell.sha256(h.mntA + "/r.img")
+            let crash = try h.snapshot("r")
+            Shell.must("dd if=/dev/urandom of='\(h.mntA)/r.img' bs=4k count=50 seek=3000 conv=notrunc,fsync status=none")
+            let sum2 = Shell.sha256(h.mntA + "/r.img")
+            let app = try h.snapshot("r", app: true)
+            #expect(app == crash + 1)
+            #expect(h.exported("r", point: String(crash), disk: "r.img") == sum1)
+            #expect(h.exported("r", point: "latest-app", disk: "r.img") == sum2)
+
+            // A test failover at the secondary, against its local store: writable, then no trace.
+            let fo = h.root + "/fo"
+            h.must("b", "\"$RFS\" failover r --target '\(h.storeB)' --point latest --test --mount '\(fo)'")
+            h.mounts.append(("b", fo))
+            #expect(Shell.sha256(fo + "/r.img") == sum2)
+            Shell.must("dd if=/dev/urandom of='\(fo)/r.img' bs=4k count=10 seek=20 conv=notrunc,fsync status=none")
+            #expect(Shell.sha256(fo + "/r.img") != sum2)
+            h.must("b", "\"$RFS\" failover cleanup r --target '\(h.storeB)'")
+            h.mounts.removeLast()
+            #expect(h.exported("r", point: "latest", disk: "r.img") == sum2)
+            #expect(!FileManager.default.fileExists(atPath: h.storeB + "/r/failover"))
+
+            // An unplanned failover to the crash-consistent point: the primary is not asked.
+            h.must("b", "\"$RFS\" failover r --target '\(h.storeB)' --point \(crash) --mount '\(fo)'")
+            h.mounts.append(("b", fo))
+            #expect(Shell.sha256(fo + "/r.img") == sum1)
+            Shell.must("dd if=/dev/urandom of='\(fo)/r.img' bs=4k count=10 seek=40 conv=notrunc,fsync status=none")
+            // While failed over, the store takes no replication from the primary.
+            let refused = Shell.run(h.on("a", "timeout 60 \"$RFS\" snapshot r --wait"))
+            #expect(!refused.ok, "a snapshot was committed under an unplanned failover")
+            h.must("b", "\"$RFS\" failover cleanup r --target '\(h.storeB)'")
+            h.mounts.removeLast()
+
+            // A planned failover started at the primary: the source stops, its last changes (never
+            // snapshotted) cross the network as the final point, which then equals the source.
+            Shell.must("dd if=/dev/urandom of='\(h.mntA)/r.img' bs=64k count=16 seek=200 conv=notrunc,fsync status=none")
+            let sum3 = Shell.sha256(h.mntA + "/r.img")
+            // No --pki: the failover opens the store with the PKI the VM was protected with.
+            let planned = h.must("a", "\"$RFS\" failover r --planned --target \(h.target) --json")
+            struct Planned: Decodable { var point: Int }
+            let final = try JSONDecoder().decode(Planned.self, from: Data(planned.utf8)).point
+            #expect(!Shell.run("grep -q ' \(h.mntA) ' /proc/mounts").ok, "the source mount still runs")
+            h.mounts.removeAll { $0.path == h.mntA }
+            #expect(h.exported("r", point: String(final), disk: "r.img") == sum3)
+            #expect(Shell.sha256(h.disksA + "/r.img") == sum3)
+            h.must("b", "\"$RFS\" failover r --target '\(h.storeB)' --point \(final) --mount '\(fo)'")
+            h.mounts.append(("b", fo))
+            #expect(Shell.sha256(fo + "/r.img") == sum3)
+            h.must("b", "\"$RFS\" failover cleanup r --target '\(h.storeB)'")
+            h.mounts.removeLast()
+        }
+    }
+
+    /// Polls `value` every 20 ms until `until` holds (at most `seconds`); the last value.
+    func poll<T>(seconds: Double = 60, _ value: () throws -> T, until: (T) -> Bool) rethrows -> T {
+        let deadline = Date().addingTimeInterval(seconds)
+        var v = try value()
+        while !until(v) && Date() < deadline {
+            usleep(20_000)
+            v = try value()
+        }
+        return v
+    }
+
+    /// Cuts the link for `seconds`; the receiver's counters at the cut and just before it is up.
+    func cut(_ h: Hosts, seconds: Double) throws -> (atCut: Hosts.Stats, beforeUp: Hosts.Stats) {
+        try h.net.link(up: false)
+        // The sender's connections go too (where the kernel can destroy sockets): it must
+        // reconnect and ask the receiver where to go on, not just wait for TCP to retransmit.
+        Shell.run(h.on("a", "ss -K dst \(h.net.addressB) >/dev/null 2>&1"))
+        let atCut = try h.stats()
+        usleep(UInt32(seconds * 1_000_000))
+        let beforeUp = try h.stats()
+        try h.net.link(up: true)
+        return (atCut, beforeUp)
+    }
+
+    @Test("the link cut in the middle of an initial copy and of a log transfer: both resume from the acknowledged offset, nothing crosses twice beyond the interrupted chunk, points stay exact")
+    func linkCut() throws {
+        try Self.withHosts("linkcut") { h in
+            let chunk: Int64 = 8 << 20
+            h.serve()
+            // 48 MiB of data through a 64 Mbit/s link: the copy takes about 6 s.
+            Shell.must("dd if=/dev/urandom of='\(h.disksA)/c.img' bs=1M count=48 status=none")
+            let sum0 = Shell.sha256(h.disksA + "/c.img")
+            let diskBytes: Int64 = 48 << 20
+            try h.net.rate("64mbit")
+            h.mount("a", h.disksA, h.mntA)
+            h.must("a", "\"$RFS\" protect c --disks-dir '\(h.disksA)' --disk c.img --target \(h.target) --pki '\(h.pkiA)' --copy-frequency 1h")
+            // 1. Initial copy: cut once a quarter has arrived.
+            let started = try poll({ try h.stats().seedBytes }, until: { $0 >= diskBytes / 4 })
+            #expect(started >= diskBytes / 4 && started < diskBytes, "the copy was not in progress: \(started) of \(diskBytes) bytes")
+            let copyCut = try cut(h, seconds: 3)
+            print("initial copy cut at \(copyCut.atCut.seedBytes) of \(diskBytes) bytes; \(copyCut.beforeUp.seedBytes) received while cut")
+            #expect(copyCut.atCut.seedBytes < diskBytes, "the copy ended before the cut")
+            #expect(copyCut.beforeUp.seedBytes - copyCut.atCut.seedBytes <= chunk, "bytes crossed a cut link")
+            Shell.must(h.env("a") + "for i in $(seq 1 900); do \"$RFS\" status '\(h.mntA)' | grep -q 'VM c: protected' && exit 0; sleep 0.1; done; \"$RFS\" status '\(h.mntA)'; exit 1")
+            let seeded = try h.stats().seedBytes
+            print("initial copy: \(seeded) bytes written by the receiver for a \(diskBytes)-byte disk")
+            #expect(seeded >= diskBytes && seeded <= diskBytes + chunk, "seed bytes \(seeded)")
+            #expect(h.exported("c", point: "latest", disk: "c.img") == sum0)
+
+            // 2. A 24 MiB log: cut once its first chunk has arrived.
+            Shell.must("dd if=/dev/urandom of='\(h.mntA)/c.img' bs=1M count=24 seek=8 conv=notrunc,fsync status=none")
+            let sum1 = Shell.sha256(h.mntA + "/c.img")
+            let before = try h.stats(), sentBefore = try h.vmStatus()
+            let rc = h.root + "/snap.rc"
+            Shell.run(h.on("a", "bash -c '\"$RFS\" snapshot c --wait >/dev/null 2>&1; echo $? > \(rc)'") + " >/dev/null 2>&1 &")
+            let uploading = try poll({ try h.stats().uploadBytes - before.uploadBytes }, until: { $0 >= chunk })
+            #expect(uploading >= chunk && uploading < 24 << 20, "the log transfer was not in progress: \(uploading) bytes")
+            let logCut = try cut(h, seconds: 3)
+            print("log transfer cut at \(logCut.atCut.uploadBytes - before.uploadBytes) bytes")
+            #expect(logCut.beforeUp.uploadBytes - logCut.atCut.uploadBytes <= chunk, "bytes crossed a cut link")
+            let done = poll(seconds: 90, { FileManager.default.fileExists(atPath: rc) }, until: { $0 })
+            #expect(done && Shell.run("cat '\(rc)'").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the snapshot did not finish after the link came back")
+            let after = try h.stats(), sentAfter = try h.vmStatus()
+            let logBytes = sentAfter.logBytesShipped - sentBefore.logBytesShipped
+            let received = after.uploadBytes - before.uploadBytes
+            print("log transfer: \(logBytes) log bytes shipped, \(received) written by the receiver, \(after.bodyBytes - before.bodyBytes) request body bytes")
+            #expect(logBytes > 24 << 20 && received >= logBytes && received <= logBytes + chunk, "received \(received) for \(logBytes)")
+            #expect(h.exported("c", point: "latest", disk: "c.img") == sum1)
+            let resumed = h.daemonLogs("a").components(separatedBy: "resuming from the receiver's durable offset").count - 1
+            print("the sender resumed from the receiver's durable offset \(resumed) times")
+        }
+    }
+}
