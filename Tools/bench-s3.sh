@@ -20,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+CMDLINE="$0 $*"
 QUICK=0; ROUNDS=3; OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +30,6 @@ while [ $# -gt 0 ]; do
     *) echo "bench-s3.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
-CMDLINE="$0 $*"
 RFS="${REPLICAFS_BIN:-$(pwd)/.build/debug/replicafs}"
 [ -x "$RFS" ] || { echo "bench-s3.sh: no replicafs binary at $RFS (swift build)" >&2; exit 1; }
 python3 -c 'import boto3' 2>/dev/null || pip install -q boto3
