@@ -224,6 +224,15 @@ public final class Replicator: @unchecked Sendable {
     /// own: the store may be unmounted, or the replica deleted by hand. `resume` allows it.
     private func requireNoLostReplica(_ vm: ProtectedVM, _ store: any TargetStore) throws {
         guard health.wasReplicated(vm.name) else { return }
+        // `hasVM` cannot tell "gone" from "did not answer": a store that is down for now (an
+        // object store's endpoint restarting) fails with its own recoverable error, retried on
+        // the back-off, and one that finds the replica again is asked again at the next attempt.
+        do {
+            _ = try store.catalog(vm.name)
+            throw ReplicaError("target store \(store.location) did not answer whether it holds VM \(vm.name)", kind: .recoverable)
+        } catch let error as ReplicaError where error.kind == .recoverable {
+            throw error
+        } catch {}
         throw ReplicaError("VM \(vm.name) not found in target store \(store.location): its replica is gone (store unmounted or replica deleted?)", kind: .nonRecoverable)
     }
 

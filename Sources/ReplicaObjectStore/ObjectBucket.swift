@@ -54,4 +54,13 @@ public protocol ObjectBucket: Sendable {
 
     /// Deletes `key`; deleting a missing key is not an error.
     func delete(_ key: String) throws
+
+    /// Aborts every unfinished multipart upload of a key under `prefix`: the parts a failed
+    /// upload stored, which no listing shows and which the retry may never resume (its logs
+    /// can be cut differently). A bucket without multipart uploads has none.
+    func abortUploads(prefix: String) throws
+}
+
+extension ObjectBucket {
+    public func abortUploads(prefix: String) throws {}
 }

@@ -21,6 +21,7 @@ enum ObjectLayout {
     static func log(_ vm: String, point: Int, disk: String, name: String) -> String {
         root(vm) + "logs/" + String(point).leftPadded(8) + "/" + disk + "/" + name
     }
+    static func logsRoot(_ vm: String) -> String { root(vm) + "logs/" }
     /// The blocks a resync or rebase stored for the point `point` will be.
     static func resyncLog(_ vm: String, point: Int, disk: String, kind: String) -> String {
         root(vm) + "resync/" + String(point).leftPadded(8) + "/" + disk + "." + kind + ".hrl"

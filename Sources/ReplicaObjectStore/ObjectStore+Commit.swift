@@ -58,7 +58,7 @@ extension ObjectStore {
         // Test hook: the logs are stored, no catalog names them; a kill here loses nothing committed.
         FaultPoint.reach("s3-commit-before-catalog")
         // 3. The commit step: a catalog generation that names the point.
-        return try mutate(vm) { catalog -> RecoveryPoint? in
+        let point = try mutate(vm) { catalog -> RecoveryPoint? in
             try Self.checkTakesReplication(catalog, vm: vm)
             guard catalog.store.nextPointID == id, catalog.store.disks.map(\.nextLSN) == start.store.disks.map(\.nextLSN) else {
                 throw ReplicaError("VM \(vm): another writer committed meanwhile; the logs are committed again next cycle", kind: .recoverable)
@@ -84,6 +84,10 @@ extension ObjectStore {
             catalog.resyncLogs = [:]
             return point
         }!
+        // An upload an earlier failed attempt left unfinished (a retry may cut its logs
+        // differently, under other keys) holds parts no catalog will name: dropped now.
+        try? bucket.abortUploads(prefix: ObjectLayout.logsRoot(vm))
+        return point
     }
 
     /// Refuses replication into a VM failed over for real, or with a resync half done.

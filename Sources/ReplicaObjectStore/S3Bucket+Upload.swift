@@ -107,6 +107,8 @@ extension S3Bucket {
                             $0.bytesDone += Int64(layout.range(number).length)
                         }
                         state.wake.signal()
+                        // Test hook: a kill -9 of the server while the upload is unfinished.
+                        FaultPoint.reach("s3-upload-part")
                     }
                 } catch {
                     state.fields.withLock { if $0.error == nil { $0.error = error } }
@@ -181,6 +183,27 @@ extension S3Bucket {
         guard let newest = uploads.popLast() else { return nil }
         for old in uploads { try? abort(key, uploadID: old.id) }
         return newest.id
+    }
+
+    public func abortUploads(prefix: String) throws {
+        var found: [(key: String, id: String)] = []
+        var markers: [(String, String)] = []
+        while true {
+            let response = try send(.GET, key: nil, query: [("uploads", ""), ("prefix", url.prefix + prefix)] + markers,
+                                    operation: "LIST UPLOADS", accept: [200])
+            guard let root = S3XMLElement.parse(response.bytes), root.name == "ListMultipartUploadsResult" else {
+                throw ReplicaError("S3 LIST UPLOADS \(prefix) at \(location): the answer is not a ListMultipartUploadsResult",
+                                   kind: .recoverable)
+            }
+            for upload in root.all("Upload") {
+                guard let key = upload.value("Key"), key.hasPrefix(url.prefix), let id = upload.value("UploadId") else { continue }
+                found.append((String(key.dropFirst(url.prefix.count)), id))
+            }
+            guard root.value("IsTruncated") == "true", let keyMarker = root.value("NextKeyMarker"),
+                  let idMarker = root.value("NextUploadIdMarker") else { break }
+            markers = [("key-marker", keyMarker), ("upload-id-marker", idMarker)]
+        }
+        for upload in found { try abort(upload.key, uploadID: upload.id) }
     }
 
     /// The parts stored for an upload by number; nil when the upload is gone.

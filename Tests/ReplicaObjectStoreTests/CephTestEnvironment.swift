@@ -59,21 +59,31 @@ enum CephTestEnvironment {
         return (bucket, env)
     }
 
-    /// `Tools/ceph.sh ARGS --dir <the cluster's dir>`, failing with its output.
+    /// `Tools/ceph.sh ARGS --dir <the cluster's dir>`, failing with its output. Spawned with
+    /// posix_spawn and reaped with waitpid: Foundation's `Process.waitUntilExit` missed the
+    /// exit of `restart-rgw` (whose radosgw daemonizes) and hung the kill test forever.
     static func cephScript(_ args: [String], env: [String: String]) throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Tools/ceph.sh").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script] + args + ["--dir", env["REPLICAFS_CEPH_DIR"] ?? ""]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw ReplicaError("ceph.sh \(args.joined(separator: " ")) failed: \(text)")
+        let output = "/tmp/s3-client-test-ceph-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out"
+        defer { unlink(output) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = (["/bin/bash", script] + args + ["--dir", env["REPLICAFS_CEPH_DIR"] ?? ""]).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/bin/bash", &actions, nil, argv, envp)
+        guard rc == 0 else { throw ReplicaError("ceph.sh \(args.joined(separator: " ")): posix_spawn failed (\(rc))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0 else {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            throw ReplicaError("ceph.sh \(args.joined(separator: " ")) failed (wait status \(status)): \(text)")
         }
     }
 
