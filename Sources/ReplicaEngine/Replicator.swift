@@ -404,10 +404,20 @@ public final class Replicator: @unchecked Sendable {
         let commitStart = Self.now()
         // A transfer or commit that fails leaves nothing staged to take space from the retry.
         defer { store.discardReceived(vm: vm.name) }
-        let (received, sent) = try store.receive(vm: vm.name, logs: SourceFile.map(logs), compress: vm.policy.compress)
+        var (received, sent) = try store.receive(vm: vm.name, logs: SourceFile.map(logs), compress: vm.policy.compress)
         let point: RecoveryPoint
         do {
-            point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+            do {
+                point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+            } catch let error as ReplicaError where error.code == .notUploaded {
+                // The receiver restarted in the middle of the commit and dropped what it had
+                // staged: send the logs again (from its durable offsets) and commit once more.
+                DaemonLog.logger.warning("\(vm.name): \(error.description): sending the logs again")
+                let again = try store.receive(vm: vm.name, logs: SourceFile.map(logs), compress: vm.policy.compress)
+                received = again.logs
+                sent += again.bytesSent
+                point = try store.commit(vm: vm.name, logs: received, consistency: consistency, cut: rotation.cutID, timeNanos: cutTime)
+            }
         } catch {
             resync.noteCommitError(vm.name, error)
             throw error

@@ -118,7 +118,7 @@ public final class ReceiverStore: Sendable {
                 logs[disk] = try names.map { name in
                     let path = uploadPath(vm, name)
                     guard FileSystem.exists(path) else {
-                        throw ReplicaError("log \(name) of VM \(vm) was not uploaded", kind: .recoverable)
+                        throw ReplicaError("log \(name) of VM \(vm) was not uploaded", kind: .recoverable, code: .notUploaded)
                     }
                     return SourceFile(path)
                 }

@@ -32,6 +32,9 @@ public struct ReplicaError: Error, CustomStringConvertible, Equatable, Sendable 
         case launchFailed
         /// A conditional write lost: another writer changed the object first (object store).
         case preconditionFailed
+        /// A commit names a log the receiver does not hold (it restarted and dropped what it
+        /// had staged, or never got it): the sender sends it again.
+        case notUploaded
     }
     public let description: String
     public let kind: Kind
