@@ -181,8 +181,15 @@ public final class HealthTracker: Sendable {
                 let rpo = r.policy.effectiveRPO
                 if lag > rpo {
                     health = max(health, .warning)
-                    reasons.append(String(format: "lag %.0f s exceeds the RPO of %.0f s", lag, rpo))
+                    reasons.append(String(format: "lag %.0f s exceeds the RPO of %.0f s", lag, rpo)
+                        + (state.throttled == true ? " while throttled by the bandwidth limit" : ""))
                 }
+            }
+            if state.throttled == true {
+                // The limit at work, said as such: a lag that grows here is not a failure.
+                let rate = BandwidthLimiter.Rate(bytesPerSecond: state.bandwidthLimitBytesPerSecond).description
+                reasons.append(String(format: "throttled: sends wait on the bandwidth limit of %@ (%.1f s waited so far)",
+                                      rate, state.throttledSeconds ?? 0))
             }
             let (due, missed) = Self.cycles(r, now: now)
             state.cyclesDueLastHour = due

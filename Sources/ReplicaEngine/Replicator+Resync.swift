@@ -49,7 +49,7 @@ extension Replicator {
         guard let vm = ProtectedVM.all(disksDir: disks.directory).first(where: { $0.name == name }) else {
             throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
         }
-        let store = try openTargetStore(vm.target, options: vm.storeOptions)
+        let store = try bandwidth.openStore(vm)
         guard store.hasVM(vm.name) else {
             throw ReplicaError("VM \(name) has no replica yet: its initial replication copies every disk")
         }

@@ -33,6 +33,8 @@ public final class Replicator: @unchecked Sendable {
     private var running = true
     /// Retry schedule, Critical state and missed cycles per VM.
     public let health = HealthTracker()
+    /// The bandwidth limit and the time each VM waited on it (BandwidthMeter.swift).
+    public let bandwidth = BandwidthMeter()
 
     /// Deletes shipped logs in the background.
     let reaper: ShippedLogReaper
@@ -89,6 +91,7 @@ public final class Replicator: @unchecked Sendable {
             // A requirement recorded since the last pass (a cut refused for a broken chain)
             // shows at once, not at the next tick.
             if s.state == .protected, resync.requirement(s.vm) != nil { s.state = .resyncRequired }
+            bandwidth.annotate(&s, now: now)
             health.annotate(&s, lastCut: cuts[s.vm].map { Double($0) / 1e9 }, now: now)
             if s.state == .failedOver { Self.annotateFailedOver(&s) }
             return s
@@ -106,7 +109,7 @@ public final class Replicator: @unchecked Sendable {
             // After a failure nothing runs before the retry is due; while Critical, nothing until `resume`.
             guard health.mayAttempt(vm.name, now: Self.now()) else { continue }
             do {
-                let store = try openTargetStore(vm.target, options: vm.storeOptions)
+                let store = try bandwidth.openStore(vm)
                 // Failed over (not a drill): the VM runs from the store's side, which takes no
                 // replication until failback; say so and what to run instead of retrying.
                 if noteFailover(vm, store) { continue }
@@ -274,7 +277,7 @@ public final class Replicator: @unchecked Sendable {
             throw ReplicaError("VM \(name) is not protected on \(disks.directory)")
         }
         return try cycleLock.withLock {
-            let store = try openTargetStore(vm.target, options: vm.storeOptions)
+            let store = try bandwidth.openStore(vm)
             if !store.hasVM(vm.name) {
                 try requireNoLostReplica(vm, store)
                 try initialReplication(vm, store)

@@ -40,4 +40,11 @@ public struct VMState: Codable, Sendable {
     /// While failed over (`state` is failed over): the failover, and the command to run next.
     public var failover: String?
     public var nextStep: String?
+    /// The bandwidth limit (`--max-bandwidth`, a rate or schedule), the rate it sets now (nil:
+    /// unlimited at this hour), the seconds sends waited on it, and whether they wait now:
+    /// a lag that grows while `throttled` is the limit at work, not a failure.
+    public var maxBandwidth: String?
+    public var bandwidthLimitBytesPerSecond: Int?
+    public var throttledSeconds: Double?
+    public var throttled: Bool?
 }

@@ -77,7 +77,7 @@ public final class RemoteStore: TargetStore {
                     let end = min(size, (try? fd.lseek(start, whence: RFS_SEEK_HOLE)) ?? size)
                     var pos = start
                     while pos < end {
-                        let n = Int(min(Int64(ReceiverAPI.chunkBytes), end - pos))
+                        let n = Int(min(Int64(sendChunkBytes), end - pos))
                         let bytes = try Self.read(fd, count: n, offset: pos)
                         throttle?(bytes.count)
                         durable = try client.json(.PUT, path(vm, "/seed/" + ReceiverClient.segment(disk.name)),
@@ -121,7 +121,7 @@ public final class RemoteStore: TargetStore {
             try transfer(what: "log \(file.name)", resumeAt: ask) { restart in
                 if let restart { durable = restart }
                 while durable < size {
-                    let n = Int(min(Int64(ReceiverAPI.chunkBytes), size - durable))
+                    let n = Int(min(Int64(sendChunkBytes), size - durable))
                     let raw = try Self.read(fd, count: n, offset: durable)
                     var headers: [(String, String)] = []
                     var body = raw
@@ -243,7 +243,7 @@ public final class RemoteStore: TargetStore {
             for run in Self.differing(local, remote, blockSize: blockSize, total: size) {
                 var at = run.range.lowerBound
                 while at < run.range.upperBound {
-                    let n = Int(min(Int64(ReceiverAPI.chunkBytes), run.range.upperBound - at))
+                    let n = Int(min(Int64(sendChunkBytes), run.range.upperBound - at))
                     let bytes = try Self.read(fd, count: n, offset: at)
                     throttle?(bytes.count)
                     try resuming { try client.call(.PUT, work, query: ["offset": String(at)], body: bytes) }

@@ -9,7 +9,9 @@ import Glibc
 /// "unlimited", or a schedule by local time of day such as "08:00-18:00=10MB/s,*=unlimited"
 /// (initial copy outside peak hours). A token bucket shared by every thread that sends: each
 /// caller takes its bytes and sleeps off the debt, so concurrent senders together hold the
-/// rate. The time spent waiting is counted, so lag and health can say the VM is throttled
+/// rate. A caller that comes back within a second of a wait has the time since credited in
+/// full (it was sending what it paid for), so per-request and per-commit time does not pull
+/// a throttled transfer below the rate; after a longer pause only the burst is there. The time spent waiting is counted, so lag and health can say the VM is throttled
 /// rather than late.
 ///
 /// Units: B, kB/KB (1000), MB (10^6), GB (10^9), KiB (1024), MiB, GiB; always per second
@@ -140,6 +142,8 @@ public final class BandwidthLimiter: Sendable {
         var throttled: Duration = .zero
         var lastThrottled: ContinuousClock.Instant?
         var bytes: Int64 = 0
+        /// What the last call took (the most a busy caller's time is credited).
+        var lastBytes = 0
     }
 
     public let schedule: Schedule
@@ -147,6 +151,8 @@ public final class BandwidthLimiter: Sendable {
     private let state: Mutex<State>
     /// The burst a sender may take without waiting: a tenth of a second at the current rate.
     private static let burstSeconds = 0.1
+    /// A caller back within this many seconds after a wait was busy sending, not idle.
+    private static let busySeconds = 1.0
 
     /// A limiter for `text` (a rate or a schedule); a clear error for anything else.
     public convenience init(_ text: String) throws {
@@ -183,9 +189,20 @@ public final class BandwidthLimiter: Sendable {
                 state.tokens = burst
             } else {
                 let elapsed = now - state.last
-                state.tokens = min(burst, state.tokens + perSecond * Self.seconds(elapsed))
+                var cap = burst
+                if let end = state.lastThrottled, end <= now, Self.seconds(now - end) < Self.busySeconds {
+                    // Back soon after a wait: the time since went on sending what was paid for
+                    // (a request on the wire, a commit), so it counts in full, not as idle time
+                    // capped at the burst; else every request's own time would slow the rate.
+                    // A longer gap is idle: only the burst (no lump after a pause).
+                    // Never more than the last call paid for: a short idle gap after a
+                    // throttled transfer gives at most one request's bytes.
+                    cap = max(burst, min(perSecond * Self.seconds(now - end), Double(state.lastBytes)))
+                }
+                state.tokens = min(cap, state.tokens + perSecond * Self.seconds(elapsed))
             }
             state.last = now
+            state.lastBytes = bytes
             state.tokens -= Double(bytes)
             guard state.tokens < 0 else { return 0 }
             let wait = -state.tokens / perSecond

@@ -30,6 +30,9 @@ struct JobsCommand: ParsableCommand {
         var lastShipment: String?
         var health: String?
         var retryAttempt: Int?
+        /// Forward replication: whether sends wait on the bandwidth limit now, and how long they waited in all.
+        var throttled: Bool?
+        var throttledSeconds: Double?
     }
 
     func run() throws {
@@ -65,7 +68,7 @@ struct JobsCommand: ParsableCommand {
                                 percent: initial ? v.initialPercent : nil, bytesPerSecond: initial ? v.initialMBps.map { $0 * 1e6 } : nil,
                                 etaSeconds: initial ? v.initialETASeconds : nil, lastPoint: v.lastPoint, lastError: v.lastError,
                                 direction: "forward", lagSeconds: v.lagSeconds, lastShipment: v.lastPointTime, health: v.health.rawValue,
-                                retryAttempt: v.retryAttempt))
+                                retryAttempt: v.retryAttempt, throttled: v.throttled, throttledSeconds: v.throttledSeconds))
             }
         }
         if json { return try printJSON(jobs) }
@@ -82,6 +85,7 @@ struct JobsCommand: ParsableCommand {
                 if let l = j.lagSeconds { line += String(format: "\tlag %.1f s", l) }
                 line += "\thealth \(j.health ?? "?")\tretries \(j.retryAttempt ?? 0)"
             }
+            if j.throttled == true { line += String(format: "\tthrottled (%.1f s waited on the bandwidth limit)", j.throttledSeconds ?? 0) }
             if let e = j.lastError { line += "\tLAST ERROR: \(e)" }
             print(line)
         }

@@ -91,7 +91,10 @@ struct StatusCommand: ParsableCommand {
                 let last = v.lastPoint.map { ", last point \($0) at \(v.lastPointTime ?? "?")" } ?? ""
                 let lag = v.lagSeconds.map { String(format: ", lag %.1f s", $0) } ?? ""
                 let err = v.lastError.map { ", LAST ERROR: \($0)" } ?? ""
-                print("  VM \(v.vm): \(v.state.rawValue)\(pct)\(last)\(lag), \(v.pendingBytes) bytes pending\(err)")
+                let limit = v.maxBandwidth.map { limit in
+                    String(format: ", bandwidth limit %@%@ (%.1f s waited on it)", limit, v.throttled == true ? ", THROTTLED now" : "", v.throttledSeconds ?? 0)
+                } ?? ""
+                print("  VM \(v.vm): \(v.state.rawValue)\(pct)\(last)\(lag), \(v.pendingBytes) bytes pending\(limit)\(err)")
                 let retry = v.nextRetryInSeconds.map { String(format: ", retry %d in %.1f s at \(v.nextRetryAt ?? "?")", v.retryAttempt + 1, $0) } ?? ""
                 print("    health: \(v.health.rawValue)\(retry)")
                 for reason in v.healthReasons { print("      - \(reason)") }
