@@ -47,17 +47,25 @@ measure() {
 local name=$1
 rm -rf "$W" && mkdir -p "$W/disks" "$W/mnt" "$W/store"
 
-# Disk baseline: sequential writes of a new 1 GiB file with a final fsync into the store's
-# filesystem, buffered (1 MiB) and direct (8 MiB, as the store writes its logs); the ratios
-# below use the faster of the two, so direct I/O cannot flatter them.
-baseline() {
-  fio --name=disk --filename="$W/store/baseline" --rw=write --size=1G --end_fsync=1 --ioengine=psync "$@" \
-    --output-format=json | python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6)'
+# Disk baseline: sequential writes of a new 512 MiB file (the size of the bulk apply below)
+# with a final fsync into the store's filesystem, buffered (1 MiB) and direct (8 MiB, as the
+# store writes its logs), from a cold page cache. It is measured interleaved with the work
+# it is compared to: right before the bulk apply, between it and the merge, and after the
+# merge; each of those is compared with the mean of the baselines on either side of it, and
+# every baseline is reported. The faster of buffered and direct counts, so direct I/O cannot
+# flatter the ratios.
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+baseline_one() {
+  drop_caches
+  fio --name=disk --filename="$W/store/baseline" --rw=write --size=512M --end_fsync=1 --ioengine=psync "$@" \
+    --output-format=json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6, 1))'
   rm -f "$W/store/baseline"
 }
-buffered_mbs=$(baseline --bs=1M)
-direct_mbs=$(baseline --bs=8M --direct=1)
-disk_mbs=$(python3 -c "print(max($buffered_mbs, $direct_mbs))")
+baseline() {  # -> "buffered direct best" in MB/s
+  local b d
+  b=$(baseline_one --bs=1M); d=$(baseline_one --bs=8M --direct=1)
+  echo "$b $d $(python3 -c "print(max($b, $d))")"
+}
 
 fio --name=prep --filename="$W/disks/vm.img" --rw=write --bs=1M --size=1G --output=/dev/null
 fio --name=prep --filename="$W/disks/bulk.img" --rw=write --bs=1M --size=512M --output=/dev/null
@@ -77,22 +85,31 @@ sleep 3
 for i in $(seq 1 600); do "$RFS" status "$W/mnt" | grep -q "VM bulk: protected" && break; sleep 0.1; done
 "$RFS" snapshot bulk >/dev/null
 dd if=/dev/urandom of="$W/mnt/bulk.img" bs=1M count=512 conv=notrunc,fsync status=none
+read -r b1_buf b1_dir b1 <<<"$(baseline)"
 apply_seconds() {
   "$RFS" status "$W/mnt" --json | python3 -c 'import json,sys; print([v for v in json.load(sys.stdin)[0]["vms"] if v["vm"] == "bulk"][0]["applySeconds"])'
 }
 a0=$(apply_seconds)
+drop_caches
 t0=$(date +%s.%N); "$RFS" snapshot bulk >/dev/null; t1=$(date +%s.%N)
 a1=$(apply_seconds)
 bulk_mbs=$(python3 -c "print(512*1048576/1e6/($t1-$t0))")
 commit_mbs=$(python3 -c "print(512*1048576/1e6/($a1-$a0))")
+read -r b2_buf b2_dir b2 <<<"$(baseline)"
 sleep 11
 dd if=/dev/urandom of="$W/mnt/bulk.img" bs=4k count=1 conv=notrunc,fsync status=none
+drop_caches
 t2=$(date +%s.%N); "$RFS" snapshot bulk >/dev/null; t3=$(date +%s.%N)
 merge_mbs=$(python3 -c "print(512*1048576/1e6/($t3-$t2))")
+read -r b3_buf b3_dir b3 <<<"$(baseline)"
+buffered_mbs="$b1_buf / $b2_buf / $b3_buf"; direct_mbs="$b1_dir / $b2_dir / $b3_dir"
+bulk_disk=$(python3 -c "print(($b1 + $b2) / 2)")
+merge_disk=$(python3 -c "print(($b2 + $b3) / 2)")
+disk_mbs=$(python3 -c "print(($b1 + $b2 + $b3) / 3)")
 "$RFS" unmount "$W/mnt" >/dev/null
 base_through=$(python3 -c "import json; print(json.load(open('$W/store/bulk/catalog.json'))['baseThrough'])" 2>/dev/null || echo '?')
 
-python3 - "$W/status.json" "$W/load.json" "$disk_mbs" "$RATE" "$SECONDS_LOAD" "$bulk_mbs" "$merge_mbs" "$base_through" "$buffered_mbs" "$direct_mbs" "$commit_mbs" "$RESULTS/$name.json" >"$RESULTS/$name.rows" <<'PY'
+python3 - "$W/status.json" "$W/load.json" "$disk_mbs" "$RATE" "$SECONDS_LOAD" "$bulk_mbs" "$merge_mbs" "$base_through" "$buffered_mbs" "$direct_mbs" "$commit_mbs" "$RESULTS/$name.json" "$bulk_disk" "$merge_disk" >"$RESULTS/$name.rows" <<'PY'
 import json, sys
 status = [v for v in json.load(open(sys.argv[1]))[0]["vms"] if v["vm"] == "bench"][0]
 bulk = float(sys.argv[6])
@@ -105,15 +122,16 @@ print(f"| sustained write load through the mount | {load:.1f} MB/s (fio randwrit
 print(f"| replication cycles measured | {len(lags)} |")
 print(f"| lag, write to committed point: p50 | {pick(0.5):.2f} s |")
 print(f"| lag, write to committed point: p99 | {pick(0.99):.2f} s |")
-print(f"| disk's sequential write, new 1 GiB file + fsync, store filesystem: buffered 1 MiB / direct 8 MiB | {float(sys.argv[9]):.0f} / {float(sys.argv[10]):.0f} MB/s (ratios below use {disk:.0f}) |")
-print(f"| bulk apply: 512 MiB shipped and committed by one snapshot, end to end (the `snapshot` command's wall time) | {bulk:.0f} MB/s = {bulk/disk:.2f}x the disk |")
+bulk_disk, merge_disk = float(sys.argv[13]), float(sys.argv[14])
+print(f"| disk's sequential write, new 512 MiB file + fsync, cold cache, store filesystem, before the bulk apply / between it and the merge / after the merge (each ratio below uses the faster of buffered and direct, mean of the baselines either side of it) | buffered 1 MiB {sys.argv[9]}; direct 8 MiB {sys.argv[10]} MB/s |")
+print(f"| bulk apply: 512 MiB shipped and committed by one snapshot from a cold cache, end to end (the `snapshot` command's wall time) | {bulk:.0f} MB/s = {bulk/bulk_disk:.2f}x the disk ({bulk_disk:.0f}) |")
 commit = float(sys.argv[11])
-print(f"| the same, the store's commit alone (verify, store the redo logs, fsync, catalog; from status) | {commit:.0f} MB/s = {commit/disk:.2f}x the disk |")
+print(f"| the same, the store's commit alone (verify, store the redo logs, fsync, catalog; from status) | {commit:.0f} MB/s = {commit/bulk_disk:.2f}x the disk |")
 merge = float(sys.argv[7])
-print(f"| merge: those 512 MiB of redo logs merged into the base once expired (snapshot + prune; base now at point {sys.argv[8]}) | {merge:.0f} MB/s = {merge/disk:.2f}x the disk |")
+print(f"| merge: those 512 MiB of redo logs merged into the base once expired, cold cache (snapshot + prune; base now at point {sys.argv[8]}) | {merge:.0f} MB/s = {merge/merge_disk:.2f}x the disk ({merge_disk:.0f}) |")
 print(f"| commit throughput during the continuous cycles (log bytes / commit time, per-cycle fsyncs included) | {apply_mbs:.0f} MB/s = {apply_mbs/disk:.2f}x the disk |")
 # The figure of each row above, in order, for the side-by-side table.
-json.dump([load, len(lags), pick(0.5), pick(0.99), disk, bulk / disk, commit / disk, merge / disk, apply_mbs / disk],
+json.dump([load, len(lags), pick(0.5), pick(0.99), disk, bulk / bulk_disk, commit / bulk_disk, merge / merge_disk, apply_mbs / disk],
           open(sys.argv[12], "w"))
 PY
 }
@@ -174,7 +192,7 @@ PY
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel $(uname -r); $(nproc) CPUs"
   echo "- base: $(binary_note "$BASE_BIN")"
   echo "- new: $(binary_note "$NEW_BIN")"
-  echo "- order: base, new in each of $ROUNDS round(s), each a full measurement from a fresh work dir with its own disk baseline right before it; the x figures are ratios to that run's disk baseline"
+  echo "- order: base, new in each of $ROUNDS round(s), each a full measurement from a fresh work dir with its own disk baselines interleaved with the work (before the bulk apply, between it and the merge, after the merge; same size, cold cache); the x figures are ratios to that run's baselines"
   echo
   echo "$table"
   echo

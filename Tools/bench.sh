@@ -16,7 +16,13 @@
 #                            [--runtime S] [--baseline-bin PATH] [--rounds N] [--out FILE]
 # Environment: BENCH_DIR (work dir, default /var/tmp/replicafs-bench; must not be tmpfs),
 #              REPLICAFS_BIN (replicafs binary; default: release build, built if missing),
-#              REPLICAFS_BASE_BIN (same as --baseline-bin).
+#              REPLICAFS_BASE_BIN (same as --baseline-bin),
+#              BENCH_READAHEAD_KB, BENCH_MAX_RATIO (device settings every FUSE setup gets).
+#
+# Fairness: every FUSE setup's backing device gets the same readahead (read_ahead_kb) and
+# share of the dirty-page limit (max_ratio), ReplicaFS's own defaults unless set, and the
+# report shows what each setup's device held during its runs (native's disk included, not
+# changed). With --rounds N every round of every setup is reported, beside the medians.
 set -euo pipefail
 
 ALL_SETUPS="native,replicafs,mergerfs,passthrough"
@@ -41,7 +47,9 @@ Usage: $0 [--quick] [--setups LIST] [--jobs LIST] [--runtime S] [--baseline-bin 
   --out FILE           also write the table, command line, date and kernel into FILE
 
 Environment: BENCH_DIR (default /var/tmp/replicafs-bench, must not be tmpfs), REPLICAFS_BIN,
-REPLICAFS_BASE_BIN (same as --baseline-bin).
+REPLICAFS_BASE_BIN (same as --baseline-bin), BENCH_READAHEAD_KB (default 2048) and
+BENCH_MAX_RATIO (default 20): the readahead and dirty-page share set on every FUSE setup's
+backing device (ReplicaFS's defaults), so no setup runs with other device settings.
 Runs as root; installs fio, jq, mergerfs, fuse3, libfuse3-dev with apt-get if missing.
 EOF
 }
@@ -146,6 +154,14 @@ BUILD="$WORK/build"
 declare -A MNT=([replicafs]="$WORK/mnt-replicafs" [replicafs-base]="$WORK/mnt-replicafs-base" [mergerfs]="$WORK/mnt-mergerfs" [passthrough]="$WORK/mnt-passthrough")
 FUSE_SETUPS=(replicafs replicafs-base mergerfs passthrough)
 declare -A DAEMON_PID=()
+# The same device settings for every FUSE setup: ReplicaFS sets these on its own mount
+# (MountOptions.readaheadKiB, .dirtyRatio); the peers would otherwise run with the kernel's
+# FUSE defaults, so a difference in the table could be the tuning and not the file system.
+BDI_READAHEAD_KB=${BENCH_READAHEAD_KB:-2048}
+BDI_MAX_RATIO=${BENCH_MAX_RATIO:-20}
+[[ $BDI_READAHEAD_KB =~ ^[0-9]+$ && $BDI_MAX_RATIO =~ ^[0-9]+$ && $BDI_MAX_RATIO -le 100 ]] \
+    || die "BENCH_READAHEAD_KB must be a number of KiB and BENCH_MAX_RATIO a percent (0-100)"
+declare -A DEVSET=()
 
 # mergerfs: the man page's recommended cached setup plus the kernel writeback cache. xattr=nosys
 # answers getxattr with ENOSYS so the kernel stops probing security.capability before every
@@ -240,13 +256,50 @@ mount_setup() {
             DAEMON_PID[passthrough]=$! ;;
     esac
     for ((i = 0; i < 100; i++)); do
-        if is_mounted "$mp" && [[ -f "$mp/bench.img" ]]; then return 0; fi
+        if is_mounted "$mp" && [[ -f "$mp/bench.img" ]]; then tune_device "$setup"; return 0; fi
         if [[ -n "${DAEMON_PID[$setup]:-}" ]] && ! kill -0 "${DAEMON_PID[$setup]}" 2>/dev/null; then
             die "$setup daemon exited before the mount was ready (see $LOGS/)"
         fi
         sleep 0.1
     done
     die "$setup mount on $mp not ready after 10 s (see $LOGS/)"
+}
+
+bdi_of() {  # mountpoint -> its backing device info directory in /sys/class/bdi
+    local dev
+    dev=$(awk -v mp="$1" '$5 == mp { d = $3 } END { print d }' /proc/self/mountinfo)
+    echo "/sys/class/bdi/$dev"
+}
+
+device_settings() {  # bdi directory -> "read_ahead_kb N, max_ratio N[, strict_limit N]"
+    local bdi=$1
+    printf 'read_ahead_kb %s, max_ratio %s' "$(cat "$bdi/read_ahead_kb")" "$(cat "$bdi/max_ratio")"
+    [[ -r $bdi/strict_limit ]] && printf ', strict_limit %s' "$(cat "$bdi/strict_limit")"
+    echo
+}
+
+tune_device() {  # setup -> the same readahead and dirty-page share on its FUSE device, recorded
+    local setup=$1 bdi settings
+    bdi=$(bdi_of "${MNT[$setup]}")
+    [[ -d $bdi ]] || die "no backing device info for ${MNT[$setup]} ($bdi)"
+    echo "$BDI_READAHEAD_KB" >"$bdi/read_ahead_kb" || die "cannot set $bdi/read_ahead_kb"
+    echo "$BDI_MAX_RATIO" >"$bdi/max_ratio" || die "cannot set $bdi/max_ratio"
+    settings=$(device_settings "$bdi")
+    if [[ -n ${DEVSET[$setup]:-} && ${DEVSET[$setup]} != "$settings" ]]; then
+        DEVSET[$setup]="${DEVSET[$setup]} / $settings"  # a change between runs shows
+    else
+        DEVSET[$setup]=$settings
+    fi
+}
+
+native_device() {  # the device settings of the disk the native runs use (left as they are)
+    local dev
+    dev=$(findmnt -no MAJ:MIN -T "$DISKS" | head -1 | tr -d ' ')
+    if [[ -d /sys/class/bdi/$dev ]]; then device_settings "/sys/class/bdi/$dev"
+    else
+        dev=$(lsblk -no PKNAME "$(findmnt -no SOURCE -T "$DISKS")" 2>/dev/null | head -1)
+        [[ -n $dev && -r /sys/block/$dev/queue/read_ahead_kb ]] && echo "read_ahead_kb $(cat "/sys/block/$dev/queue/read_ahead_kb") (disk $dev)" || echo "unknown"
+    fi
 }
 
 # ---------------------------------------------------------------- prerequisites
@@ -415,6 +468,38 @@ print_table() {
     fi
 }
 
+print_device_settings() {  # what each setup's backing device held during its runs
+    local s
+    echo
+    echo "Device settings during the runs (FUSE setups: set to read_ahead_kb $BDI_READAHEAD_KB, max_ratio $BDI_MAX_RATIO after each mount, read back; native: the disk as it is):"
+    echo
+    echo "| setup | backing device settings |"
+    echo "|---|---|"
+    for s in "${SETUPS[@]}"; do
+        if [[ $s == native ]]; then echo "| native | $(native_device) |"
+        else echo "| $(setup_title "$s") | ${DEVSET[$s]:-not mounted} |"; fi
+    done
+}
+
+print_every_run() {  # with several rounds, every round's figure, not only the medians
+    [[ $ROUNDS -gt 1 ]] || return 0
+    local s j r row
+    echo
+    echo "Every run, MB/s per round in run order (the tables above show the medians):"
+    echo
+    row="| job |"; for s in "${SETUPS[@]}"; do row+=" $(setup_title "$s") |"; done; echo "$row"
+    row="|---|";  for s in "${SETUPS[@]}"; do row+="---:|"; done; echo "$row"
+    for j in "${JOBS[@]}"; do
+        row="| $j |"
+        for s in "${SETUPS[@]}"; do
+            row+=" "
+            for ((r = 1; r <= ROUNDS; r++)); do row+="$(mbps "${ROUND_BW[$s,$j,$r]}")$([[ $r -eq $ROUNDS ]] || echo " / ")"; done
+            row+=" |"
+        done
+        echo "$row"
+    done
+}
+
 print_passthrough_ratios() {  # each ReplicaFS build against passthrough_ll in this run
     has_setup passthrough || return 0
     local s j row cols=()
@@ -460,7 +545,9 @@ print_report() {
     echo "- load average when the runs ended: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shares its CPUs and disk)"
     echo
     print_table
+    print_every_run
     print_passthrough_ratios
+    print_device_settings
 }
 
 # ---------------------------------------------------------------- main

@@ -45,7 +45,11 @@ public final class FailoverCoordinator {
     /// Parses a point: an id, latest, latest-app, or an ISO 8601 time (the last point at or before it).
     public func pointSelector(_ text: String, vm: String) throws -> PointSelector {
         if let date = ISOTime.parse(text) {
-            let nanos = try TimeLimits.nanos(ofTime: date.timeIntervalSince1970, text: text)
+            _ = try TimeLimits.nanos(ofTime: date.timeIntervalSince1970, text: text)
+            // To the millisecond, as `points` shows times: the time a point is listed with
+            // selects that point (its nanoseconds lie within the millisecond shown).
+            let ms = UInt64((date.timeIntervalSince1970 * 1000).rounded())
+            let nanos = ms * 1_000_000 + 999_999
             guard let p = try store.points(vm).last(where: { $0.timeNanos <= nanos }) else {
                 throw ReplicaError("VM \(vm) has no recovery point at or before \(text)", code: .badRequest)
             }

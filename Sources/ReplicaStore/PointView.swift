@@ -67,6 +67,6 @@ public final class PointView: PointReader, @unchecked Sendable {
             done += n
         }
         if done < count { memset(buffer + done, 0, count - done) }
-        overlay.overlay(buffer, offset: offset, count: count)
+        try overlay.overlay(buffer, offset: offset, count: count)
     }
 }

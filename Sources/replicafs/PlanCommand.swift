@@ -51,6 +51,10 @@ struct PlanCommand: ParsableCommand {
             case .failover, .testFailover:
                 try steps.failover(vm, kind: op == .testFailover ? .test : planned ? .planned : .unplanned, networks: networks[vm.name])
             case .failback:
+                // As `replicafs failback`: a VM the plan gives no disksDir goes back to where
+                // its failover came from, else to the disks directory this host registered.
+                var vm = vm
+                if vm.disksDir == nil { vm.disksDir = registeredHome(vm.name, target: vm.target) }
                 try steps.failback(vm, mode: failbackMode)
             }
         }
