@@ -10,6 +10,13 @@ import Glibc
 /// above a size a log cut the disk to, read as zeros. A failover or drill reads through this
 /// map instead of copying the disk, so opening one costs the changes since the base, never the
 /// disk's size. Mapped logs stay readable after a merge deletes their files.
+///
+/// Memory: the map is built in batches (`LastWriterWinsMap`), so however many records the
+/// window holds, the heap holds the disjoint extents (24 bytes each, at most one per smallest
+/// write the disk's size holds) plus one batch of at least 262,144 records and the records of
+/// one log (logs rotate at a bounded size); the logs' pages
+/// are mapped, not copied (they count as resident only while cached, and the kernel can
+/// drop them).
 // @unchecked: immutable after init but for its mappings, read from FUSE worker threads.
 final class RedoOverlay: @unchecked Sendable {
     struct Extent: SweptExtent {
@@ -28,17 +35,26 @@ final class RedoOverlay: @unchecked Sendable {
     /// Sorted by `start`, never overlapping.
     private(set) var extents: [Extent] = []
     private var mappings: [(UnsafeMutableRawPointer, Int)] = []
+    /// The most extents held at once while building the map, and the records read: the
+    /// memory bound above, checked by tests.
+    private(set) var peakExtentsHeld = 0
+    private(set) var recordsRead = 0
 
-    /// Maps `logs` (oldest first, each sealed and undamaged) and builds the map.
-    init(logs: [String]) throws {
-        var changes: [Extent] = []
+    /// Maps `logs` (oldest first, each sealed and undamaged) and builds the map; `batch`: the
+    /// fewest records folded into the map at once.
+    init(logs: [String], batch: Int = 1 << 18) throws {
+        var map = LastWriterWinsMap<Extent>(minimumBatch: batch)
         do {
-            for path in logs { changes += try map(path) }
+            for path in logs {
+                for change in try self.map(path) { map.add(change) }
+            }
         } catch {
             for (p, n) in mappings { munmap(p, n) }
             throw error
         }
-        extents = Self.lastWriterWins(changes)
+        extents = map.finish()
+        peakExtentsHeld = map.peakHeld
+        recordsRead = map.changesAdded
     }
 
     deinit { for (p, n) in mappings { munmap(p, n) } }
