@@ -409,9 +409,9 @@ run_pgbench() {
     chown postgres: "$PG_MNT" "$PG_SOCK"
     runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_MNT/data" -A trust >>"$LOGS/pgbench-$setup.log" 2>&1 \
         || die "initdb failed (see $LOGS/pgbench-$setup.log)"
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_MNT/data" -l "$LOGS/postgres-$setup.log" -w \
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_MNT/data" -l "$PG_SOCK/postgres-$setup.log" -w \
         -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses= -c shared_buffers=128MB" start >>"$LOGS/pgbench-$setup.log" 2>&1 \
-        || die "postgres did not start (see $LOGS/postgres-$setup.log)"
+        || die "postgres did not start (see $PG_SOCK/postgres-$setup.log)"
     PG_RUNNING=1
     runuser -u postgres -- pgbench -h "$PG_SOCK" -p "$PG_PORT" -i -q -s "$PG_SCALE" postgres >>"$LOGS/pgbench-$setup.log" 2>&1 \
         || die "pgbench -i failed (see $LOGS/pgbench-$setup.log)"
