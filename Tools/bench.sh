@@ -12,7 +12,7 @@
 #   passthrough     through libfuse's example passthrough_ll (compiled into the work dir)
 #
 # Usage: sudo Tools/bench.sh [--quick] [--setups native,replicafs,mergerfs,passthrough]
-#                            [--jobs seqwrite,randwrite1,randwrite4,dsync1,dsync4,seqread]
+#                            [--jobs seqwrite,randwrite1,randwrite4,dsync1,dsync4,seqread,pgbench]
 #                            [--runtime S] [--baseline-bin PATH] [--rounds N] [--out FILE]
 # Environment: BENCH_DIR (work dir, default /var/tmp/replicafs-bench; must not be tmpfs),
 #              REPLICAFS_BIN (replicafs binary; default: release build, built if missing),
@@ -26,7 +26,7 @@
 set -euo pipefail
 
 ALL_SETUPS="native,replicafs,mergerfs,passthrough"
-ALL_JOBS="seqwrite,randwrite1,randwrite4,dsync1,dsync4,seqread"
+ALL_JOBS="seqwrite,randwrite1,randwrite4,dsync1,dsync4,seqread,pgbench"
 
 usage() {
     cat <<EOF
@@ -36,7 +36,9 @@ Usage: $0 [--quick] [--setups LIST] [--jobs LIST] [--runtime S] [--baseline-bin 
   --setups LIST        comma-separated subset of: $ALL_SETUPS (default: all)
   --jobs LIST          comma-separated subset of: $ALL_JOBS (default: all);
                        dsync1/dsync4: 4 KiB random writes with fdatasync after each, 1 and 4 jobs
-                       (a database's write-ahead log)
+                       (a database's write-ahead log); pgbench: PostgreSQL's TPC-B-like load
+                       (4 clients, --runtime seconds) on ext4 made in an image file of the setup,
+                       attached through a loop device; reported in transactions per second
   --runtime S          seconds of each time-based job (random writes; default 15, 5 with --quick)
   --baseline-bin PATH  also run setup replicafs-base: a ReplicaFS mount by the binary PATH
                        (e.g. a release build of main before a change), right before replicafs
@@ -50,7 +52,8 @@ Environment: BENCH_DIR (default /var/tmp/replicafs-bench, must not be tmpfs), RE
 REPLICAFS_BASE_BIN (same as --baseline-bin), BENCH_READAHEAD_KB (default 2048) and
 BENCH_MAX_RATIO (default 20): the readahead and dirty-page share set on every FUSE setup's
 backing device (ReplicaFS's defaults), so no setup runs with other device settings.
-Runs as root; installs fio, jq, mergerfs, fuse3, libfuse3-dev with apt-get if missing.
+Runs as root; installs fio, jq, mergerfs, fuse3, libfuse3-dev (and postgresql for pgbench)
+with apt-get if missing.
 EOF
 }
 
@@ -106,7 +109,7 @@ JOBS=()
 IFS=',' read -r -a _requested_jobs <<<"$JOBS_ARG"
 for j in "${_requested_jobs[@]}"; do
     case "$j" in
-        seqwrite|randwrite1|randwrite4|dsync1|dsync4|seqread) JOBS+=("$j") ;;
+        seqwrite|randwrite1|randwrite4|dsync1|dsync4|seqread|pgbench) JOBS+=("$j") ;;
         "") ;;
         *) die "unknown job '$j' (known: $ALL_JOBS)" ;;
     esac
@@ -132,7 +135,7 @@ fi
 
 [[ $EUID -eq 0 ]] || die "must run as root (drop_caches, FUSE mounts, apt-get)"
 
-if [[ $QUICK -eq 1 ]]; then SIZE_MIB=256; RUNTIME=5; else SIZE_MIB=1024; RUNTIME=15; fi
+if [[ $QUICK -eq 1 ]]; then SIZE_MIB=256; RUNTIME=5; PG_SCALE=5; PG_IMG_MIB=512; else SIZE_MIB=1024; RUNTIME=15; PG_SCALE=10; PG_IMG_MIB=1024; fi
 [[ -z $RUNTIME_ARG ]] || RUNTIME=$RUNTIME_ARG
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -230,6 +233,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     local s
+    pg_teardown
     for s in "${FUSE_SETUPS[@]}"; do unmount_setup "$s"; done
     [[ -d "$DISKS" ]] && remove_logs
     [[ $rc -eq 0 ]] || log "exiting with status $rc; all mounts cleaned up"
@@ -315,6 +319,10 @@ ensure_packages() {
         [[ -e /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c || -e /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c.gz ]] \
             && pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
     fi
+    if [[ " ${JOBS[*]} " == *" pgbench "* ]]; then
+        command -v pgbench >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+        command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+    fi
     if [[ ${#missing[@]} -gt 0 ]]; then
         log "installing missing packages: ${missing[*]}"
         apt-get update -qq
@@ -379,6 +387,7 @@ job_desc() {
         dsync1)     echo "dsync1 (4 KiB + fdatasync each, 1 job, ${RUNTIME} s)" ;;
         dsync4)     echo "dsync4 (4 KiB + fdatasync each, 4 jobs, ${RUNTIME} s)" ;;
         seqread)    echo "seqread (1 MiB, ${SIZE_MIB} MiB, cold cache)" ;;
+        pgbench)    echo "pgbench (TPC-B-like, scale $PG_SCALE, 4 clients, ${RUNTIME} s; ext4 on a loop device over a ${PG_IMG_MIB} MiB image)" ;;
     esac
 }
 
@@ -387,6 +396,7 @@ ROUND=1
 
 run_job() {
     local setup=$1 job=$2 dir target json dirn
+    if [[ $job == pgbench ]]; then run_pgbench "$setup"; return; fi
     if [[ $setup == native ]]; then dir="$DISKS"; else mount_setup "$setup"; dir="${MNT[$setup]}"; fi
     target="$dir/bench.img"
     json="$RESULTS/$setup-$job$([[ $ROUNDS -eq 1 ]] || echo "-r$ROUND").json"
@@ -416,6 +426,67 @@ run_job() {
     log "$setup: $job $(awk -v b="${BW[$setup,$job]}" 'BEGIN { printf "%.1f MB/s", b / 1e6 }')"
 }
 
+# ---------------------------------------------------------------- pgbench
+# PostgreSQL in ext4 in an image file of the setup (the file itself for native, through the mount
+# for the FUSE setups), attached through a loop device: every commit's WAL flush reaches the
+# setup as an fsync of the image. A fresh image per run (allocated natively, then mkfs.ext4
+# through the setup), a fresh cluster (initdb), pgbench -i, then the measured pgbench run.
+PG_BIN=""
+PG_LOOP="" PG_MOUNTED=0 PG_RUNNING=0
+PG_MNT="$WORK/pg-mnt"
+PG_SOCK="$WORK/pg-sock"
+PG_PORT=${BENCH_PG_PORT:-5491}
+pg_teardown() {
+    if [[ $PG_RUNNING -eq 1 ]]; then
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_MNT/data" -m fast -w stop >>"$LOGS/postgres.log" 2>&1 \
+            || log "pg_ctl stop failed (see $LOGS/postgres.log)"
+        PG_RUNNING=0
+    fi
+    if [[ $PG_MOUNTED -eq 1 ]]; then umount "$PG_MNT" || umount -l "$PG_MNT" || true; PG_MOUNTED=0; fi
+    if [[ -n $PG_LOOP ]]; then losetup -d "$PG_LOOP" || log "losetup -d $PG_LOOP failed"; PG_LOOP=""; fi
+}
+
+run_pgbench() {
+    local setup=$1 dir img out tps t0 t1
+    rm -f "$DISKS/pg.img"
+    fallocate -l "${PG_IMG_MIB}M" "$DISKS/pg.img"
+    if [[ $setup == native ]]; then dir="$DISKS"; else mount_setup "$setup"; dir="${MNT[$setup]}"; fi
+    img="$dir/pg.img"
+    drop_caches
+    log "$setup: pgbench (mkfs.ext4, initdb, pgbench -i -s $PG_SCALE)"
+    mkfs.ext4 -q -F -E nodiscard "$img" >>"$LOGS/pgbench-$setup.log" 2>&1 || die "mkfs.ext4 on $img failed"
+    PG_LOOP=$(losetup -f --show "$img") || die "losetup $img failed"
+    mkdir -p "$PG_MNT" "$PG_SOCK"
+    mount -t ext4 "$PG_LOOP" "$PG_MNT" || die "mounting $PG_LOOP ($img) failed"
+    PG_MOUNTED=1
+    chown postgres: "$PG_MNT" "$PG_SOCK"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_MNT/data" -A trust >>"$LOGS/pgbench-$setup.log" 2>&1 \
+        || die "initdb failed (see $LOGS/pgbench-$setup.log)"
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_MNT/data" -l "$PG_SOCK/postgres-$setup.log" -w \
+        -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses= -c shared_buffers=128MB" start >>"$LOGS/pgbench-$setup.log" 2>&1 \
+        || die "postgres did not start (see $PG_SOCK/postgres-$setup.log)"
+    PG_RUNNING=1
+    runuser -u postgres -- pgbench -h "$PG_SOCK" -p "$PG_PORT" -i -q -s "$PG_SCALE" postgres >>"$LOGS/pgbench-$setup.log" 2>&1 \
+        || die "pgbench -i failed (see $LOGS/pgbench-$setup.log)"
+    runuser -u postgres -- psql -h "$PG_SOCK" -p "$PG_PORT" -q -c CHECKPOINT postgres >>"$LOGS/pgbench-$setup.log" 2>&1 || true
+    log "$setup: pgbench (measured, $RUNTIME s)"
+    out="$RESULTS/$setup-pgbench$([[ $ROUNDS -eq 1 ]] || echo "-r$ROUND").txt"
+    t0=$(date +%s.%N)
+    runuser -u postgres -- pgbench -h "$PG_SOCK" -p "$PG_PORT" -c 4 -j 2 -T "$RUNTIME" postgres >"$out" 2>&1 \
+        || { cat "$out" >&2; die "pgbench failed on $setup"; }
+    t1=$(date +%s.%N)
+    pg_teardown
+    [[ $setup == native ]] || unmount_setup "$setup"
+    rm -f "$DISKS/pg.img"
+    remove_logs
+    # "tps = 123.456789 (without initial connection time)"
+    tps=$(awk '/^tps = / { print $3; exit }' "$out")
+    [[ $tps =~ ^[0-9.]+$ ]] || die "no tps in pgbench's output on $setup (see $out)"
+    BW[$setup,pgbench]=$tps; IOPS[$setup,pgbench]=$tps
+    WALL[$setup,pgbench]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    log "$setup: pgbench $tps TPS"
+}
+
 # ---------------------------------------------------------------- report
 mbps() { awk -v b="$1" 'BEGIN { m = b / 1e6; if (m >= 100) printf "%.0f", m; else printf "%.1f", m }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
@@ -428,16 +499,18 @@ print_table() {
     for j in "${JOBS[@]}"; do
         row="| $(job_desc "$j") |"
         for s in "${SETUPS[@]}"; do
-            row+=" $(mbps "${BW[$s,$j]}") MB/s"
+            if [[ $j == pgbench ]]; then row+=" $(awk -v t="${BW[$s,$j]}" 'BEGIN { printf "%.0f", t }') TPS"
+            else row+=" $(mbps "${BW[$s,$j]}") MB/s"; fi
             if [[ $s != native ]] && has_setup native; then row+=" ($(ratio "${BW[$s,$j]}" "${BW[native,$j]}"))"; fi
             row+=" |"
         done
         echo "$row"
     done
     echo
-    echo "MB/s = 10^6 bytes/s as reported by fio (bw_bytes); ratios are against native in the same run."
+    echo "MB/s = 10^6 bytes/s as reported by fio (bw_bytes); TPS: pgbench's transactions per second (without"
+    echo "initial connection time); ratios are against native in the same run."
     echo
-    echo "IOPS / wall-clock seconds of the fio run (includes the end_fsync and fio's setup):"
+    echo "IOPS / wall-clock seconds of the fio run (includes the end_fsync and fio's setup; pgbench: TPS / the measured run):"
     echo
     row="| job |"; for s in "${SETUPS[@]}"; do row+=" $(setup_title "$s") |"; done; echo "$row"
     row="|---|";  for s in "${SETUPS[@]}"; do row+="---:|"; done; echo "$row"
@@ -561,6 +634,10 @@ has_setup replicafs && ensure_replicafs
 # Clean stale mounts from an interrupted run (needs REPLICAFS_BIN for replicafs).
 for s in "${FUSE_SETUPS[@]}"; do unmount_setup "$s"; done
 has_setup passthrough && build_passthrough
+if [[ " ${JOBS[*]} " == *" pgbench "* ]]; then
+    PG_BIN=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+    id postgres >/dev/null 2>&1 || die "no postgres user (is postgresql installed?)"
+fi
 
 log "writing ${SIZE_MIB} MiB of random data to $IMG"
 remove_logs

@@ -27,6 +27,9 @@ struct ExtentMap: Sendable {
     /// Builds the map from changes given oldest first.
     init(changes: [Extent]) { extents = Self.lastWriterWins(changes) }
 
+    /// A map from extents already disjoint and sorted (what `LastWriterWinsMap` gives).
+    init(sweptExtents: [Extent]) { extents = sweptExtents }
+
     /// The changes of `index`'s records (log number `log`), in record order.
     static func changes(of index: LogIndex, log: Int) -> [Extent] {
         index.records.map { r in

@@ -54,14 +54,17 @@ final class ObjectPointReader: PointReader, Sendable {
         guard let base = catalog.bases[disk] else { throw ReplicaError("disk \(disk) is not part of VM \(vm)") }
         let table = try ChunkTable(decoding: store.fetch(base, what: "chunk table of disk \(disk)"), key: base.key)
         let logs = catalog.redoLogs(disk: disk, through: pointID)
-        var changes: [ExtentMap.Extent] = []
+        // Folded log by log (LastWriterWinsMap): memory follows the map, not the window's records.
+        var changes = LastWriterWinsMap<ExtentMap.Extent>()
         var indexes: [LogIndex] = []
         for (n, ref) in logs.enumerated() {
-            let index = try LogIndex(decoding: store.fetch(ref.index, what: "index of log \(ref.log.key)"), key: ref.index.key)
-            changes += ExtentMap.changes(of: index, log: n)
+            var index = try LogIndex(decoding: store.fetch(ref.index, what: "index of log \(ref.log.key)"), key: ref.index.key)
+            for change in ExtentMap.changes(of: index, log: n) { changes.add(change) }
+            index.records = []  // reads need the segments only; the records are in the map now
             indexes.append(index)
         }
-        return Snapshot(chunkSize: catalog.chunkSize, baseSize: catalog.baseSizes[disk] ?? 0, table: table, logs: logs, indexes: indexes, map: ExtentMap(changes: changes))
+        return Snapshot(chunkSize: catalog.chunkSize, baseSize: catalog.baseSizes[disk] ?? 0, table: table, logs: logs, indexes: indexes,
+                        map: ExtentMap(sweptExtents: changes.finish()))
     }
 
     /// Chunks the point's redo logs touch below its size (what a merge to it rewrites).

@@ -14,6 +14,13 @@ import Glibc
 /// Opening reads only the record headers (each checked): a write record's data is checked
 /// against its checksum when it is first read, so opening costs the number of changes, not
 /// the bytes changed, and a damaged record still never reads as good data (EIO instead).
+///
+/// Memory: the map is built in batches (`LastWriterWinsMap`), so however many records the
+/// window holds, the heap holds the disjoint extents (each naming its record's data and
+/// checksum, 40 bytes; at most one per smallest write the disk's size holds) plus one batch
+/// of at least 262,144 records and the records of one log (logs rotate at a bounded size);
+/// the logs' pages are mapped, not copied (they count as resident only while cached, and the
+/// kernel can drop them).
 // @unchecked: immutable after init but for its mappings and `verified` (a Mutex), read from
 // FUSE worker threads.
 final class RedoOverlay: @unchecked Sendable {
@@ -22,8 +29,8 @@ final class RedoOverlay: @unchecked Sendable {
         var end: Int64
         /// The bytes of `start..<end`; nil where the range reads as zeros.
         var bytes: UnsafeRawPointer?
-        /// The write record the bytes come from (an index into `records`); -1 for zeros.
-        var record: Int = -1
+        /// The write record the bytes come from; nil for zeros.
+        var record: Record? = nil
 
         func piece(from at: Int64, to: Int64) -> Extent {
             Extent(start: at, end: to, bytes: bytes.map { $0 + Int(at - start) }, record: record)
@@ -34,32 +41,41 @@ final class RedoOverlay: @unchecked Sendable {
         }
     }
 
-    /// A write record's data in a mapped log, with the checksum it must match.
-    private struct Record {
+    /// A write record's data in a mapped log, with the checksum it must match. Kept in the
+    /// extents themselves (not in a list of every record), so memory follows the extents.
+    struct Record: Equatable {
         var data: UnsafeRawPointer
-        var count: Int
+        var count: UInt32
         var crc: UInt32
-        var path: String
-        var offset: UInt64
     }
 
     /// Sorted by `start`, never overlapping.
     private(set) var extents: [Extent] = []
     private var mappings: [(UnsafeMutableRawPointer, Int)] = []
-    private var records: [Record] = []
-    /// The records whose data has been checked against its checksum.
-    private let verified = Mutex<Set<Int>>([])
+    /// The path of each mapping, for error messages.
+    private var mappedPaths: [String] = []
+    /// The records (by data address) whose data has been checked against its checksum.
+    private let verified = Mutex<Set<UInt>>([])
+    /// The most extents held at once while building the map, and the records read: the
+    /// memory bound above, checked by tests.
+    private(set) var peakExtentsHeld = 0
+    private(set) var recordsRead = 0
 
-    /// Maps `logs` (oldest first, each sealed and undamaged) and builds the map.
-    init(logs: [String]) throws {
-        var changes: [Extent] = []
+    /// Maps `logs` (oldest first, each sealed and undamaged) and builds the map; `batch`: the
+    /// fewest records folded into the map at once.
+    init(logs: [String], batch: Int = 1 << 18) throws {
+        var map = LastWriterWinsMap<Extent>(minimumBatch: batch)
         do {
-            for path in logs { changes += try map(path) }
+            for path in logs {
+                for change in try self.map(path) { map.add(change) }
+            }
         } catch {
             for (p, n) in mappings { munmap(p, n) }
             throw error
         }
-        extents = Self.lastWriterWins(changes)
+        extents = map.finish()
+        peakExtentsHeld = map.peakHeld
+        recordsRead = map.changesAdded
     }
 
     deinit { for (p, n) in mappings { munmap(p, n) } }
@@ -77,14 +93,12 @@ final class RedoOverlay: @unchecked Sendable {
             throw SystemError.current("mmap", path)
         }
         mappings.append((map, size))
-        var found: [Record] = []
-        let first = records.count
+        mappedPaths.append(path)
         let scan = try LogScanner.scan(UnsafeRawBufferPointer(start: map, count: size), path: path, verifyWriteData: false) { header, data in
             switch header.type {
             case .write where data.count > 0:
-                found.append(Record(data: data.baseAddress!, count: data.count, crc: header.dataCRC, path: path, offset: header.offset))
                 changes.append(Extent(start: Int64(header.offset), end: Int64(header.offset) + Int64(data.count), bytes: data.baseAddress,
-                                      record: first + found.count - 1))
+                                      record: Record(data: data.baseAddress!, count: UInt32(data.count), crc: header.dataCRC)))
             case .zero where header.extent > 0:
                 changes.append(Extent(start: Int64(header.offset), end: Int64(header.offset + header.extent), bytes: nil))
             case .setSize:
@@ -95,7 +109,6 @@ final class RedoOverlay: @unchecked Sendable {
             }
         }
         guard scan.isSealed, scan.tail == .clean else { throw ReplicaError("\(path): damaged redo log (\(scan.tail))") }
-        records += found
         return changes
     }
 
@@ -105,14 +118,20 @@ final class RedoOverlay: @unchecked Sendable {
         LastWriterWins.sweep(changes)
     }
 
-    /// Checks record `index`'s data against its checksum once (racing readers may both check).
-    private func verify(_ index: Int) throws {
-        guard index >= 0, !verified.withLock({ $0.contains(index) }) else { return }
-        let r = records[index]
-        guard Checksum.crc32c(UnsafeRawBufferPointer(start: r.data, count: r.count)) == r.crc else {
-            throw ReplicaError("\(r.path): damaged redo log (the data of the write at disk offset \(r.offset) fails its checksum)")
+    /// Checks the data of the record extent `e` comes from against its checksum once (racing
+    /// readers may both check).
+    private func verify(_ e: Extent) throws {
+        guard let r = e.record, let bytes = e.bytes else { return }
+        let key = UInt(bitPattern: r.data)
+        guard !verified.withLock({ $0.contains(key) }) else { return }
+        guard Checksum.crc32c(UnsafeRawBufferPointer(start: r.data, count: Int(r.count))) == r.crc else {
+            let path = zip(mappings, mappedPaths).first { m, _ in
+                UnsafeRawPointer(m.0) <= r.data && r.data < UnsafeRawPointer(m.0) + m.1
+            }?.1 ?? "a redo log"
+            let diskOffset = e.start - Int64(bytes - r.data)
+            throw ReplicaError("\(path): damaged redo log (the data of the write at disk offset \(diskOffset) fails its checksum)")
         }
-        _ = verified.withLock { $0.insert(index) }
+        _ = verified.withLock { $0.insert(key) }
     }
 
     /// Index of the first extent whose end lies after `offset`.
@@ -135,7 +154,7 @@ final class RedoOverlay: @unchecked Sendable {
             let e = extents[i]
             let from = max(e.start, offset), to = min(e.end, end)
             if let bytes = e.bytes {
-                try verify(e.record)
+                try verify(e)
                 memcpy(buffer + Int(from - offset), bytes + Int(from - e.start), Int(to - from))
             } else {
                 memset(buffer + Int(from - offset), 0, Int(to - from))
