@@ -10,6 +10,10 @@ extension ServeCommand {
     /// run at the secondary (`--disks-dir replicafs://THIS-HOST:PORT` there), mutual TLS.
     func serveDisks(_ dir: String, _ address: ReceiverAddress) throws {
         let disks = try SiteDisks(directory: dir)
+        // This host's own mount must not write the disks while the other site does.
+        if let running = MountRegistry().all().first(where: { MountRegistry.isAlive($0.pid) && $0.disksDir == disks.directory }) {
+            throw ReplicaError("\(disks.directory) is served by the replicafs mount on \(running.mountpoint): `replicafs unmount \(running.mountpoint)` first", code: .badRequest)
+        }
         let identity = PKIDirectory(path: pki)
         _ = try identity.serverTLSConfiguration()
         guard foreground else { return try detach(["--disks-dir", disks.directory], served: disks.directory, address) }
