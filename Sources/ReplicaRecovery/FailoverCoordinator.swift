@@ -340,15 +340,19 @@ public final class FailoverCoordinator {
         var point: RecoveryPoint
         var downtimeEnd = Date()
         let site = try OriginalSites.open(destination, options: siteOptions(state))
-        do {
-            // Across hosts the disks at home are not readable here: the frozen failover disks,
-            // equal to them now, are what the replica is rebased on.
-            var rebased: RecoveryPoint?
-            if site.localDirectory == nil {
-                var sources: [String: SourceFile] = [:]
-                for d in state.disks { sources[d] = SourceFile(state.mountpoint + "/" + d) }
+        // Across hosts the disks at home are not readable here: the frozen failover disks,
+        // equal to them now, are what the replica is rebased on.
+        var rebased: RecoveryPoint?
+        if site.localDirectory == nil {
+            var sources: [String: SourceFile] = [:]
+            for d in state.disks { sources[d] = SourceFile(state.mountpoint + "/" + d) }
+            do {
                 rebased = try store.rebase(vm: vm, sources: sources, blockSize: blockSize).0
+            } catch {
+                throw ReplicaError("failback step 4 (switch) failed: \(error); the failover mount is still frozen: run \(again) to retry, or `replicafs failback \(vm) --target \(store.location) --abort` to let the VM write there again", code: .stepFailed)
             }
+        }
+        do {
             try mounts.stopMount(state.mountpoint)
             // The disks at home are complete and nothing else writes them: the VM may start there.
             downtimeEnd = Date()
