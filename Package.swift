@@ -61,7 +61,7 @@ let package = Package(
         // The secondary site over the network: the receiver (`serve`) in front of a local store,
         // the remote store the sender talks to, the site PKI and mutual TLS.
         .target(name: "ReplicaNet", dependencies: [
-            "ReplicaSystem", "ReplicaLog", "ReplicaStore", "CLinux",
+            "ReplicaSystem", "ReplicaLog", "ReplicaSource", "ReplicaStore", "CLinux",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

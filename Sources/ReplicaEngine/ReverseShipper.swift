@@ -55,10 +55,10 @@ public final class ReverseShipper: @unchecked Sendable {
     /// Ships everything logged so far to `destination`; returns the data bytes applied. Every
     /// disk's log is sealed at one cut, so the original site's disks are of one moment.
     @discardableResult
-    public func ship(to destination: String) throws -> Int64 {
+    public func ship(to destination: String, options: TargetOptions = TargetOptions()) throws -> Int64 {
         try lock.withLock {
             do {
-                let applied = try shipLocked(to: destination)
+                let applied = try shipLocked(to: try OriginalSites.open(destination, options: options))
                 withRecord { $0.succeeded(bytes: applied, now: Date()) }
                 return applied
             } catch {
@@ -68,7 +68,7 @@ public final class ReverseShipper: @unchecked Sendable {
         }
     }
 
-    private func shipLocked(to destination: String) throws -> Int64 {
+    private func shipLocked(to destination: any OriginalSite) throws -> Int64 {
         var applied: Int64 = 0
         let cut = try FailoverDisk.withAllLocked(disks) { try disks.map { try $0.rotateReverseLogLocked() } }
         for (d, justSealed) in zip(disks, cut) {
@@ -77,8 +77,7 @@ public final class ReverseShipper: @unchecked Sendable {
             }
             let sealed = try SourceLogs.list(in: logDirectory, of: [d.name]).map { try LogScanner.scan($0) }.filter(\.isSealed)
             guard !sealed.isEmpty else { continue }
-            let result = try LogApplier(scans: sealed).apply(to: DiskEntries.pathForWriting(d.name, in: destination))
-            applied += Int64(result.dataBytes)
+            applied += try destination.apply(disk: d.name, logs: sealed)
             for scan in sealed { try FileSystem.remove(scan.path) }
         }
         return applied

@@ -62,9 +62,9 @@ public struct FailoverDaemon {
                     try shipper.start()
                     return ControlResponse(ok: true)
                 case .ship:
-                    guard let to = store.failoverState(vm)?.reverseTo else { throw ReplicaError("VM \(vm) is not reprotected") }
+                    guard let now = store.failoverState(vm), let to = now.reverseTo else { throw ReplicaError("VM \(vm) is not reprotected") }
                     var response = ControlResponse(ok: true)
-                    response.shippedBytes = try shipper.ship(to: to)
+                    response.shippedBytes = try shipper.ship(to: to, options: TargetOptions(pki: now.reversePKI))
                     return response
                 case .ping:
                     return ControlResponse(ok: true)
@@ -120,7 +120,7 @@ public struct FailoverDaemon {
                 guard state.reverseReady, !shipper.isPaused, let to = state.reverseTo,
                       shipper.due(interval: state.reverseInterval) else { continue }
                 do {
-                    try shipper.ship(to: to)
+                    try shipper.ship(to: to, options: TargetOptions(pki: state.reversePKI))
                 } catch {
                     let next = shipper.status(destination: to, interval: state.reverseInterval, ready: true).nextRetryInSeconds ?? 0
                     DaemonLog.logger.error("reverse replication of \(vm) to \(to): \(error); retry in \(String(format: "%.1f", next)) s")

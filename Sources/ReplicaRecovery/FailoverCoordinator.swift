@@ -20,6 +20,8 @@ public final class FailoverCoordinator {
     let say: (String) -> Void
     /// Bytes of a disk copy as they go (reprotect and failback): a label, bytes done, bytes in all.
     public var copyProgress: ((String, Int64, Int64) -> Void)?
+    /// How reprotect and failback reach an original site on another host (`replicafs://`): its PKI.
+    public var siteOptions = TargetOptions()
 
     public enum FailbackMode: String, Codable, Sendable, CaseIterable {
         case minimizeDowntime = "minimize-downtime"
@@ -221,6 +223,8 @@ public final class FailoverCoordinator {
         guard let entry = registry.lookup(state.mountpoint), MountRegistry.isAlive(entry.pid) else {
             throw ReplicaError("the failover mount of VM \(vm) on \(state.mountpoint) is not running: `replicafs failover remount \(vm) --target \(store.location)`", code: .mountNotRunning)
         }
+        // On another host: its `serve --disks-dir` confines every name to that directory.
+        if OriginalSites.isRemote(dir) { return (state, try OriginalSites.open(dir, options: siteOptions(state)).location) }
         let real = FileSystem.exists(dir) ? try FileSystem.realPath(dir) : dir
         if let running = registry.all().first(where: { MountRegistry.isAlive($0.pid) && $0.disksDir == real }) {
             throw ReplicaError("\(real) is still served by the replicafs mount on \(running.mountpoint): `replicafs unmount \(running.mountpoint)` first", code: .badRequest)
@@ -228,6 +232,13 @@ public final class FailoverCoordinator {
         // Checked: now the destination may be created (failing back to a new machine).
         try FileSystem.mkdirs(dir)
         return (state, try FileSystem.realPath(dir))
+    }
+
+    /// How to reach the original site of `state`: `siteOptions`, else the PKI reprotect used.
+    func siteOptions(_ state: FailoverState) -> TargetOptions {
+        var options = siteOptions
+        if options.pki == nil { options.pki = state.reversePKI }
+        return options
     }
 
     /// Asks the failover mount's daemon to do `op`.
@@ -248,6 +259,7 @@ public final class FailoverCoordinator {
         -> (report: ReverseSyncReport, fromLogs: Int64, destination: String) {
         var (state, destination) = try failedOver(vm: vm, to: to)
         state.reverseTo = destination
+        state.reversePKI = OriginalSites.isRemote(destination) ? siteOptions.pki.map(absolute) : nil
         state.reverseReady = false
         state.reverseInterval = max(1, copyInterval)
         try store.saveFailover(state)
@@ -329,20 +341,37 @@ public final class FailoverCoordinator {
         }
         // 4. Switch: the failover mount goes, the replica follows the disks now at home.
         say("failback step 4/4: switching VM \(vm) back to \(destination)")
-        let point: RecoveryPoint
+        var point: RecoveryPoint
         var downtimeEnd = Date()
+        let site = try OriginalSites.open(destination, options: siteOptions(state))
+        // Across hosts the disks at home are not readable here: the frozen failover disks,
+        // equal to them now, are what the replica is rebased on.
+        var rebased: RecoveryPoint?
+        if site.localDirectory == nil {
+            var sources: [String: SourceFile] = [:]
+            for d in state.disks { sources[d] = SourceFile(state.mountpoint + "/" + d) }
+            do {
+                rebased = try store.rebase(vm: vm, sources: sources, blockSize: blockSize).0
+            } catch {
+                throw ReplicaError("failback step 4 (switch) failed: \(error); the failover mount is still frozen: run \(again) to retry, or `replicafs failback \(vm) --target \(store.location) --abort` to let the VM write there again", code: .stepFailed)
+            }
+        }
         do {
             try mounts.stopMount(state.mountpoint)
             // The disks at home are complete and nothing else writes them: the VM may start there.
             downtimeEnd = Date()
-            for log in try SourceLogs.list(in: destination, of: state.disks) { try FileSystem.remove(log) }
-            var sources: [String: SourceFile] = [:]
-            for d in state.disks { sources[d] = SourceFile(destination + "/" + d) }
-            (point, _) = try store.rebase(vm: vm, sources: sources, blockSize: blockSize)
+            try site.removeSourceLogs(of: state.disks)
+            if let rebased {
+                point = rebased
+            } else {
+                var sources: [String: SourceFile] = [:]
+                for d in state.disks { sources[d] = SourceFile(destination + "/" + d) }
+                (point, _) = try store.rebase(vm: vm, sources: sources, blockSize: blockSize)
+            }
             // The disks were written here, not through a mount: that is not a change behind
             // the replica's back (the rebase made the replica equal them).
-            try ResyncScheduler.recordFingerprints(disksDir: destination, images: state.disks)
-            if !ProtectedVM.all(disksDir: destination).contains(where: { $0.name == vm }) {
+            if site.localDirectory != nil { try ResyncScheduler.recordFingerprints(disksDir: destination, images: state.disks) }
+            if site.localDirectory != nil, !ProtectedVM.all(disksDir: destination).contains(where: { $0.name == vm }) {
                 // Failing back to a new location: protection goes with the disks.
                 try ProtectedVM(name: vm, disks: state.disks, target: store.location, policy: ReplicationPolicy()).save(disksDir: destination)
             }
@@ -354,7 +383,7 @@ public final class FailoverCoordinator {
         state.reverseTo = destination
         FailoverEvents.record(state, vm: vm, .failback, "failed back (\(mode.rawValue)) to \(destination) at point \(point.id): \(running.sent + final.sent) bytes sent",
                               point: point.id, bytes: running.sent + final.sent, disksDir: destination)
-        let diskBytes = try state.disks.reduce(Int64(0)) { $0 + Int64(try FileSystem.stat(destination + "/" + $1).st_size) }
+        let diskBytes = try state.disks.reduce(Int64(0)) { $0 + (try site.size(of: $1)) }
         return FailbackReport(vm: vm, mode: mode.rawValue, to: destination, bytesSentRunning: running.sent, bytesSentFinal: final.sent,
                               bytesSent: running.sent + final.sent, diskBytes: diskBytes,
                               downtimeSeconds: downtimeEnd.timeIntervalSince(downtimeStart), seconds: Date().timeIntervalSince(started),
@@ -367,13 +396,13 @@ public final class FailoverCoordinator {
                      fullCopy: Bool = false) throws -> ReverseSyncReport {
         let started = Date()
         var report = ReverseSyncReport()
-        let sync = BlockSync(blockSize: blockSize)
+        let site = try OriginalSites.open(destination, options: siteOptions(state))
         for disk in state.disks {
-            let source = state.mountpoint + "/" + disk, target = try DiskEntries.pathForWriting(disk, in: destination)
+            let source = state.mountpoint + "/" + disk
             if fullCopy {
                 // Whole disk, no comparison: every byte travels.
                 let total = Int64((try? FileSystem.stat(source).st_size) ?? 0)
-                let n = try SparseCopy.copy(from: source, to: target) { _, at in self.copyProgress?("\(step) \(disk)", at, total) }
+                let n = try site.copy(disk: disk, from: source) { _, at in self.copyProgress?("\(step) \(disk)", at, total) }
                 copyProgress?("\(step) \(disk)", total, total)
                 report.disks[disk] = ReverseSyncReport.DiskSync(compared: 0, sent: n, differingBlocks: nil)
                 report.sent += n
@@ -381,7 +410,7 @@ public final class FailoverCoordinator {
                 continue
             }
             var lastShown = Date.distantPast
-            let r = try sync.sync(from: source, to: target) { p in
+            let r = try site.sync(disk: disk, from: source, blockSize: blockSize) { p in
                 // A progress consumer (the command's bar or lines) replaces the percent lines.
                 if let show = self.copyProgress { return show("\(step) \(disk)", p.bytesDone, p.bytesTotal) }
                 guard Date().timeIntervalSince(lastShown) >= 1 || p.bytesDone == p.bytesTotal else { return }

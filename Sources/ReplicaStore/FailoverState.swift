@@ -25,6 +25,8 @@ public struct FailoverState: Codable, Sendable {
     public var sourceDisksDir: String?
     /// Set by `reprotect`: the disks directory reverse replication keeps in sync, and its record.
     public var reverseTo: String?
+    /// The PKI directory reaching `reverseTo` when it is a `replicafs://` URL (nil: the default).
+    public var reversePKI: String?
     public var reverseSyncs = 0
     public var reverseBytesSent: Int64 = 0
     public var lastReverseSync: String?

@@ -55,6 +55,7 @@ struct FailbackCommand: ParsableCommand {
             if !json { print(line) }
         })
         failover.copyProgress = { label, done, total in reporter.update(label, done: done, total: total) }
+        failover.siteOptions = stored.storeOptions
         let report = try failover.failback(vm: vm, mode: mode, to: to, blockSize: blockSize)
         reporter.finish()
         if json { return try printJSON(report) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplicaEngine
 import ReplicaNet
 import ReplicaStore
 import ReplicaSystem
@@ -25,6 +26,7 @@ struct ReplicaFS: ParsableCommand {
         DaemonLog.bootstrap()
         ObjectStoreOpener.register()
         TargetStoreOpeners.register(scheme: ReplicaNet.scheme) { target, options in try RemoteStore(url: target, options: options) }
+        OriginalSites.register(scheme: ReplicaNet.scheme) { url, options in try RemoteOriginalSite(url: url, options: options) }
         var command: ParsableCommand
         do {
             command = try parseAsRoot()

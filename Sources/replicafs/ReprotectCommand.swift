@@ -36,7 +36,9 @@ struct ReprotectCommand: ParsableCommand {
     func run() throws {
         let store = try openTargetStore(target, options: stored.storeOptions)
         let interval = max(1, try ReplicationPolicy.seconds(copyFrequency, what: "--copy-frequency"))
-        let (report, shipped, destination) = try coordinator(store, quiet: json, options: stored.storeOptions).reprotect(vm: vm, to: to, blockSize: blockSize,
+        let failover = coordinator(store, quiet: json, options: stored.storeOptions)
+        failover.siteOptions = stored.storeOptions
+        let (report, shipped, destination) = try failover.reprotect(vm: vm, to: to, blockSize: blockSize,
                                                                                         copyInterval: interval)
         if json { return try printJSON(report) }
         print("reprotected VM \(vm) towards \(destination): compared \(report.compared) bytes, sent \(report.sent) (\(shipped) from the change logs) in \(String(format: "%.1f", report.seconds)) s; changes now ship every \(copyFrequency)")

@@ -16,15 +16,23 @@ struct ServeCommand: ParsableCommand {
         abstract: "Serve a target store to senders on other hosts over mutual TLS (the secondary site's receiver).",
         discussion: "Senders protect to replicafs://THIS-HOST:PORT. Returns once the receiver listens; it runs until SIGTERM.")
 
-    @Option(help: "Target store directory to serve.") var store: String
+    @Option(help: "Target store directory to serve.") var store: String?
+    @Option(help: "Serve this disks directory instead (at the original site, for reprotect and failback across hosts).") var disksDir: String?
     @Option(help: "Address and port to listen on (HOST:PORT, [IPv6]:PORT).") var listen = "0.0.0.0:\(ReplicaNet.defaultPort)"
     @Option(help: "PKI directory: the site CA, this host's certificate and key (default /etc/replicafs/pki).") var pki: String?
     @Flag(help: "Stay in the foreground instead of detaching.") var foreground = false
     @Option(help: .hidden) var readyFd: Int32 = -1
 
+    func validate() throws {
+        guard (store == nil) != (disksDir == nil) else {
+            throw ReplicaError("give --store (a secondary's receiver) or --disks-dir (an original site's disks), one of them", code: .badRequest)
+        }
+    }
+
     func run() throws {
         let address = try ReceiverAddress(hostPort: listen, defaultPort: nil, what: "--listen \(listen)")
-        let directory = try DirectoryStore(root: store)
+        if let disksDir { return try serveDisks(disksDir, address) }
+        let directory = try DirectoryStore(root: store!)
         let identity = PKIDirectory(path: pki)
         // Checked here too, so that a missing or broken PKI reaches the caller's terminal.
         _ = try identity.serverTLSConfiguration()
@@ -52,8 +60,13 @@ struct ServeCommand: ParsableCommand {
 
     /// Starts the receiver as a new session and waits for it to listen.
     private func detach(_ directory: DirectoryStore, _ address: ReceiverAddress) throws {
+        try detach(["--store", directory.root], served: directory.root, address)
+    }
+
+    /// Starts the server as a new session (`serve` with `served` and --foreground) and waits for it to listen.
+    func detach(_ served: [String], served root: String, _ address: ReceiverAddress) throws {
         let runDirectory = MountRegistry().runDirectory
-        var args = ["serve", "--store", directory.root, "--listen", listen, "--foreground"]
+        var args = ["serve"] + served + ["--listen", listen, "--foreground"]
         if let pki { args += ["--pki", try FileSystem.realPath(pki)] }
         // The log is named by the port bound: with port 0 only the daemon knows it, so it starts
         // under a name of its own and is renamed once the port is known (the daemon's fd stays).
@@ -66,7 +79,7 @@ struct ServeCommand: ParsableCommand {
             let named = runDirectory + "/serve-\(port).log"
             if (try? FileSystem.rename(log, to: named)) != nil { logPath = named }
         }
-        print("serving \(directory.root) on \(address.host):\(port) (daemon pid \(launched.pid), log \(logPath))")
+        print("serving \(root) on \(address.host):\(port) (daemon pid \(launched.pid), log \(logPath))")
     }
 }
 

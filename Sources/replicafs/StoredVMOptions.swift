@@ -48,7 +48,7 @@ struct StoredVMOptions: ParsableArguments {
 /// The options that name the primary's disks directory: `--disks-dir` everywhere, with `--to`
 /// kept as a hidden alias where failback and reprotect used to take it.
 struct DisksDirOption: ParsableArguments {
-    @Option(help: "The primary's disks directory (default: where the failover came from, else the one this host registered for the VM; created if gone).")
+    @Option(help: "The primary's disks directory, or replicafs://HOST[:PORT] where the primary serves it (`serve --disks-dir`) (default: where the failover came from or was reprotected to, else the one this host registered for the VM; created if gone).")
     var disksDir: String?
     @Option(name: .customLong("to"), help: .hidden) var legacyTo: String?
 

@@ -21,6 +21,8 @@ struct TwoSiteTests {
         var mntA: String { root + "/mnt-a" }
         var target: String { "replicafs://\(net.addressB):8084" }
         var servePID: Int32 = 0
+        /// Other daemons started here (`serve --disks-dir` at the primary), stopped at cleanup.
+        var pids: [Int32] = []
         var mounts: [(host: String, path: String)] = []
 
         init(_ name: String) throws {
@@ -108,6 +110,7 @@ struct TwoSiteTests {
             for h in ["a", "b"] {
                 Shell.run(on(h, "\"$RFS\" status --json >/dev/null 2>&1"))
             }
+            for p in pids { Shell.run("kill \(p); for i in $(seq 1 100); do kill -0 \(p) 2>/dev/null || exit 0; sleep 0.05; done; kill -9 \(p)") }
             if servePID > 0 {
                 Shell.run("kill \(servePID); for i in $(seq 1 100); do kill -0 \(servePID) 2>/dev/null || exit 0; sleep 0.05; done; kill -9 \(servePID)")
             }
@@ -181,6 +184,69 @@ struct TwoSiteTests {
             #expect(Shell.sha256(fo + "/r.img") == sum3)
             h.must("b", "\"$RFS\" failover cleanup r --target '\(h.storeB)'")
             h.mounts.removeLast()
+        }
+    }
+
+    @Test("reprotect and failback across hosts: the primary serves its disks directory, only differing blocks and the change logs cross, the primary's disk ends equal to the failed-over disk; a name leaving the directory is refused")
+    func failbackAcrossHosts() throws {
+        try Self.withHosts("failback") { h in
+            h.serve()
+            let diskBytes: Int64 = 32 << 20
+            Shell.must("truncate -s 32M '\(h.disksA)/r.img' && dd if=/dev/urandom of='\(h.disksA)/r.img' bs=1M count=24 conv=notrunc status=none")
+            h.mount("a", h.disksA, h.mntA)
+            h.protect("r", disk: "r.img")
+            Shell.must("dd if=/dev/urandom of='\(h.mntA)/r.img' bs=64k count=8 seek=100 conv=notrunc,fsync status=none")
+            let crash = try h.snapshot("r")
+            // The primary goes down; its disk keeps a write the replica never saw.
+            h.must("a", "\"$RFS\" unmount '\(h.mntA)'")
+            h.mounts.removeAll { $0.path == h.mntA }
+            Shell.must("dd if=/dev/urandom of='\(h.disksA)/r.img' bs=4k count=4 seek=10 conv=notrunc,fsync status=none")
+            // Unplanned failover at the secondary; the VM writes there.
+            let fo = h.root + "/fo"
+            h.must("b", "\"$RFS\" failover r --target '\(h.storeB)' --point \(crash) --mount '\(fo)'")
+            h.mounts.append(("b", fo))
+            Shell.must("dd if=/dev/urandom of='\(fo)/r.img' bs=4k count=16 seek=2000 conv=notrunc,fsync status=none")
+
+            // Not while this host's own mount serves the directory.
+            h.mount("a", h.disksA, h.mntA)
+            let busy = Shell.run(h.on("a", "\"$RFS\" serve --disks-dir '\(h.disksA)' --listen \(h.net.addressA):8084 --pki '\(h.pkiA)' 2>&1"))
+            #expect(!busy.ok && busy.stdout.contains("is served by the replicafs mount on"), "\(busy.stdout)")
+            h.must("a", "\"$RFS\" unmount '\(h.mntA)'")
+            h.mounts.removeAll { $0.path == h.mntA }
+            // The primary is back: it serves its disks directory, nothing else.
+            let out = h.must("a", "\"$RFS\" serve --disks-dir '\(h.disksA)' --listen \(h.net.addressA):8084 --pki '\(h.pkiA)'")
+            let words = out.split(separator: " ")
+            if let at = words.firstIndex(of: "pid"), let p = Int32(words[at + 1].trimmingCharacters(in: .punctuationCharacters)) { h.pids.append(p) }
+            #expect(h.pids.count == 1, "\(out)")
+            let site = "replicafs://\(h.net.addressA):8084"
+
+            // A name outside the directory is refused, and nothing is written.
+            let curl = "curl -s -o /dev/null -w '%{http_code}' --path-as-is --cacert '\(h.pkiB)/ca.pem' --cert '\(h.pkiB)/cert.pem' --key '\(h.pkiB)/key.pem'"
+            for name in ["..", "..%2Fescape.img", "%2E%2E", ".replicafs"] {
+                let code = h.must("b", "\(curl) -X POST 'https://\(h.net.addressA):8084/v1/site/disks/\(name)/size?size=4096'")
+                print("serve --disks-dir: disk name \(name) answered \(code)")
+                #expect(code.hasPrefix("4"), "\(name): \(code)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: h.root + "/escape.img") && !FileManager.default.fileExists(atPath: h.root + "/size"))
+            #expect(Int64(Shell.must("stat -c %s '\(h.root)/disks-a/r.img'").trimmingCharacters(in: .whitespacesAndNewlines)) == diskBytes)
+
+            struct Sync: Decodable { var compared: Int64; var sent: Int64 }
+            let reprotected = try JSONDecoder().decode(Sync.self, from: Data(h.must("b", "\"$RFS\" reprotect r --target '\(h.storeB)' --to \(site) --pki '\(h.pkiB)' --json").utf8))
+            print("reprotect across hosts: compared \(reprotected.compared), sent \(reprotected.sent) bytes of a \(diskBytes)-byte disk")
+            // The two differing regions: the write the replica never saw and the failover's writes (1 MiB blocks).
+            #expect(reprotected.sent > 0 && reprotected.sent <= 3 << 20, "sent \(reprotected.sent)")
+            Shell.must("dd if=/dev/urandom of='\(fo)/r.img' bs=4k count=32 seek=5000 conv=notrunc,fsync status=none")
+            let final = Shell.sha256(fo + "/r.img")
+
+            struct Failback: Decodable { var bytesSent: Int64; var diskBytes: Int64; var to: String; var downtimeSeconds: Double }
+            let back = try JSONDecoder().decode(Failback.self, from: Data(h.must("b", "\"$RFS\" failback r --target '\(h.storeB)' --mode minimize-downtime --json").utf8))
+            h.mounts.removeAll { $0.path == fo }
+            print("failback across hosts: \(back.bytesSent) bytes sent (change logs) of \(back.diskBytes), downtime \(String(format: "%.2f", back.downtimeSeconds)) s")
+            #expect(back.to == site)
+            #expect(Shell.sha256(h.disksA + "/r.img") == final)
+            #expect(back.diskBytes == diskBytes && back.bytesSent > 0 && back.bytesSent < diskBytes / 16, "sent \(back.bytesSent)")
+            // The replica follows the disks now at home.
+            #expect(h.exported("r", point: "latest", disk: "r.img") == final)
         }
     }
 
