@@ -110,7 +110,7 @@ struct LastWriterWinsMapTests {
         #expect(overlay.peakExtentsHeld <= size / sector + batch,
                 "held \(overlay.peakExtentsHeld) extents at once for \(size / sector) sectors (seed \(seed))")
         var read = [UInt8](repeating: 0xEE, count: size)
-        read.withUnsafeMutableBytes { overlay.overlay($0.baseAddress!, offset: 0, count: size) }
+        try read.withUnsafeMutableBytes { try overlay.overlay($0.baseAddress!, offset: 0, count: size) }
         #expect(read == expected, "seed \(seed): the overlay does not read as the logs applied in order")
     }
 }
