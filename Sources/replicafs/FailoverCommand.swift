@@ -207,12 +207,15 @@ struct FailoverServeCommand: ParsableCommand {
     @Argument var vm: String
     @Option var target: String
     @Option var pki: String?
+    @OptionGroup var objectStore: ObjectStoreAccessOptions
     @Option var readyFd: Int32 = -1
 
     func run() throws {
         var options = MountOptions()
         options.allowOther = geteuid() == 0
-        let daemon = FailoverDaemon(store: try openTargetStore(target, options: TargetOptions(pki: pki)), vm: vm, options: options)
+        var storeOptions = TargetOptions(pki: pki)
+        try objectStore.apply(to: &storeOptions)
+        let daemon = FailoverDaemon(store: try openTargetStore(target, options: storeOptions), vm: vm, options: options)
         try daemon.run { result in
             switch result {
             case .success(let seconds): DaemonLauncher.answer(readyFd, "READY \(seconds)")

@@ -19,7 +19,8 @@ struct ProcessFailoverMounts: FailoverMounts {
 
     func launchFailoverMount(vm: String, store: any TargetStore, mountpoint: String) throws -> LaunchedMount {
         let pki = try options.pki.map { ["--pki", try FileSystem.realPath($0)] } ?? []
-        let launched = try DaemonLauncher.launch(["failover", "serve", vm, "--target", store.location] + pki,
+        let access = ObjectStoreAccessOptions.arguments(options)
+        let launched = try DaemonLauncher.launch(["failover", "serve", vm, "--target", store.location] + pki + access,
                                                  logPath: registry.paths(for: mountpoint).log, runDirectory: registry.runDirectory)
         return LaunchedMount(pid: launched.pid, seconds: Double(launched.detail) ?? 0)
     }

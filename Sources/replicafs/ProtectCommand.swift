@@ -21,6 +21,7 @@ struct ProtectCommand: ParsableCommand {
     @Option(name: .customLong("disk"), help: "An image of the VM (repeat for each disk).") var disks: [String] = []
     @Option(help: "Target store: a directory, a receiver on another host (replicafs://HOST[:PORT], see `serve`) or an object store (s3://BUCKET/PREFIX).") var target: String?
     @Option(help: "PKI directory for a replicafs:// target (default /etc/replicafs/pki).") var pki: String?
+    @OptionGroup var objectStore: ObjectStoreAccessOptions
     @Option(help: "A named policy (`replicafs policy create`): its settings, overridden by the options given.") var policy: String?
     @OptionGroup var settings: PolicyOptions
     @Flag(help: "Change the policy of a protected VM (the given settings, or --policy); its replica and points stay.") var update = false
@@ -58,7 +59,9 @@ struct ProtectCommand: ParsableCommand {
                 throw ReplicaError("disk \(shared) is already protected by VM \(other.name)")
             }
         }
-        let targetOptions = pki.map { TargetOptions(pki: $0) }
+        var given = TargetOptions(pki: pki)
+        try objectStore.apply(to: &given)
+        let targetOptions = given == TargetOptions() ? nil : given
         let store = try openTargetStore(target, options: targetOptions ?? TargetOptions())
         if store.hasVM(vm) { throw ReplicaError("target store \(store.location) already holds a replica of VM \(vm)") }
         var policy = try settings.applied(to: named?.apply(to: ReplicationPolicy()) ?? ReplicationPolicy())

@@ -13,9 +13,11 @@ struct StoredVMOptions: ParsableArguments {
     /// The store: `--target`, else the registered one (set by `validate`).
     var target: String { givenTarget ?? "" }
     @Option(help: "PKI directory for a replicafs:// target (default /etc/replicafs/pki).") var pki: String?
+    @OptionGroup var objectStore: ObjectStoreAccessOptions
 
-    /// How to open the target (its PKI directory).
-    var targetOptions: TargetOptions { TargetOptions(pki: pki) }
+    /// How to open the target: the options given (PKI directory, object-store access) over
+    /// the ones the VM was protected with on this host.
+    var targetOptions: TargetOptions { storeOptions }
 
     /// How to open the target for the failover commands: `--pki` when given, else the options
     /// the VM was protected with on this host (its saved `targetOptions`: the primary opens a
@@ -27,6 +29,7 @@ struct StoredVMOptions: ParsableArguments {
             options = saved
         }
         if let pki { options.pki = pki }
+        try? objectStore.apply(to: &options)
         return options
     }
 
@@ -36,6 +39,8 @@ struct StoredVMOptions: ParsableArguments {
         }
         if givenTarget == nil { givenTarget = try resolveTarget(vm) }
         guard !target.isEmpty else { throw ReplicaError("--target is empty", code: .badRequest) }
+        var checked = TargetOptions()
+        try objectStore.apply(to: &checked)
     }
 
     /// The registered target of `vm`, or an error naming the VM and what to run.

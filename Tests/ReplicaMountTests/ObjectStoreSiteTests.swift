@@ -245,4 +245,43 @@ struct ObjectStoreSiteTests {
         #expect(!s.run("grep -q other '\(site.disks)/.replicafs/vms/other.json'").ok, "a refused protect saved the VM")
         site.unmount()
     }
+    @Test("protect --s3-endpoint and --credentials-file with no AWS variables anywhere: saved with the VM, the daemon replicates and points, export and a drill work without the flags; a missing credentials file is one line")
+    func accessFlagsInsteadOfEnvironment() throws {
+        let s = try S3Site("flags")
+        defer { s.cleanup() }
+        let site = s.site
+        let endpoint = try #require(s.env["AWS_ENDPOINT_URL"])
+        let creds = site.root + "/credentials"
+        let keys = "[default]\naws_access_key_id = \(s.env["AWS_ACCESS_KEY_ID"] ?? "")\naws_secret_access_key = \(s.env["AWS_SECRET_ACCESS_KEY"] ?? "")\n"
+        try keys.write(toFile: creds, atomically: true, encoding: .utf8)
+        chmod(creds, 0o600)
+        // No AWS variable and a home without ~/.aws: only the flags can name the endpoint and keys.
+        let bare = "env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_REGION -u AWS_PROFILE HOME='\(site.root)' REPLICAFS_S3_CACHE='\(s.cache)' "
+        Shell.must("truncate -s 16M '\(site.disks)/f.img'")
+        Shell.must(bare + "\"$RFS\" mount '\(site.disks)' '\(site.mnt)'")
+        let missing = Shell.run(bare + "\"$RFS\" protect vm --disks-dir '\(site.disks)' --disk f.img --target \(s.target) --s3-endpoint \(endpoint) --credentials-file '\(site.root)/nope'")
+        #expect(!missing.ok && missing.stderr.contains("credentials file") && missing.stderr.split(separator: "\n").count == 1, "\(missing.stderr)")
+        let unnamed = Shell.run(bare + "\"$RFS\" protect vm --disks-dir '\(site.disks)' --disk f.img --target \(s.target)")
+        #expect(!unnamed.ok && unnamed.stderr.split(separator: "\n").count == 1, "without the flags protect must fail: \(unnamed.stderr)")
+        Shell.must("cd / && " + bare + "\"$RFS\" protect vm --disks-dir '\(site.disks)' --disk f.img --target \(s.target) --s3-endpoint \(endpoint) --credentials-file '\(creds)' --copy-frequency 1h")
+        s.waitProtected("vm")
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/f.img' bs=1M count=3 seek=5 conv=notrunc,fsync status=none")
+        let sum = s.sha(site.mnt + "/f.img")
+        struct P: Decodable { var id: Int }
+        let p = try JSONDecoder().decode(P.self, from: Data(Shell.must(bare + "\"$RFS\" snapshot vm --wait --json").utf8))
+        // The registry knows the VM: points and export open the bucket with the saved flags.
+        let listed = try JSONDecoder().decode([P].self, from: Data(Shell.must(bare + "\"$RFS\" points vm --json").utf8)).map(\.id)
+        #expect(listed.contains(p.id), "points without flags: \(listed)")
+        let out = site.root + "/export.img"
+        Shell.must(bare + "\"$RFS\" export vm --point \(p.id) --disk f.img --to '\(out)'")
+        #expect(s.sha(out) == sum)
+        // A test failover's daemon gets them too.
+        let drill = site.root + "/drill"
+        Shell.must("mkdir -p '\(drill)'")
+        site.extraMounts.append(drill)
+        Shell.must(bare + "\"$RFS\" failover vm --test --mount '\(drill)' --work-dir '\(s.work)'")
+        #expect(s.sha(drill + "/f.img") == sum)
+        Shell.must(bare + "\"$RFS\" failover cleanup vm")
+        site.unmount()
+    }
 }
