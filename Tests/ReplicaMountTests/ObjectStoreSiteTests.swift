@@ -17,12 +17,13 @@ struct ObjectStoreSiteTests {
         s.mount()
         s.sh("\"$RFS\" protect vm --disks-dir '\(site.disks)' --disk os.img --disk data.img --target \(s.target) --copy-frequency 1h --retention 25s")
         s.waitProtected("vm")
-        let firstAt = Date()
         s.sh("dd if=/dev/urandom of='\(site.mnt)/os.img' bs=64k count=20 seek=50 conv=notrunc,fsync status=none && dd if=/dev/urandom of='\(site.mnt)/data.img' bs=1M count=1 seek=40 conv=notrunc,fsync status=none")
         let crash = try s.snapshot("vm")
         let os1 = s.sha(site.mnt + "/os.img"), data1 = s.sha(site.mnt + "/data.img")
         s.sh("dd if=/dev/urandom of='\(site.mnt)/os.img' bs=4k count=30 seek=1000 conv=notrunc,fsync status=none && dd if=/dev/urandom of='\(site.mnt)/data.img' bs=4k count=3 seek=77 conv=notrunc,fsync status=none")
         let app = try s.snapshot("vm", app: true)
+        // The app point's cut is before this moment: 26 s from here it is past the retention.
+        let appAt = Date()
         let os2 = s.sha(site.mnt + "/os.img"), data2 = s.sha(site.mnt + "/data.img")
         #expect(app > crash)
         #expect(s.exported("vm", point: String(crash), disk: "os.img") == os1)
@@ -48,7 +49,7 @@ struct ObjectStoreSiteTests {
         // Past the retention the next point expires the older ones: they merge into the base
         // (new chunk objects, a new base table) and every point left exports exactly.
         let basesBefore = Set(s.keys("vms/vm/base/"))
-        let wait = 26 - Date().timeIntervalSince(firstAt)
+        let wait = 26 - Date().timeIntervalSince(appAt)
         if wait > 0 { s.sh("sleep \(String(format: "%.1f", wait))") }
         s.sh("dd if=/dev/urandom of='\(site.mnt)/os.img' bs=4k count=5 seek=3000 conv=notrunc,fsync status=none")
         let last = try s.snapshot("vm")
