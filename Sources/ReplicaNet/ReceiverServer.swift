@@ -53,16 +53,8 @@ public final class ReceiverServer: Sendable {
     private func serve(_ pool: NIOThreadPool, signals: Bool, onListening: @escaping @Sendable (Int) async -> Void) async throws {
         let router = Router(context: ReceiverContext.self)
         routes(router, pool)
-        let server: HTTPServerBuilder = if let tls { try .tls(.http1(), tlsConfiguration: tls) } else { .http1() }
-        let app = Application(router: router, server: server,
-                              configuration: .init(address: .hostname(host, port: port), serverName: "replicafs"),
-                              onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
-                              logger: Logger(label: "replicafs.receiver"))
-        if signals {
-            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
-        } else {
-            try await app.runService(gracefulShutdownSignals: [])
-        }
+        try await Self.runApplication(router: router, host: host, port: port, tls: tls, label: "replicafs.receiver",
+                                      signals: signals, onListening: onListening)
     }
 
     // MARK: routes

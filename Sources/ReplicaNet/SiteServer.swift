@@ -39,12 +39,8 @@ public final class SiteServer: Sendable {
         defer { pool.shutdownGracefully { _ in } }
         let router = Router(context: ReceiverContext.self)
         routes(router, pool)
-        let server: HTTPServerBuilder = if let tls { try .tls(.http1(), tlsConfiguration: tls) } else { .http1() }
-        let app = Application(router: router, server: server,
-                              configuration: .init(address: .hostname(host, port: port), serverName: "replicafs"),
-                              onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
-                              logger: Logger(label: "replicafs.site"))
-        try await app.runService(gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [])
+        try await ReceiverServer.runApplication(router: router, host: host, port: port, tls: tls, label: "replicafs.site",
+                                                signals: signals, onListening: onListening)
     }
 
     /// Adds `method /v1/site/path`: the body (up to `limit` bytes) is read, then `work` runs on
