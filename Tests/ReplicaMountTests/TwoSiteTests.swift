@@ -295,7 +295,7 @@ struct TwoSiteTests {
             #expect(copyCut.beforeUp.seedBytes - copyCut.atCut.seedBytes <= chunk, "bytes crossed a cut link")
             Shell.must(h.env("a") + "for i in $(seq 1 900); do \"$RFS\" status '\(h.mntA)' | grep -q 'VM c: protected' && exit 0; sleep 0.1; done; \"$RFS\" status '\(h.mntA)'; exit 1")
             // "protected" comes with the end of the copy; the first point is the next cycle's.
-            h.must("b", "for i in $(seq 1 600); do \"$RFS\" points c --target '\(h.storeB)' --json 2>/dev/null | grep -q '\"id\"' && exit 0; sleep 0.1; done; echo 'no first point at the receiver' >&2; exit 1")
+            Shell.must(h.env("b") + "for i in $(seq 1 600); do \"$RFS\" points c --target '\(h.storeB)' --json 2>/dev/null | grep -q '\"id\"' && exit 0; sleep 0.1; done; echo 'no first point at the receiver' >&2; exit 1")
             let seeded = try h.stats().seedBytes
             print("initial copy: \(seeded) bytes written by the receiver for a \(diskBytes)-byte disk")
             #expect(seeded >= diskBytes && seeded <= diskBytes + chunk, "seed bytes \(seeded)")
