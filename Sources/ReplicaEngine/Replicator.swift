@@ -147,7 +147,13 @@ public final class Replicator: @unchecked Sendable {
                     // Continuous mode skips cuts with nothing logged (no empty points 10 times a
                     // second), unless a failed attempt left sealed logs to ship.
                     let idleSkips = vm.policy.copyFrequency == 0 && !health.retryPending(vm.name)
-                    _ = try cycleLock.withLock { try cycle(vm, store, consistency: .crash, skipIfIdle: idleSkips) }
+                    let retry = health.retryPending(vm.name)
+                    _ = try cycleLock.withLock { () -> RecoveryPoint? in
+                        // A snapshot that cut while this waited for the lock made the point
+                        // that was due: another one now would only repeat it.
+                        guard retry || stateLock.withLock({ lastCycle[vm.name] ?? 0 }) == last else { return nil }
+                        return try cycle(vm, store, consistency: .crash, skipIfIdle: idleSkips)
+                    }
                     health.succeeded(vm.name, now: Self.now(), cycle: true)
                 }
             } catch {

@@ -158,6 +158,8 @@ struct ObjectStoreSiteTests {
         s.mount("REPLICAFS_FAULT=s3-commit-before-catalog,s3-upload-part REPLICAFS_FAULT_DIR='\(faults)' REPLICAFS_TIME_SCALE=0.01")
         s.sh("\"$RFS\" protect vm --disks-dir '\(site.disks)' --disk k.img --target \(s.target) --copy-frequency 1h")
         s.waitProtected("vm")
+        // "protected" comes with the end of the copy; the first point is the next cycle's.
+        for _ in 0..<300 where try s.pointIDs("vm").isEmpty { usleep(100_000) }
         s.sh("dd if=/dev/urandom of='\(site.mnt)/k.img' bs=1M count=2 conv=notrunc,fsync status=none")
         let p1 = try s.snapshot("vm")
         let sum1 = s.sha(site.mnt + "/k.img")

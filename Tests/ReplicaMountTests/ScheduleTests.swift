@@ -61,7 +61,7 @@ struct ScheduleTests {
         let at = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 6).rounded(.down))
         let atText = ISO8601DateFormatter().string(from: at)
         probe.protect("iso", disk: "i.img", "--copy-frequency 1h --initial \(atText)")
-        let scheduled = Shell.must("\"$RFS\" jobs")
+        let scheduled = Shell.must("for i in $(seq 1 40); do out=$(\"$RFS\" jobs); case \"$out\" in *\"scheduled for\"*) echo \"$out\"; exit 0;; esac; sleep 0.1; done; \"$RFS\" jobs")
         #expect(scheduled.contains("scheduled for \(VMProbe.iso(at))"), "jobs: \(scheduled)")
         Shell.must("sleep 2")
         #expect(!copied("iso") && probe.state("iso")?.state.contains("scheduled") == true, "copied before \(atText): \(String(describing: probe.state("iso")))")
@@ -77,7 +77,8 @@ struct ScheduleTests {
         let hhmm = Shell.must("date -d '+2 minutes' +%H:%M")
         let expected = Shell.must("t=$(date -d '\(hhmm)' +%s); [ $t -gt $(date +%s) ] || t=$(date -d 'tomorrow \(hhmm)' +%s); date -u -d @$t +%Y-%m-%dT%H:%M:%S.000Z")
         probe.protect("hm", disk: "h.img", "--copy-frequency 1h --initial \(hhmm)")
-        let jobs = Shell.must("\"$RFS\" jobs")
+        // The running mount picks a protection up at its next pass: wait for it to list it.
+        let jobs = Shell.must("for i in $(seq 1 100); do out=$(\"$RFS\" jobs); case \"$out\" in *\"scheduled for \(expected)\"*) echo \"$out\"; exit 0;; esac; sleep 0.1; done; \"$RFS\" jobs")
         #expect(jobs.contains("hm\t") && jobs.contains("scheduled for \(expected)"), "--initial \(hhmm): \(jobs)")
         Shell.must("sleep 1")
         #expect(!copied("hm"), "--initial \(hhmm) copied at once")
