@@ -49,7 +49,7 @@ extension TLSFailure {
         config.certificateVerification = .none
         let context = try NIOSSLContext(configuration: config)
         let group = MultiThreadedEventLoopGroup.singleton
-        let handshake = group.next().makePromise(of: Void.self)
+        let handshake = group.next().makePromise(of: NIOSSLCertificate?.self)
         let sni = PKIDirectory.ipAddressBytes(host) == nil ? host : nil
         let channel: any Channel
         do {
@@ -69,19 +69,23 @@ extension TLSFailure {
         defer { channel.close(promise: nil) }
         let scheduled = channel.eventLoop.scheduleTask(in: timeout) { handshake.fail(ChannelError.connectTimeout(timeout)) }
         defer { scheduled.cancel() }
-        try handshake.futureResult.wait()
-        return try channel.nioSSL_peerCertificate().wait()
+        return try handshake.futureResult.wait()
     }
 
-    /// Completes its promise when the TLS handshake completes (or fails).
+    /// Completes its promise with the peer's certificate when the TLS handshake completes (or
+    /// fails). The certificate is read right there, on the event loop: a receiver that refuses
+    /// this host's certificate closes the connection a moment later, and a read after that
+    /// finds no handler (the race made the diagnosis fail now and then).
     private final class HandshakeWaiter: ChannelInboundHandler {
         typealias InboundIn = NIOAny
-        let promise: EventLoopPromise<Void>
+        let promise: EventLoopPromise<NIOSSLCertificate?>
 
-        init(promise: EventLoopPromise<Void>) { self.promise = promise }
+        init(promise: EventLoopPromise<NIOSSLCertificate?>) { self.promise = promise }
 
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-            if case .handshakeCompleted = event as? TLSUserEvent { promise.succeed(()) }
+            if case .handshakeCompleted = event as? TLSUserEvent {
+                promise.succeed(try? context.pipeline.syncOperations.nioSSL_peerCertificate())
+            }
             context.fireUserInboundEventTriggered(event)
         }
 
