@@ -90,6 +90,8 @@ public struct RecoveryPlan: Sendable, Equatable {
         let base: String
 
         func fail(_ node: Node?, _ message: String) -> ReplicaError {
+            // A key or value quoted from the file may hold line breaks: the error stays one line.
+            let message = message.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
             if let line = node?.mark?.line { return ReplicaError("\(source):\(line): \(message)") }
             return ReplicaError("\(source): \(message)")
         }

@@ -84,6 +84,13 @@ struct RecoveryPlanTests {
         }
     }
 
+    /// Found by the plan-parse fuzz target: a quoted key holding line breaks made the error
+    /// span several lines.
+    @Test func aKeyWithLineBreaksStillGivesAOneLineError() {
+        let error = errorOf("\"nam\\n\\ne\": x\n")
+        #expect(error.split(separator: "\n").count == 1 && error.contains("unknown key 'nam\\n\\ne'"), "\(error)")
+    }
+
     @Test func networksAreMappedAndAnUnmappedOneIsAnError() throws {
         let n = try FailoverNetworks(vm: "db1", plan: "finance", sourceNetworks: ["prod-lan", "backup"],
                                      mapping: ["prod-lan": "dr-lan", "backup": "dr-backup", "other": "x"])
