@@ -23,6 +23,9 @@ final class ObjectCache: Sendable {
         var diskBytes: Int64 = 0
     }
     private let state = Mutex(State())
+    /// Fetches under way, by SHA-256: a reader wanting a chunk that read-ahead is fetching
+    /// waits for that GET instead of sending its own.
+    private let flights = Mutex<[String: DispatchGroup]>([:])
 
     /// A cache in `directory` (created if missing) of at most `diskLimit` bytes on disk and
     /// `memoryLimit` in memory.
@@ -54,12 +57,39 @@ final class ObjectCache: Sendable {
     /// The bytes whose SHA-256 is `sha256`: from memory, the cache directory, or `load` (a
     /// GET), checked before they are used or kept. A mismatch is an error naming `what`.
     func bytes(sha256: String, what: String, load: () throws -> [UInt8]?) throws -> [UInt8] {
-        if let hit = state.withLock({ s -> [UInt8]? in
+        if let hit = inMemory(sha256) { return hit }
+        // One fetch per entry at a time: a second caller waits for the first and takes its bytes
+        // (or, when that fetch failed, fetches on its own below).
+        let (flight, leads) = flights.withLock { f -> (DispatchGroup, Bool) in
+            if let g = f[sha256] { return (g, false) }
+            let g = DispatchGroup()
+            g.enter()
+            f[sha256] = g
+            return (g, true)
+        }
+        if leads {
+            defer {
+                flights.withLock { _ = $0.removeValue(forKey: sha256) }
+                flight.leave()
+            }
+            return try fetch(sha256: sha256, what: what, load: load)
+        }
+        flight.wait()
+        if let hit = inMemory(sha256) { return hit }
+        return try fetch(sha256: sha256, what: what, load: load)
+    }
+
+    private func inMemory(_ sha256: String) -> [UInt8]? {
+        state.withLock { s -> [UInt8]? in
             guard let e = s.memory[sha256] else { return nil }
             s.tick += 1
             s.memory[sha256]!.used = s.tick
             return e.bytes
-        }) { return hit }
+        }
+    }
+
+    /// The entry from the cache directory, else from `load`, checked and kept.
+    private func fetch(sha256: String, what: String, load: () throws -> [UInt8]?) throws -> [UInt8] {
         let path = directory + "/" + sha256
         if state.withLock({ $0.disk[sha256] != nil }), let local = try? FileSystem.readFile(path) {
             if ObjectDigest.sha256(local) == sha256 {
@@ -81,6 +111,9 @@ final class ObjectCache: Sendable {
 
     /// Whether the entry is in memory or on disk (read-ahead skips those).
     func contains(_ sha256: String) -> Bool { state.withLock { $0.memory[sha256] != nil || $0.disk[sha256] != nil } }
+
+    /// Whether the entry is cached or being fetched now (read-ahead skips those).
+    func hasOrFetches(_ sha256: String) -> Bool { contains(sha256) || flights.withLock { $0[sha256] != nil } }
 
     private func remember(_ sha256: String, _ bytes: [UInt8], onDisk: Bool) {
         if onDisk, Int64(bytes.count) <= diskLimit {

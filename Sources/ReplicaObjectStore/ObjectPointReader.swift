@@ -1,4 +1,4 @@
-import Dispatch
+import Foundation
 import ReplicaStore
 import ReplicaSystem
 import Synchronization
@@ -30,6 +30,8 @@ final class ObjectPointReader: PointReader, Sendable {
     }
     private let snapshot: Mutex<Snapshot>
     private let prefetching = Mutex<Set<String>>([])
+    /// Where the last read ended: a read starting near it is sequential and moves read-ahead on.
+    private let lastEnd = Mutex<Int64>(-1)
 
     /// Opens `disk` of `vm` at point `pointID` of `catalog` (nil: its latest point, or the base).
     init(store: ObjectStore, vm: String, disk: String, catalog: ObjectCatalog, pointID: Int?) throws {
@@ -95,14 +97,16 @@ final class ObjectPointReader: PointReader, Sendable {
         let cs = Int64(s.chunkSize)
         var at = offset
         let end = offset + Int64(count)
-        var fetchedChunk: Int?
+        let sequential = lastEnd.withLock { last -> Bool in
+            defer { last = end }
+            return last >= 0 && offset >= last - Self.sequentialSlack && offset <= last + Self.sequentialSlack
+        }
         while at < end {
             let ci = Int(at / cs)
             let inChunk = Int(at - Int64(ci) * cs)
             let n = Int(min(end, Int64(ci + 1) * cs) - at)
             let out = buffer + Int(at - offset)
             if ci < s.table.digests.count, let sha = s.table.digests[ci] {
-                if !store.cache.contains(sha) { fetchedChunk = ci }
                 let bytes = try chunk(sha)
                 let have = max(0, min(n, bytes.count - inChunk, Int(min(Int64(Int.max / 2), s.baseSize - at))))
                 if have > 0 { _ = bytes.withUnsafeBytes { memcpy(out, $0.baseAddress! + inChunk, have) } }
@@ -137,9 +141,16 @@ final class ObjectPointReader: PointReader, Sendable {
             }
             i += 1
         }
-        // A cold sequential read: fetch the next chunks while this one is used.
-        if let ci = fetchedChunk { prefetch(s, after: ci) }
+        // A read following the last: keep the next chunks fetching (in parallel) while these
+        // are used, a window that slides with the reader. A random reader fetches what it reads.
+        if count > 0, sequential {
+            prefetch(s, after: Int((end - 1) / cs))
+        }
     }
+
+    /// How far (the kernel reorders and splits its read-ahead) a read may start from where the
+    /// last one ended and still count as sequential.
+    static let sequentialSlack: Int64 = 256 << 10
 
     private func chunk(_ sha: String) throws -> [UInt8] {
         let key = ObjectLayout.chunk(vm, sha)
@@ -161,12 +172,16 @@ final class ObjectPointReader: PointReader, Sendable {
     private func prefetch(_ s: Snapshot, after ci: Int) {
         guard store.readAhead > 0 else { return }
         for next in (ci + 1)...(ci + store.readAhead) where next < s.table.digests.count {
-            guard let sha = s.table.digests[next], !store.cache.contains(sha) else { continue }
+            guard let sha = s.table.digests[next], !store.cache.hasOrFetches(sha) else { continue }
             guard prefetching.withLock({ $0.insert(sha).inserted }) else { continue }
-            DispatchQueue.global().async { [self] in
+            // A thread of its own per GET: Dispatch's pool on Linux runs about one block per
+            // core, so GETs waiting on the network would queue behind each other there.
+            let thread = Thread { [self] in
                 _ = try? chunk(sha)
                 prefetching.withLock { _ = $0.remove(sha) }
             }
+            thread.name = "s3-read-ahead"
+            thread.start()
         }
     }
 }
