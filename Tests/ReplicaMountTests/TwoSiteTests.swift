@@ -201,6 +201,23 @@ struct TwoSiteTests {
             h.must("b", "\"$RFS\" failover cleanup r --target '\(h.storeB)'")
             h.mounts.removeLast()
 
+            // A test failover at the primary, reading the point over the network (--work-dir),
+            // its daemon killed: `failover remount --all` (the boot unit's command, no options)
+            // opens the replicafs:// store with the PKI the failover was started with.
+            let foA = h.root + "/fo-a", work = h.root + "/work-a"
+            Shell.must("mkdir -p '\(foA)'")
+            h.must("a", "\"$RFS\" failover r --target \(h.target) --point latest --test --mount '\(foA)' --work-dir '\(work)'")
+            h.mounts.append(("a", foA))
+            Shell.must("dd if=/dev/urandom of='\(foA)/r.img' bs=4k count=10 seek=60 conv=notrunc,fsync status=none")
+            let synced = Shell.sha256(foA + "/r.img")
+            let pid = try #require(Int32(h.must("a", "\"$RFS\" status '\(foA)' --json | grep -o '\"pid\" : [0-9]*' | head -1 | grep -o '[0-9]*$'").trimmingCharacters(in: .whitespacesAndNewlines)))
+            Shell.must("kill -9 \(pid)")
+            let again = Shell.run(h.on("a", "\"$RFS\" failover remount --all"))
+            #expect(again.ok && again.stdout.contains("remounted the test failover of VM r"), "\(again.stdout) \(again.stderr)")
+            #expect(Shell.sha256(foA + "/r.img") == synced, "a fsynced write was lost")
+            h.must("a", "\"$RFS\" failover cleanup r --target \(h.target)")
+            h.mounts.removeLast()
+
             // A planned failover started at the primary: the source stops, its last changes (never
             // snapshotted) cross the network as the final point, which then equals the source.
             Shell.must("dd if=/dev/urandom of='\(h.mntA)/r.img' bs=64k count=16 seek=200 conv=notrunc,fsync status=none")
