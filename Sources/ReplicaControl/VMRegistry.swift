@@ -28,9 +28,13 @@ public struct VMRegistry: Sendable {
         public struct Failover: Codable, Sendable, Equatable {
             public var kind: String
             public var mountpoint: String
-            public init(kind: String, mountpoint: String) {
+            /// How the failover opened its store (PKI, object-store access), so `failover
+            /// remount` (the boot unit's `--all`) opens it the same way without options.
+            public var options: TargetOptions?
+            public init(kind: String, mountpoint: String, options: TargetOptions? = nil) {
                 self.kind = kind
                 self.mountpoint = mountpoint
+                self.options = options
             }
         }
 

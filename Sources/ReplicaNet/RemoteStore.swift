@@ -324,35 +324,13 @@ public final class RemoteStore: TargetStore {
     /// receiver, even a recoverable error, is thrown at once).
     @discardableResult
     func resuming<T>(_ body: () throws -> T) throws -> T {
-        let deadline = Clock.nowNanos() + UInt64(resumeSeconds * 1e9)
-        var pause: Double = 0.1
-        while true {
-            do {
-                return try body()
-            } catch where client.dropped(error) && Clock.nowNanos() < deadline {
-                usleep(UInt32(pause * 1e6))
-                pause = min(pause * 2, 2)
-            }
-        }
+        try client.resuming(for: resumeSeconds, body)
     }
 
     /// Runs a chunked transfer; after a dropped connection asks the receiver for its durable
     /// offset (`resumeAt`) and runs `body` again from there (passed to it), for `resumeSeconds`.
     func transfer(what: String, resumeAt: @escaping () throws -> Int64, _ body: (Int64?) throws -> Void) throws {
-        let deadline = Clock.nowNanos() + UInt64(resumeSeconds * 1e9)
-        var restart: Int64? = nil
-        var pause: Double = 0.1
-        while true {
-            do {
-                try body(restart)
-                return
-            } catch where client.dropped(error) && Clock.nowNanos() < deadline {
-                DaemonLog.logger.warning("\(location): \(what) interrupted (\(error)): resuming from the receiver's durable offset")
-                usleep(UInt32(pause * 1e6))
-                pause = min(pause * 2, 2)
-                restart = try resuming(resumeAt)
-            }
-        }
+        try client.transfer(what: what, for: resumeSeconds, resumeAt: resumeAt, body)
     }
 
     static func read(_ fd: FileDescriptor, count: Int, offset: Int64) throws -> [UInt8] {

@@ -14,6 +14,8 @@ import Glibc
 /// in `.replicafs/reverse-logs` until they are replayed onto their disk.
 public final class SiteDisks: Sendable {
     public let directory: String
+    /// What was taken in since the server started (`GET /v1/site/stats`).
+    public let stats = SiteStats()
     var staging: String { directory + "/.replicafs/reverse-logs" }
 
     public init(directory: String) throws {
@@ -46,6 +48,7 @@ public final class SiteDisks: Sendable {
         let fd = try FileDescriptor.open(try path(disk), O_WRONLY)
         defer { fd.close() }
         if let base = bytes.baseAddress, bytes.count > 0 { try fd.pwrite(base, count: bytes.count, offset: offset) }
+        stats.wroteDisk(bytes.count)
     }
 
     func sync(_ disk: String) throws {
@@ -56,14 +59,25 @@ public final class SiteDisks: Sendable {
 
     func size(_ disk: String) throws -> Int64 { Int64(try FileSystem.stat(try path(disk)).st_size) }
 
-    /// Writes a chunk of an uploaded reverse log (offset 0 starts it afresh).
-    func uploadLog(_ name: String, offset: Int64, bytes: UnsafeRawBufferPointer) throws {
+    /// The durable size of a staged reverse log (0 when none was started): where its
+    /// interrupted upload resumes.
+    func logSize(_ name: String) throws -> Int64 {
+        guard ReceiverAPI.validName(name) else { throw ReplicaError("bad log name \(name)", code: .badRequest) }
+        return (try? FileSystem.stat(staging + "/" + name)).map { Int64($0.st_size) } ?? 0
+    }
+
+    /// Writes a chunk of an uploaded reverse log (offset 0 starts it afresh) and makes it
+    /// durable; answers the new durable size, from which a cut upload resumes.
+    func uploadLog(_ name: String, offset: Int64, bytes: UnsafeRawBufferPointer) throws -> Int64 {
         guard ReceiverAPI.validName(name) else { throw ReplicaError("bad log name \(name)", code: .badRequest) }
         try FileSystem.mkdirs(staging)
         let fd = try FileDescriptor.open(staging + "/" + name, O_WRONLY | O_CREAT | (offset == 0 ? O_TRUNC : 0), mode: 0o600)
         defer { fd.close() }
         guard try fd.size() == offset else { throw ReplicaError("log \(name): upload at \(offset) does not continue it", code: .badRequest) }
         if let base = bytes.baseAddress, bytes.count > 0 { try fd.pwrite(base, count: bytes.count, offset: offset) }
+        try fd.fdatasync()
+        stats.wroteLog(bytes.count)
+        return offset + Int64(bytes.count)
     }
 
     /// Replays the uploaded logs `names` onto `disk` (chain and checksums checked, all or
@@ -77,7 +91,10 @@ public final class SiteDisks: Sendable {
         let scans = try paths.map { try LogScanner.scan($0) }
         guard scans.allSatisfy(\.isSealed) else { throw ReplicaError("an uploaded log is not sealed (cut short?)", code: .badRequest) }
         let result = try LogApplier(scans: scans).apply(to: target)
-        for p in paths { try FileSystem.remove(p) }
+        for p in paths {
+            stats.appliedLog(size: Int64((try? FileSystem.stat(p).st_size) ?? 0))
+            try FileSystem.remove(p)
+        }
         return Int64(result.dataBytes)
     }
 

@@ -56,6 +56,7 @@ public final class SiteServer: Sendable {
                 var query: [String: String] = [:]
                 for (key, value) in request.uri.queryParameters { query[String(key)] = String(value).removingPercentEncoding ?? String(value) }
                 let body = limit > 0 ? Array(try await request.collectBody(upTo: limit).readableBytesView) : []
+                disks.stats.request(bodyBytes: body.count)
                 let call = ReceiverServer.Call(vm: "", parameters: parameters, query: query, body: body)
                 return try await pool.runIfActive {
                     do {
@@ -90,13 +91,16 @@ public final class SiteServer: Sendable {
             return .empty
         }
         route(router, pool, .post, "/disks/:disk/sync") { d, c in try d.sync(try Self.name(c, "disk")); return .empty }
+        route(router, pool, .get, "/logs/:name") { d, c in try .encode(ReceiverAPI.Offset(offset: try d.logSize(try Self.name(c, "name")))) }
         route(router, pool, .put, "/logs/:name", limit: chunk) { d, c in
-            try c.body.withUnsafeBytes { try d.uploadLog(try Self.name(c, "name"), offset: try c.int("offset"), bytes: $0) }
-            return .empty
+            try .encode(ReceiverAPI.Offset(offset: try c.body.withUnsafeBytes {
+                try d.uploadLog(try Self.name(c, "name"), offset: try c.int("offset"), bytes: $0)
+            }))
         }
         route(router, pool, .post, "/disks/:disk/apply", limit: ReceiverAPI.maxJSONBytes) { d, c in
             try .encode(ReceiverAPI.Offset(offset: try d.apply(try Self.name(c, "disk"), logs: try c.decode([String].self))))
         }
+        route(router, pool, .get, "/stats") { d, _ in try .encode(d.stats.snapshot) }
         route(router, pool, .delete, "/disks/:disk/source-logs") { d, c in try d.removeSourceLogs(try Self.name(c, "disk")); return .empty }
     }
 }

@@ -9,7 +9,8 @@ extension FailoverCoordinator {
     func registerFailover(_ state: FailoverState) {
         do {
             try VMRegistry().update(state.vm, disksDir: nil, target: store.location) {
-                $0.failover = .init(kind: state.kind.rawValue, mountpoint: state.mountpoint)
+                $0.failover = .init(kind: state.kind.rawValue, mountpoint: state.mountpoint,
+                                    options: storeOptions == TargetOptions() ? nil : storeOptions)
             }
         } catch {
             DaemonLog.logger.warning("cannot record the failover of \(state.vm) in the local registry: \(error)")

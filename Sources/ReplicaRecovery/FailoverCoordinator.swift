@@ -22,6 +22,9 @@ public final class FailoverCoordinator {
     public var copyProgress: ((String, Int64, Int64) -> Void)?
     /// How reprotect and failback reach an original site on another host (`replicafs://`): its PKI.
     public var siteOptions = TargetOptions()
+    /// How the store was opened (its PKI, object-store access): recorded with a failover
+    /// started here, so `failover remount` opens the store the same way.
+    public var storeOptions = TargetOptions()
 
     public enum FailbackMode: String, Codable, Sendable, CaseIterable {
         case minimizeDowntime = "minimize-downtime"

@@ -141,6 +141,9 @@ struct FailoverRemountCommand: ParsableCommand {
     @Option(help: "Target store (default: the one this host registered for the VM; with --all, every store of a failover started here).")
     var target: String?
     @Flag(help: "Every failover recorded in the store whose mount is not running.") var all = false
+    @Option(help: "PKI directory for a replicafs:// target (default: the one the failover was started with, else the VM's saved one, else /etc/replicafs/pki).")
+    var pki: String?
+    @OptionGroup var objectStore: ObjectStoreAccessOptions
 
     func validate() throws {
         if all && vm != nil { throw ReplicaError("give a VM name or --all, not both", code: .badRequest) }
@@ -157,26 +160,50 @@ struct FailoverRemountCommand: ParsableCommand {
                 // --all without a store: every store holding a failover started on this host.
                 let targets = Set(VMRegistry().all().filter { $0.failover != nil }.map(\.target)).sorted()
                 if targets.isEmpty { return print("no failovers started on this host") }
-                for t in targets { try remountAll(try openTargetStore(t)) }
+                for t in targets {
+                    let options = try storeOptions(t)
+                    try remountAll(try openTargetStore(t, options: options), options: options)
+                }
                 return
             }
             let entry = try VMRegistry().require(vm, for: "failover remount")
-            return try remount(vm, in: try openTargetStore(entry.target))
+            let options = try storeOptions(entry.target, vm: vm)
+            return try remount(vm, in: try openTargetStore(entry.target, options: options), options: options)
         }
-        let store = try openTargetStore(target)
-        guard let vm else { return try remountAll(store) }
-        try remount(vm, in: store)
+        let options = try storeOptions(target, vm: vm)
+        let store = try openTargetStore(target, options: options)
+        guard let vm else { return try remountAll(store, options: options) }
+        try remount(vm, in: store, options: options)
     }
 
-    private func remount(_ vm: String, in store: any TargetStore) throws {
-        let started = try coordinator(store).remount(vm: vm)
+    /// How to open `target`, as the other failover commands do: `--pki` and the access flags
+    /// given, over the options a failover of it started here recorded (`vm`'s, else any), else
+    /// the ones a VM protected here saved for it.
+    func storeOptions(_ target: String, vm: String? = nil) throws -> TargetOptions {
+        let entries = VMRegistry().all().filter { $0.target == target }
+        var options = TargetOptions()
+        let failovers = entries.filter { $0.vm == vm } + entries.filter { $0.vm != vm }
+        if let recorded = failovers.lazy.compactMap({ $0.failover?.options }).first {
+            options = recorded
+        } else if let saved = entries.lazy.compactMap({ entry in
+            entry.disksDir.flatMap { dir in ProtectedVM.all(disksDir: dir).first { $0.name == entry.vm }?.targetOptions }
+        }).first {
+            options = saved
+        }
+        if let pki { options.pki = pki }
+        try objectStore.apply(to: &options)
+        return options
+    }
+
+    private func remount(_ vm: String, in store: any TargetStore, options: TargetOptions) throws {
+        let started = try coordinator(store, options: options).remount(vm: vm)
         let state = started.state, launched = started.mount
         print("remounted the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)) on \(state.mountpoint) (daemon pid \(launched.pid))")
     }
 
     /// Remounts each recorded failover whose daemon is not running; one failing does not stop
     /// the others, and the command fails if any did.
-    private func remountAll(_ store: any TargetStore) throws {
+    private func remountAll(_ store: any TargetStore, options: TargetOptions) throws {
         let vms = store.failedOverVMs()
         if vms.isEmpty { return print("no failovers recorded in \(store.location)") }
         let registry = MountRegistry()
@@ -188,7 +215,7 @@ struct FailoverRemountCommand: ParsableCommand {
                 continue
             }
             do {
-                let started = try coordinator(store).remount(vm: vm)
+                let started = try coordinator(store, options: options).remount(vm: vm)
                 print("remounted the \(state.kind.rawValue) failover of VM \(vm) (point \(state.point.id)) on \(state.mountpoint) (daemon pid \(started.mount.pid))")
             } catch {
                 FileHandle.standardError.write(Data("replicafs: cannot remount the failover of VM \(vm): \(describe(error))\n".utf8))

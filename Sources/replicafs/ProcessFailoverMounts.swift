@@ -32,5 +32,10 @@ struct ProcessFailoverMounts: FailoverMounts {
 
 /// A coordinator for the failover commands, printing progress unless `quiet`.
 func coordinator(_ store: any TargetStore, quiet: Bool = false, options: TargetOptions = TargetOptions()) -> FailoverCoordinator {
-    FailoverCoordinator(store: store, mounts: ProcessFailoverMounts(options: options), progress: { line in if !quiet { print(line) } })
+    let c = FailoverCoordinator(store: store, mounts: ProcessFailoverMounts(options: options), progress: { line in if !quiet { print(line) } })
+    // Recorded with a failover started here (absolute paths: `remount` may run elsewhere).
+    var saved = options
+    saved.pki = options.pki.map { (try? FileSystem.realPath($0)) ?? $0 }
+    c.storeOptions = saved
+    return c
 }

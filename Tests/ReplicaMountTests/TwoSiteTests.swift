@@ -93,6 +93,40 @@ struct TwoSiteTests {
 
         struct Stats: Decodable { var bodyBytes: Int64; var uploadBytes: Int64; var seedBytes: Int64 }
 
+        /// Starts `serve --disks-dir` over the primary's disks directory in a; its URL.
+        func serveDisksDir() -> String {
+            let out = must("a", "\"$RFS\" serve --disks-dir '\(disksA)' --listen \(net.addressA):8084 --pki '\(pkiA)'")
+            let words = out.split(separator: " ")
+            if let at = words.firstIndex(of: "pid"), let p = Int32(words[at + 1].trimmingCharacters(in: .punctuationCharacters)) { pids.append(p) }
+            #expect(!pids.isEmpty, "\(out)")
+            return "replicafs://\(net.addressA):8084"
+        }
+
+        /// The counters of `serve --disks-dir` in a (`GET /v1/site/stats`), asked from a itself.
+        func siteStats() throws -> SiteStats {
+            let out = must("a", "curl -sf --cacert '\(pkiA)/ca.pem' --cert '\(pkiA)/cert.pem' --key '\(pkiA)/key.pem' https://\(net.addressA):8084/v1/site/stats")
+            return try JSONDecoder().decode(SiteStats.self, from: Data(out.utf8))
+        }
+
+        struct SiteStats: Decodable { var bodyBytes: Int64; var diskBytes: Int64; var logBytes: Int64; var appliedLogBytes: Int64; var appliedLogs: Int64 }
+
+        /// The primary goes down after a point; the secondary fails over to it (unplanned) and the
+        /// VM writes there. Returns the failover mountpoint.
+        func failedOver(_ vm: String, disk: String, megabytes: Int) throws -> String {
+            Shell.must("truncate -s \(megabytes)M '\(disksA)/\(disk)' && dd if=/dev/urandom of='\(disksA)/\(disk)' bs=1M count=\(megabytes / 2) conv=notrunc status=none")
+            mount("a", disksA, mntA)
+            protect(vm, disk: disk)
+            Shell.must("dd if=/dev/urandom of='\(mntA)/\(disk)' bs=64k count=8 seek=100 conv=notrunc,fsync status=none")
+            let crash = try snapshot(vm)
+            must("a", "\"$RFS\" unmount '\(mntA)'")
+            mounts.removeAll { $0.path == mntA }
+            let fo = root + "/fo"
+            must("b", "\"$RFS\" failover \(vm) --target '\(storeB)' --point \(crash) --mount '\(fo)'")
+            mounts.append(("b", fo))
+            Shell.must("dd if=/dev/urandom of='\(fo)/\(disk)' bs=4k count=16 seek=2000 conv=notrunc,fsync status=none")
+            return fo
+        }
+
         struct VM: Decodable { var logBytesShipped: Int64; var bytesSent: Int64; var state: String? }
         struct M: Decodable { var vms: [VM] }
 
@@ -165,6 +199,23 @@ struct TwoSiteTests {
             let refused = Shell.run(h.on("a", "timeout 60 \"$RFS\" snapshot r --wait"))
             #expect(!refused.ok, "a snapshot was committed under an unplanned failover")
             h.must("b", "\"$RFS\" failover cleanup r --target '\(h.storeB)'")
+            h.mounts.removeLast()
+
+            // A test failover at the primary, reading the point over the network (--work-dir),
+            // its daemon killed: `failover remount --all` (the boot unit's command, no options)
+            // opens the replicafs:// store with the PKI the failover was started with.
+            let foA = h.root + "/fo-a", work = h.root + "/work-a"
+            Shell.must("mkdir -p '\(foA)'")
+            h.must("a", "\"$RFS\" failover r --target \(h.target) --point latest --test --mount '\(foA)' --work-dir '\(work)'")
+            h.mounts.append(("a", foA))
+            Shell.must("dd if=/dev/urandom of='\(foA)/r.img' bs=4k count=10 seek=60 conv=notrunc,fsync status=none")
+            let synced = Shell.sha256(foA + "/r.img")
+            let pid = try #require(Int32(h.must("a", "\"$RFS\" status '\(foA)' --json | grep -o '\"pid\" : [0-9]*' | head -1 | grep -o '[0-9]*$'").trimmingCharacters(in: .whitespacesAndNewlines)))
+            Shell.must("kill -9 \(pid)")
+            let again = Shell.run(h.on("a", "\"$RFS\" failover remount --all"))
+            #expect(again.ok && again.stdout.contains("remounted the test failover of VM r"), "\(again.stdout) \(again.stderr)")
+            #expect(Shell.sha256(foA + "/r.img") == synced, "a fsynced write was lost")
+            h.must("a", "\"$RFS\" failover cleanup r --target \(h.target)")
             h.mounts.removeLast()
 
             // A planned failover started at the primary: the source stops, its last changes (never
@@ -246,6 +297,91 @@ struct TwoSiteTests {
             #expect(Shell.sha256(h.disksA + "/r.img") == final)
             #expect(back.diskBytes == diskBytes && back.bytesSent > 0 && back.bytesSent < diskBytes / 16, "sent \(back.bytesSent)")
             // The replica follows the disks now at home.
+            #expect(h.exported("r", point: "latest", disk: "r.img") == final)
+        }
+    }
+
+    struct Failback: Decodable { var bytesSent: Int64; var bytesSentRunning: Int64; var bytesSentFinal: Int64; var diskBytes: Int64; var to: String; var mode: String }
+
+    @Test("failback across hosts without a reprotect: full-download sends every byte of the disk, minimize-downtime compares blocks and sends only the differing ones; the primary's disk ends equal to the failed-over disk")
+    func failbackWithoutReprotect() throws {
+        try Self.withHosts("fbnorep") { h in
+            h.serve()
+            let diskBytes: Int64 = 16 << 20
+            let fo = try h.failedOver("r", disk: "r.img", megabytes: 16)
+            let site = h.serveDisksDir()
+            let final1 = Shell.sha256(fo + "/r.img")
+
+            // full-download, never reprotected: every byte crosses, no comparison.
+            let s0 = try h.siteStats()
+            let full = try JSONDecoder().decode(Failback.self, from: Data(h.must("b", "\"$RFS\" failback r --target '\(h.storeB)' --mode full-download --disks-dir \(site) --pki '\(h.pkiB)' --json").utf8))
+            h.mounts.removeAll { $0.path == fo }
+            let s1 = try h.siteStats()
+            print("full-download across hosts: \(full.bytesSent) bytes sent (report), \(s1.diskBytes - s0.diskBytes) written at the primary, \(s1.bodyBytes - s0.bodyBytes) request body bytes, for a \(diskBytes)-byte disk")
+            #expect(full.to == site && full.mode == "full-download")
+            #expect(full.bytesSent == diskBytes && full.bytesSentRunning == 0 && full.diskBytes == diskBytes, "sent \(full.bytesSent)")
+            #expect(s1.diskBytes - s0.diskBytes == diskBytes && s1.logBytes == s0.logBytes, "written \(s1.diskBytes - s0.diskBytes)")
+            #expect(Shell.sha256(h.disksA + "/r.img") == final1)
+            #expect(h.exported("r", point: "latest", disk: "r.img") == final1)
+
+            // Again: an unplanned failover to the point the failback made, writes there and one at
+            // the primary the replica never saw; minimize-downtime without a reprotect compares
+            // blocks and sends only the differing 1 MiB blocks.
+            h.must("b", "\"$RFS\" failover r --target '\(h.storeB)' --point latest --mount '\(fo)'")
+            h.mounts.append(("b", fo))
+            #expect(Shell.sha256(fo + "/r.img") == final1)
+            Shell.must("dd if=/dev/urandom of='\(fo)/r.img' bs=4k count=16 seek=3000 conv=notrunc,fsync status=none")
+            Shell.must("dd if=/dev/urandom of='\(h.disksA)/r.img' bs=4k count=4 seek=10 conv=notrunc,fsync status=none")
+            let final2 = Shell.sha256(fo + "/r.img")
+            let back = try JSONDecoder().decode(Failback.self, from: Data(h.must("b", "\"$RFS\" failback r --target '\(h.storeB)' --mode minimize-downtime --disks-dir \(site) --pki '\(h.pkiB)' --json").utf8))
+            h.mounts.removeAll { $0.path == fo }
+            let s2 = try h.siteStats()
+            print("minimize-downtime across hosts, not reprotected: \(back.bytesSent) bytes sent (\(back.bytesSentRunning) while running, \(back.bytesSentFinal) frozen), \(s2.diskBytes - s1.diskBytes) written at the primary")
+            #expect(back.bytesSent == 2 << 20 && back.bytesSentFinal == 0, "sent \(back.bytesSent)")
+            #expect(s2.diskBytes - s1.diskBytes == back.bytesSent && s2.logBytes == s1.logBytes)
+            #expect(Shell.sha256(h.disksA + "/r.img") == final2)
+            #expect(h.exported("r", point: "latest", disk: "r.img") == final2)
+        }
+    }
+
+    @Test("the link cut in the middle of a reverse log's upload (failback after reprotect, secondary to primary): it resumes from the primary's durable size, each byte of the log is written there once, the disk ends exact")
+    func reverseLinkCut() throws {
+        try Self.withHosts("revcut") { h in
+            let chunk: Int64 = 8 << 20
+            h.serve()
+            let fo = try h.failedOver("r", disk: "r.img", megabytes: 32)
+            let site = h.serveDisksDir()
+            h.must("b", "\"$RFS\" reprotect r --target '\(h.storeB)' --to \(site) --pki '\(h.pkiB)' --copy-frequency 1h")
+            // 24 MiB logged at the secondary, shipped through a 64 Mbit/s link: about 3 s.
+            Shell.must("dd if=/dev/urandom of='\(fo)/r.img' bs=1M count=24 seek=4 conv=notrunc,fsync status=none")
+            let final = Shell.sha256(fo + "/r.img")
+            try h.net.rate("64mbit")
+            let before = try h.siteStats()
+            let rc = h.root + "/failback.rc", out = h.root + "/failback.json"
+            Shell.run(h.on("b", "bash -c '\"$RFS\" failback r --target \(h.storeB) --mode minimize-downtime --json > \(out) 2>&1; echo $? > \(rc)'") + " >/dev/null 2>&1 &")
+            let shipping = try poll({ try h.siteStats().logBytes - before.logBytes }, until: { $0 >= chunk })
+            #expect(shipping >= chunk && shipping < 24 << 20, "the reverse log transfer was not in progress: \(shipping) bytes")
+            try h.net.link(up: false)
+            // The sender here is the secondary: its sockets to the primary go.
+            Shell.run(h.on("b", "ss -K dst \(h.net.addressA) >/dev/null 2>&1"))
+            let atCut = try h.siteStats()
+            usleep(3_000_000)
+            let beforeUp = try h.siteStats()
+            try h.net.link(up: true)
+            print("reverse log transfer cut at \(atCut.logBytes - before.logBytes) bytes")
+            #expect(beforeUp.logBytes - atCut.logBytes <= chunk, "bytes crossed a cut link")
+            let done = poll(seconds: 90, { FileManager.default.fileExists(atPath: rc) }, until: { $0 })
+            let answer = Shell.run("cat '\(out)'").stdout
+            #expect(done && Shell.run("cat '\(rc)'").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the failback did not finish after the link came back: \(answer)")
+            h.mounts.removeAll { $0.path == fo }
+            let after = try h.siteStats()
+            let written = after.logBytes - before.logBytes, logs = after.appliedLogBytes - before.appliedLogBytes
+            let resumed = h.daemonLogs("b").components(separatedBy: "resuming from the receiver's durable offset").count - 1
+            print("reverse log transfer: \(logs) bytes in \(after.appliedLogs - before.appliedLogs) logs replayed at the primary, \(written) written into its staged logs, \(after.bodyBytes - before.bodyBytes) request body bytes; resumed \(resumed) times")
+            // Every byte of every log written once: a restart from the log's start would write more.
+            #expect(logs > 24 << 20 && written == logs, "written \(written) for \(logs) bytes of logs")
+            #expect(resumed >= 1, "the sender never resumed: \(h.daemonLogs("b").suffix(2000))")
+            #expect(Shell.sha256(h.disksA + "/r.img") == final)
             #expect(h.exported("r", point: "latest", disk: "r.img") == final)
         }
     }
