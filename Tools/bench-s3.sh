@@ -11,9 +11,11 @@
 #            same chunk objects, one after another
 # Every run of every measurement is printed; the table gives medians and ratios.
 #
-# Usage: Tools/bench-s3.sh [--quick] [--rounds N] [--out FILE]
-#   --quick     256 MiB instead of 1 GiB written (upload and disks), 64 MiB log
-#   --rounds N  runs of each measurement (default 3)
+# Usage: Tools/bench-s3.sh [--quick] [--rounds N] [--encrypt] [--upload-only] [--out FILE]
+#   --quick        256 MiB instead of 1 GiB written (upload and disks), 64 MiB log
+#   --rounds N     runs of each measurement (default 3)
+#   --encrypt      also upload the same amount of logs to an encrypted store (--encrypt-key-file)
+#   --upload-only  only the upload measurement
 # Environment: REPLICAFS_S3_ENV (a Ceph env file, Tools/ceph.sh start; default: a cluster
 # started for this run in BENCH_DIR/ceph and stopped after), REPLICAFS_BIN (default the debug
 # build), BENCH_DIR (default /var/tmp/replicafs-bench-s3).
@@ -21,12 +23,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CMDLINE="$0 $*"
-QUICK=0; ROUNDS=3; OUT=""
+QUICK=0; ROUNDS=3; OUT=""; ENCRYPT=0; UPLOAD_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
+    --encrypt) ENCRYPT=1; shift ;;
+    --upload-only) UPLOAD_ONLY=1; shift ;;
     *) echo "bench-s3.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -50,7 +54,7 @@ S=$BENCH_DIR/site; MNT=$S/mnt; DISKS=$S/disks
 cleanup() {
   set +e
   for m in "$BENCH_DIR"/fo-*; do grep -q " $m " /proc/mounts && umount -l "$m"; done
-  for vm in up small big; do "$RFS" failover cleanup $vm --target "s3://$BUCKET/b" >/dev/null 2>&1; done
+  for vm in up upe small big; do "$RFS" failover cleanup $vm --target "s3://$BUCKET/b" >/dev/null 2>&1; done
   grep -q " $MNT " /proc/mounts && "$RFS" unmount "$MNT" >/dev/null 2>&1
   python3 - "$BUCKET" <<'EOF' >/dev/null 2>&1
 import boto3, sys
@@ -71,8 +75,14 @@ rec() { echo "$1 $2" >> "$RESULTS"; echo "run: $1 $2" >&2; }
 # ------------------------------------------------------------------ upload
 log "upload: $LOG_MIB MiB logs through the mount to s3://$BUCKET/b, and boto3 upload_file"
 truncate -s $((LOG_MIB * 2))M "$DISKS/up.img"
+[ "$ENCRYPT" = 0 ] || truncate -s $((LOG_MIB * 2))M "$DISKS/upe.img"
 "$RFS" mount "$DISKS" "$MNT" >/dev/null
 "$RFS" protect up --disks-dir "$DISKS" --disk up.img --target "s3://$BUCKET/b" --copy-frequency 1h --wait >/dev/null
+if [ "$ENCRYPT" = 1 ]; then
+  # The same amount of logs to an encrypted store (its own prefix, so a new store).
+  head -c 32 /dev/urandom > "$BENCH_DIR/key"; chmod 600 "$BENCH_DIR/key"
+  "$RFS" protect upe --disks-dir "$DISKS" --disk upe.img --target "s3://$BUCKET/e" --encrypt-key-file "$BENCH_DIR/key" --copy-frequency 1h --wait >/dev/null
+fi
 for r in $(seq 1 "$ROUNDS"); do
   dd if=/dev/urandom of="$MNT/up.img" bs=1M count=$LOG_MIB conv=notrunc,fsync status=none
   logf=$(ls -t "$DISKS"/up.img.*.hrl | head -1)
@@ -84,10 +94,17 @@ for r in $(seq 1 "$ROUNDS"); do
   python3 -c "import boto3,sys; boto3.client('s3').upload_file(sys.argv[1], '$BUCKET', 'boto3/log-$r')" "$BENCH_DIR/log-copy"
   t1=$(now)
   rec upload-boto3 "$(echo "$bytes / ($t1 - $t0) / 1000000" | bc -l)"
+  if [ "$ENCRYPT" = 1 ]; then
+    dd if=/dev/urandom of="$MNT/upe.img" bs=1M count=$LOG_MIB conv=notrunc,fsync status=none
+    bytes=$(stat -c %s "$(ls -t "$DISKS"/upe.img.*.hrl | head -1)")
+    t0=$(now); "$RFS" snapshot upe --wait >/dev/null; t1=$(now)
+    rec upload-replicafs-encrypted "$(echo "$bytes / ($t1 - $t0) / 1000000" | bc -l)"
+  fi
 done
 rm -f "$BENCH_DIR/log-copy"
 "$RFS" unmount "$MNT" >/dev/null
 
+if [ "$UPLOAD_ONLY" = 0 ]; then
 # ------------------------------------------------------------------ mount time
 log "mount: 1 GiB and 64 GiB disks, $WRITTEN_MIB MiB written each"
 mkdir -p "$S/d-small" "$S/d-big"
@@ -128,17 +145,31 @@ EOF
   done
 done
 
+fi
+
 # ------------------------------------------------------------------ table
 m() { grep "^$1 " "$RESULTS" | cut -d' ' -f2 | median; }
-ur=$(m upload-replicafs); ub=$(m upload-boto3); ms=$(m mount-small); mb=$(m mount-big); rr=$(m read-replicafs); rb=$(m read-boto3)
+ur=$(m upload-replicafs); ub=$(m upload-boto3)
 table=$(cat <<EOF
 | measurement | replicafs | reference | ratio | goal |
 |---|---:|---:|---:|---|
 | upload of shipped logs ($LOG_MIB MiB) to RGW, MB/s | $(printf %.1f "$ur") | boto3 upload_file $(printf %.1f "$ub") | $(printf %.2f "$(echo "$ur / $ub" | bc -l)")x | >= 1.0x |
+EOF
+)
+if [ "$ENCRYPT" = 1 ]; then
+  ue=$(m upload-replicafs-encrypted)
+  table="$table
+| upload of the same logs to an encrypted store (--encrypt-key-file), MB/s | $(printf %.1f "$ue") | plain store $(printf %.1f "$ur") | $(printf %.2f "$(echo "$ue / $ur" | bc -l)")x | |"
+fi
+if [ "$UPLOAD_ONLY" = 0 ]; then
+ms=$(m mount-small); mb=$(m mount-big); rr=$(m read-replicafs); rb=$(m read-boto3)
+table="$table
+$(cat <<EOF
 | failover mount time, 64 GiB disk / 1 GiB disk ($WRITTEN_MIB MiB written), s | $(printf %.3f "$mb") | $(printf %.3f "$ms") | $(printf %.2f "$(echo "$mb / $ms" | bc -l)") | <= 1.2 |
 | cold sequential read ($WRITTEN_MIB MiB) through the failover mount, MB/s | $(printf %.1f "$rr") | boto3 GETs $(printf %.1f "$rb") | $(printf %.2f "$(echo "$rr / $rb" | bc -l)")x | |
 EOF
-)
+)"
+fi
 echo "$table"
 echo "every run:"; cat "$RESULTS"
 if [ -n "$OUT" ]; then

@@ -61,6 +61,9 @@ struct ProtectCommand: ParsableCommand {
         }
         var given = TargetOptions(pki: pki)
         try objectStore.apply(to: &given)
+        if given.encryptKeyFile != nil && TargetStoreOpeners.scheme(of: target) != "s3" {
+            throw ReplicaError("--encrypt-key-file applies to an s3:// target, not \(target)", code: .badRequest)
+        }
         let targetOptions = given == TargetOptions() ? nil : given
         let store = try openTargetStore(target, options: targetOptions ?? TargetOptions())
         if store.hasVM(vm) { throw ReplicaError("target store \(store.location) already holds a replica of VM \(vm)") }
