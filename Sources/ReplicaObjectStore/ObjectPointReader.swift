@@ -153,7 +153,7 @@ final class ObjectPointReader: PointReader, Sendable {
     static let sequentialSlack: Int64 = 256 << 10
 
     private func chunk(_ sha: String) throws -> [UInt8] {
-        let key = ObjectLayout.chunk(vm, sha)
+        let key = store.chunkKey(vm, sha)
         return try store.cache.bytes(sha256: sha, what: "chunk \(key)") {
             guard let bytes = try store.bucket.get(key, range: nil) else { throw ObjectMissing() }
             return bytes

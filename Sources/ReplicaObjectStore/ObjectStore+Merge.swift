@@ -92,6 +92,7 @@ extension ObjectStore {
                 chunks.formUnion(table.digests.compactMap { $0 })
             }
         }
+        let chunkKeys = Set(chunks.map { chunkKey(vm, $0) })
         var deleted: [String] = []
         let root = ObjectLayout.root(vm)
         for object in objects {
@@ -100,7 +101,7 @@ extension ObjectStore {
             if object.key.hasPrefix(ObjectLayout.catalogs(vm)) {
                 garbage = !catalogKeys.suffix(2).contains(object.key)
             } else if rest.hasPrefix("chunks/") {
-                garbage = !chunks.contains(String(rest.dropFirst("chunks/".count)))
+                garbage = !chunkKeys.contains(object.key)
             } else if rest.hasPrefix("base/") || rest.hasPrefix("logs/") || rest.hasPrefix("resync/") {
                 garbage = !referenced.contains(object.key)
             } else {

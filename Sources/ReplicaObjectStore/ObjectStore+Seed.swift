@@ -142,7 +142,7 @@ extension ObjectStore {
         DispatchQueue.concurrentPerform(iterations: lanes) { lane in
             for i in stride(from: lane, to: chunks.count, by: lanes) {
                 do {
-                    try putChecked(ObjectLayout.chunk(vm, chunks[i].sha), chunks[i].bytes)
+                    try putChecked(chunkKey(vm, chunks[i].sha), chunks[i].bytes)
                 } catch {
                     let e = error as? ReplicaError ?? ReplicaError("\(error)", kind: .recoverable)
                     failure.withLock { $0 = $0 ?? e }

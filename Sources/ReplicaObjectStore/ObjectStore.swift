@@ -64,6 +64,12 @@ public final class ObjectStore: TargetStore {
 
     public var location: String { target ?? bucket.location }
 
+    /// The key of the base chunk whose bytes have SHA-256 `sha`: named by it in a plain store,
+    /// by a keyed hash of it in an encrypted one (a bucket reader cannot confirm a guess).
+    func chunkKey(_ vm: String, _ sha: String) -> String {
+        ObjectLayout.chunk(vm, (bucket as? SealedBucket).map { $0.cipher.keyedName(sha) } ?? sha)
+    }
+
     // MARK: the catalog
 
     /// The newest catalog generation of `vm`, nil when the store holds none.

@@ -67,6 +67,14 @@ public struct ChunkCipher: Sendable {
         try self.init(key: SymmetricKey(data: bytes))
     }
 
+    /// A name for `text` that only a holder of the key can compute or link to it
+    /// (HMAC-SHA256 under the key, hex): content-addressed objects of an encrypted store are
+    /// named by it, so their names do not let a reader of the bucket confirm a guessed content.
+    public func keyedName(_ text: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(("replicafs object name:" + text).utf8), using: key)
+        return Self.hex(Array(mac))
+    }
+
     /// Encrypts chunk `index` of `object`; `last` marks the object's final chunk.
     public func seal(_ plaintext: [UInt8], object: String, index: UInt64, last: Bool) throws -> [UInt8] {
         let nonce = AES.GCM.Nonce()

@@ -285,4 +285,41 @@ struct ObjectStoreTests {
         #expect(try readPoint(store, "b.img", .id(4)) == expected[4]!["b.img"]!)
         #expect(try store.catalog("vm").disks.allSatisfy { $0.chain == nil })
     }
+
+    /// An encrypted store (over a `SealedBucket`) names its content-addressed chunks by a keyed
+    /// hash, so listing the bucket does not let anyone confirm a guessed chunk by its SHA-256;
+    /// commits, reads and the merge's clean-up work by those names as by plain ones.
+    @Test func anEncryptedStoreNamesChunksByAKeyedHash() throws {
+        defer { cleanup() }
+        let keyPath = dir + "/key"
+        try (0..<32).map { _ in UInt8.random(in: 0...255) }.withUnsafeBytes { try FileSystem.writeAtomically(keyPath, $0) }
+        chmod(keyPath, 0o600)
+        let sealed = SealedBucket(bucket, cipher: try ChunkCipher(keyFile: keyPath), chunkSize: 8 << 10, stagingDirectory: dir + "/staging")
+        func store(_ cache: String) throws -> ObjectStore {
+            try ObjectStore(bucket: sealed, chunkSize: 16 << 10, segmentSize: 8 << 10, cacheDirectory: dir + "/" + cache, cacheLimit: 1 << 20)
+        }
+        let encrypted = try store("cache")
+        let expected = try fourPoints(encrypted)
+        var plainDigests = Set<String>()
+        for disks in expected.values {
+            for bytes in disks.values {
+                for at in stride(from: 0, to: bytes.count, by: 16 << 10) { plainDigests.insert(sha(Array(bytes[at..<min(bytes.count, at + (16 << 10))]))) }
+            }
+        }
+        func chunkNames() -> Set<String> {
+            Set(bucket.keys.filter { $0.hasPrefix("vms/vm/chunks/") }.map { String($0.split(separator: "/").last!) })
+        }
+        let before = chunkNames()
+        #expect(!before.isEmpty)
+        #expect(before.isDisjoint(with: plainDigests), "chunk objects named by their plaintext SHA-256")
+        #expect(try encrypted.prune(vm: "vm", retentionSeconds: 5400, nowNanos: 4 * 3_600_000_000_000 + 1) == [1, 2])
+        let after = chunkNames()
+        #expect(after.isDisjoint(with: plainDigests))
+        #expect(!after.subtracting(before).isEmpty, "the merge stored no new chunk")
+        // The clean-up deleted only unreferenced chunks: a cold reader gets every kept point whole.
+        let cold = try store("cold")
+        for k in 3...4 {
+            for disk in ["a.img", "b.img"] { #expect(try readPoint(cold, disk, .id(k)) == expected[k]![disk]!) }
+        }
+    }
 }
