@@ -120,7 +120,8 @@ public final class ObjectStore: TargetStore {
     func putChecked(_ key: String, _ bytes: [UInt8]) throws -> ObjectRef {
         let etag = try bucket.put(key, bytes, condition: .none)
         let expected = bytes.withUnsafeBytes { ObjectDigest.expectedETags($0, partSize: 0) }
-        guard expected.contains(ObjectDigest.plainETag(etag)) else {
+        // A SealedBucket's ETag is of the sealed bytes, which it checked itself.
+        guard bucket is SealedBucket || expected.contains(ObjectDigest.plainETag(etag)) else {
             throw ReplicaError("\(key): the bucket stored other bytes than were sent (ETag \(etag))", kind: .recoverable)
         }
         return ObjectRef(key: key, size: Int64(bytes.count), sha256: ObjectDigest.sha256(bytes))
@@ -131,7 +132,7 @@ public final class ObjectStore: TargetStore {
     /// received, else by reading the object back.
     func uploadVerified(_ key: String, path: String, built: LogIndex.Built, progress: ((Int64) -> Void)? = nil) throws -> ObjectRef {
         let etag = try bucket.upload(key, from: SourceFile(path), partSize: partSize, progress: progress)
-        if !built.etags.contains(ObjectDigest.plainETag(etag)) {
+        if !(bucket is SealedBucket), !built.etags.contains(ObjectDigest.plainETag(etag)) {
             try checkByReading(key, size: built.size, sha256: built.sha256)
         }
         return ObjectRef(key: key, size: built.size, sha256: built.sha256)

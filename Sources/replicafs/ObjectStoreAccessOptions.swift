@@ -12,6 +12,8 @@ struct ObjectStoreAccessOptions: ParsableArguments {
     var s3Region: String?
     @Option(help: "AWS-style credentials file for an s3:// target (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials).")
     var credentialsFile: String?
+    @Option(help: "Key file of an encrypted target (a store directory that `serve --encrypt-key-file` keeps encrypted at rest); only its path is saved, never the key.")
+    var encryptKeyFile: String?
 
     /// Sets the given flags on `options` (the credentials file as an absolute path, so a
     /// daemon started elsewhere finds it); a named file that does not exist is refused.
@@ -24,11 +26,18 @@ struct ObjectStoreAccessOptions: ParsableArguments {
             }
             options.credentialsFile = try FileSystem.realPath(credentialsFile)
         }
+        if let encryptKeyFile {
+            guard FileSystem.exists(encryptKeyFile) else {
+                throw ReplicaError("key file \(encryptKeyFile) does not exist", code: .badRequest)
+            }
+            options.encryptKeyFile = try FileSystem.realPath(encryptKeyFile)
+        }
     }
 
     /// The flags again, for a daemon this command starts.
     static func arguments(_ options: TargetOptions) -> [String] {
         (options.s3Endpoint.map { ["--s3-endpoint", $0] } ?? []) + (options.s3Region.map { ["--s3-region", $0] } ?? [])
             + (options.credentialsFile.map { ["--credentials-file", $0] } ?? [])
+            + (options.encryptKeyFile.map { ["--encrypt-key-file", $0] } ?? [])
     }
 }
