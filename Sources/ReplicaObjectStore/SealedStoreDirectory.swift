@@ -57,6 +57,12 @@ public enum SealedStoreDirectory {
         }
         let scratch = scratchDirectory(directory)
         try FileSystem.mkdirs(scratch, mode: 0o700)
+        // Redo logs a process killed during a resync left in the scratch ("...-<pid>.hrl") go.
+        for name in (try? FileSystem.list(scratch + "/.staging")) ?? [] {
+            guard let pid = name.split(separator: "-").last?.split(separator: ".").first.flatMap({ Int32($0) }),
+                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            try? FileSystem.remove(scratch + "/.staging/" + name)
+        }
         let files = try FileBucket(root: objectsDirectory(directory))
         let bucket = SealedBucket(files, cipher: cipher, stagingDirectory: stagingDirectory(directory))
         // No disk tier in the cache (it would hold plaintext): the memory tier only.
