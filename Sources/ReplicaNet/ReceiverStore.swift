@@ -24,6 +24,9 @@ public final class ReceiverStore: Sendable {
     let stateRoot: String
     /// Seals what is staged between requests; nil stages it as received.
     let cipher: ChunkCipher?
+    /// Bytes of an initial copy an encrypted receiver gathers before it hands them to a store
+    /// that takes pieces (`REPLICAFS_SEED_WINDOW` bytes, else 64 MiB): what it holds in memory.
+    let seedWindow: Int64 = ProcessInfo.processInfo.environment["REPLICAFS_SEED_WINDOW"].flatMap(Int64.init) ?? (64 << 20)
     private let gates = Mutex<[String: Lock]>([:])
     private let views = Mutex<[String: (view: OpenReader, used: UInt64)]>([:])
     /// Resync and rebase work copies of an encrypted store, by VM and disk (memory only).
@@ -192,6 +195,20 @@ public final class ReceiverStore: Sendable {
         SealedSpool(directory: seedDirectory(vm) + "/" + disk, name: vm + "/seed/" + disk, cipher: cipher)
     }
 
+    /// The staged copy of `disk` up to `end` goes into a store that takes pieces (decrypted
+    /// into memory for the call), then the segments wholly before `end` go.
+    func seedPiece(_ vm: String, _ state: InitialCopy, _ disk: String, _ pieces: any PiecewiseSeeding, _ cipher: ChunkCipher,
+                   end: Int64, last: Bool) throws {
+        let spool = seedSpool(vm, disk, cipher)
+        var chains: [String: ChainPosition] = [:]
+        for d in state.disks { chains[d.name] = (d.chain, d.nextLSN) }
+        let file = try spool.materialize(size: end)
+        try withExtendedLifetime(file) {
+            try pieces.seedPiece(vm: vm, chains: chains, disk: disk, source: SourceFile(file.path, name: disk), end: end, last: last)
+        }
+        try spool.drop(before: end)
+    }
+
     func seedProgress(_ vm: String) -> InitialCopy? {
         guard let bytes = try? FileSystem.readFile(seedProgressPath(vm)) else { return nil }
         return try? JSONDecoder().decode(InitialCopy.self, from: Data(bytes))
@@ -232,6 +249,15 @@ public final class ReceiverStore: Sendable {
             guard !state.disks[i].done else { throw ReplicaError("disk \(disk) of VM \(vm) is copied already", code: .badRequest) }
             if let cipher {
                 try seedSpool(vm, disk, cipher).write(offset: offset, bytes: bytes)
+                // A store taking pieces gets each full window now: memory holds one window.
+                if let pieces = store as? any PiecewiseSeeding {
+                    let reached = max(state.disks[i].copiedTo, offset + Int64(bytes.count))
+                    let boundary = reached / pieces.seedPieceAlignment * pieces.seedPieceAlignment
+                    let stored = store.initialCopy(vm)?.disks.first { $0.name == disk }?.copiedTo ?? 0
+                    if boundary - stored >= seedWindow {
+                        try seedPiece(vm, state, disk, pieces, cipher, end: boundary, last: false)
+                    }
+                }
             } else {
                 let fd = try FileDescriptor.open(seedDirectory(vm) + "/" + disk, O_WRONLY | O_CREAT, mode: 0o600)
                 defer { fd.close() }
@@ -252,6 +278,10 @@ public final class ReceiverStore: Sendable {
                 throw ReplicaError("no initial copy of disk \(disk) of VM \(vm) in progress", code: .badRequest)
             }
             guard size >= 0 else { throw ReplicaError("bad size \(size)", code: .badRequest) }
+            if let cipher, let pieces = store as? any PiecewiseSeeding {
+                try seedPiece(vm, state, disk, pieces, cipher, end: size, last: true)
+                try seedSpool(vm, disk, cipher).remove()
+            }
             if cipher == nil {
                 let fd = try FileDescriptor.open(seedDirectory(vm) + "/" + disk, O_WRONLY | O_CREAT, mode: 0o600)
                 defer { fd.close() }
@@ -276,12 +306,20 @@ public final class ReceiverStore: Sendable {
             guard state.disks.allSatisfy(\.done) else {
                 throw ReplicaError("initial copy of VM \(vm) is not complete", code: .badRequest)
             }
+            if store.hasVM(vm) {
+                // Made the base before a crash took the staging's removal: only that is left.
+                try FileSystem.removeTree(stateRoot + "/" + vm)
+                return 0
+            }
             var sources: [String: SourceFile] = [:]
             var chains: [String: ChainPosition] = [:]
             // An encrypted store's staged copies, decrypted into memory for the seed.
             var plain: [MemoryFile] = []
+            let piecewise = cipher != nil && store is any PiecewiseSeeding
             for d in state.disks {
-                if let cipher {
+                if piecewise {
+                    // Every disk is in the store already (its pieces): the seed publishes them.
+                } else if let cipher {
                     let file = try seedSpool(vm, d.name, cipher).materialize(size: d.copiedTo)
                     plain.append(file)
                     sources[d.name] = SourceFile(file.path, name: d.name)

@@ -95,6 +95,11 @@ struct SealedSpool {
         return file
     }
 
+    /// Removes the segments that end at or before `offset` (stored elsewhere now).
+    func drop(before offset: Int64) throws {
+        for segment in try segments() where segment.offset + segment.length <= offset { try FileSystem.remove(segment.file) }
+    }
+
     /// Removes the spool.
     func remove() throws {
         if FileSystem.exists(directory) { try FileSystem.removeTree(directory) }

@@ -58,7 +58,8 @@ struct EncryptedReceiverTests {
         let pki = try PKIDirectory.initialize(name: "localhost", at: dir + "/pki")
         try pki.issue(host: "sender", to: dir + "/sender")
         // The receiver, detached: "serving STORE on 127.0.0.1:PORT (daemon pid N, log L)".
-        let out = ReplicafsCommand.must("\"$RFS\" serve --store '\(store)' --encrypt-key-file '\(key)' --listen 127.0.0.1:0 --pki '\(dir)/pki'")
+        // A window of 1 MiB: the copy goes into the store in pieces as it arrives.
+        let out = ReplicafsCommand.must("REPLICAFS_SEED_WINDOW=1048576 \"$RFS\" serve --store '\(store)' --encrypt-key-file '\(key)' --listen 127.0.0.1:0 --pki '\(dir)/pki'")
         let words = out.split(separator: " ")
         let port = words.firstIndex(of: "on").flatMap { Int(words[$0 + 1].split(separator: ":").last ?? "") } ?? 0
         let pid = words.firstIndex(of: "pid").flatMap { Int32(words[$0 + 1].trimmingCharacters(in: .punctuationCharacters)) } ?? 0
@@ -94,9 +95,17 @@ struct EncryptedReceiverTests {
                                 body: Array(try FileSystem.readFile(disks + "/a.img").prefix(1 << 20)), as: ReceiverAPI.Offset.self)
             #expect(!ReplicafsCommand.must("find '\(store)/.receiver/vm1/seed' -type f").isEmpty, "the copy is staged")
             #expect(Self.holdingMarker(store) == [], "staged initial copy in plaintext")
-            // The copy resumes from the receiver's durable progress: only the rest crosses.
+            #expect(!FileSystem.exists(store + "/objects/vms/vm1/initial/a.img.table"), "no whole 4 MiB chunk yet")
+            // The data at 5 MiB: the first 4 MiB chunk is complete and goes into the store as a
+            // piece; the staged segments before it go.
+            _ = try client.json(.PUT, "/vms/vm1/seed/a.img", query: ["offset": String(5 << 20)],
+                                body: Array(try FileSystem.readFile(disks + "/a.img")[(5 << 20)..<(7 << 20)]), as: ReceiverAPI.Offset.self)
+            #expect(FileSystem.exists(store + "/objects/vms/vm1/initial/a.img.table"), "the first piece is in the store")
+            #expect(ReplicafsCommand.must("ls '\(store)/.receiver/vm1/seed/a.img'") == SealedSpool.segmentName(5 << 20))
+            #expect(Self.holdingMarker(store) == [], "initial copy in plaintext")
+            // The copy resumes from the receiver's durable progress: nothing is left to send.
             let copied = try remote.seed(vm: "vm1", sources: ["a.img": image], chains: ["a.img": (active.chain, active.firstLSN)], progress: nil)
-            #expect(copied == 2 << 20)
+            #expect(copied == 0)
             try remote.saveMetadata(VMMetadata(vm: "vm1", disks: ["a.img"], networks: []))
 
             // Two points of logs; each paused between upload and commit (staged, sealed). The
