@@ -11,6 +11,9 @@
 extern int fallocate(int fd, int mode, off_t offset, off_t len);
 extern int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);
 
+extern int memfd_create(const char *name, unsigned int flags);
+/// An anonymous file in memory (MFD_CLOEXEC): plaintext that must never reach a disk.
+static inline int rfs_memfd_create(const char *name) { return memfd_create(name, 1u); }
 static inline int rfs_fallocate(int fd, int mode, off_t offset, off_t len) { return fallocate(fd, mode, offset, len); }
 static inline int rfs_stat(const char *path, struct stat *st) { return stat(path, st); }
 static inline int rfs_lstat(const char *path, struct stat *st) { return lstat(path, st); }

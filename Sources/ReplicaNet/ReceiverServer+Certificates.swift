@@ -16,4 +16,10 @@ extension ReceiverServer {
         try self.init(store: store, host: listen.host, port: listen.port, tls: try pki.serverTLSConfiguration(),
                       peerName: ReceiverServer.certificateName)
     }
+
+    /// The same in front of a prepared receiver (any store).
+    public convenience init(receiver: ReceiverStore, listen: ReceiverAddress, pki: PKIDirectory) throws {
+        self.init(receiver: receiver, host: listen.host, port: listen.port, tls: try pki.serverTLSConfiguration(),
+                  peerName: ReceiverServer.certificateName)
+    }
 }

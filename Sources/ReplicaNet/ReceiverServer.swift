@@ -27,9 +27,15 @@ public final class ReceiverServer: Sendable {
     let peerName: PeerName
 
     /// `tls` nil serves plain HTTP (tests on loopback only; `serve` always passes its PKI's).
-    public init(store: DirectoryStore, host: String, port: Int, tls: TLSConfiguration?,
-                peerName: @escaping PeerName = { _ in nil }) throws {
-        receiver = try ReceiverStore(store: store)
+    public convenience init(store: DirectoryStore, host: String, port: Int, tls: TLSConfiguration?,
+                            peerName: @escaping PeerName = { _ in nil }) throws {
+        self.init(receiver: try ReceiverStore(store: store), host: host, port: port, tls: tls, peerName: peerName)
+    }
+
+    /// A receiver in front of any store (the encrypted one of `serve --encrypt-key-file`).
+    public init(receiver: ReceiverStore, host: String, port: Int, tls: TLSConfiguration?,
+                peerName: @escaping PeerName = { _ in nil }) {
+        self.receiver = receiver
         self.host = host
         self.port = port
         self.tls = tls

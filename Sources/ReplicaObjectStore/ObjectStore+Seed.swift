@@ -16,7 +16,7 @@ extension ObjectStore {
         return try? JSONDecoder().decode(InitialCopy.self, from: Data(bytes))
     }
 
-    private func saveInitial(_ vm: String, _ state: InitialCopy) throws {
+    func saveInitial(_ vm: String, _ state: InitialCopy) throws {
         try putChecked(ObjectLayout.initialState(vm), Array(try JSONEncoder().encode(state)))
     }
 
@@ -81,7 +81,7 @@ extension ObjectStore {
     /// Appends `source`'s chunks from the table's end to `table`, uploading those that hold
     /// data (several at once); holes are skipped without reading. `saved(bytes, reachedOffset)`
     /// runs after each batch. Returns the source's size.
-    private func copyChunks(_ vm: String, source: SourceFile, into table: inout ChunkTable,
+    func copyChunks(_ vm: String, source: SourceFile, into table: inout ChunkTable,
                             saved: (Int64, Int64, ChunkTable) throws -> Void) throws -> Int64 {
         let fd = try FileDescriptor.open(source.localPath, O_RDONLY)
         defer { fd.close() }

@@ -17,6 +17,13 @@ public struct SourceFile: Sendable, Hashable {
         name = localPath.split(separator: "/").last.map(String.init) ?? localPath
     }
 
+    /// A file known by another name than its path's last component (a log decrypted into a
+    /// memory file, reached as /proc/self/fd/N).
+    public init(_ localPath: String, name: String) {
+        self.localPath = localPath
+        self.name = name
+    }
+
     public func size() throws -> Int64 { Int64(try FileSystem.stat(localPath).st_size) }
 
     /// Reads up to `count` bytes at `offset`; fewer only at the end.

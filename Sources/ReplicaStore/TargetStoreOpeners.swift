@@ -21,13 +21,37 @@ public enum TargetStoreOpeners {
         return scheme.isEmpty || !scheme.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "+" }) ? nil : scheme
     }
 
+    /// Makes directories marked as encrypted stores (`StoreDirectoryMarker`) open through
+    /// `opener` (the CLI registers the sealed object store at start-up).
+    public static func registerMarkedDirectory(_ opener: @escaping Opener) {
+        openers.withLock { $0[markedDirectoryKey] = opener }
+    }
+
+    private static let markedDirectoryKey = "://marked-directory"
+
     public static func open(_ target: String, options: TargetOptions) throws -> any TargetStore {
-        guard let scheme = scheme(of: target) else { return try DirectoryStore(root: target) }
+        guard let scheme = scheme(of: target) else { return try openDirectory(target, options: options) }
         guard let opener = openers.withLock({ $0[scheme] }) else {
             throw ReplicaError("unsupported target \(target): use a directory, replicafs://HOST:PORT or s3://BUCKET/PREFIX",
                                kind: .nonRecoverable)
         }
         return try opener(target, options)
+    }
+
+    /// A plain path: the encrypted store its marker names, else a `DirectoryStore` (refused
+    /// with a key file, which only an encrypted store takes).
+    static func openDirectory(_ target: String, options: TargetOptions) throws -> any TargetStore {
+        if try StoreDirectoryMarker.read(target) != nil {
+            guard let opener = openers.withLock({ $0[markedDirectoryKey] }) else {
+                throw ReplicaError("\(target) is an encrypted store, which this program cannot open", kind: .nonRecoverable)
+            }
+            return try opener(target, options)
+        }
+        if let key = options.encryptKeyFile {
+            throw ReplicaError("\(target) is not an encrypted store (no \(StoreDirectoryMarker.fileName)): leave out --encrypt-key-file \(key)",
+                               kind: .nonRecoverable, code: .badRequest)
+        }
+        return try DirectoryStore(root: target)
     }
 }
 

@@ -13,7 +13,7 @@ struct ObjectStoreAccessOptions: ParsableArguments {
     var s3Region: String?
     @Option(help: "AWS-style credentials file for an s3:// target (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials).")
     var credentialsFile: String?
-    @Option(help: "Key file (32 random bytes, mode 0600) to encrypt an s3:// target on this host with AES-256-GCM; its path is saved, never the key.")
+    @Option(help: "Key file (32 random bytes, mode 0600) of an encrypted target: an s3:// target encrypted on this host (AES-256-GCM), or a store directory that `serve --encrypt-key-file` keeps encrypted at rest; only its path is saved, never the key.")
     var encryptKeyFile: String?
 
     /// Sets the given flags on `options` (the credentials file as an absolute path, so a

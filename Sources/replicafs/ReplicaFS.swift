@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ReplicaEngine
 import ReplicaNet
+import ReplicaObjectStore
 import ReplicaStore
 import ReplicaSystem
 
@@ -25,6 +26,7 @@ struct ReplicaFS: ParsableCommand {
     static func main() {
         DaemonLog.bootstrap()
         ObjectStoreOpener.register()
+        TargetStoreOpeners.registerMarkedDirectory { target, options in try SealedStoreDirectory.open(target, options: options).store }
         TargetStoreOpeners.register(scheme: ReplicaNet.scheme) { target, options in try RemoteStore(url: target, options: options) }
         OriginalSites.register(scheme: ReplicaNet.scheme) { url, options in try RemoteOriginalSite(url: url, options: options) }
         var command: ParsableCommand

@@ -20,6 +20,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Serve this disks directory instead (at the original site, for reprotect and failback across hosts).") var disksDir: String?
     @Option(help: "Address and port to listen on (HOST:PORT, [IPv6]:PORT).") var listen = "0.0.0.0:\(ReplicaNet.defaultPort)"
     @Option(help: "PKI directory: the site CA, this host's certificate and key (default /etc/replicafs/pki).") var pki: String?
+    @Option(help: "Key file (32 random bytes, mode 0600): keep the store encrypted at rest (AES-256-GCM); a new or empty --store becomes an encrypted store, an encrypted one needs its key. The key never leaves this host.")
+    var encryptKeyFile: String?
     @Flag(help: "Stay in the foreground instead of detaching.") var foreground = false
     @Option(help: .hidden) var readyFd: Int32 = -1
 
@@ -31,13 +33,21 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         let address = try ReceiverAddress(hostPort: listen, defaultPort: nil, what: "--listen \(listen)")
-        if let disksDir { return try serveDisks(disksDir, address) }
-        let directory = try DirectoryStore(root: store!)
+        if let disksDir {
+            guard encryptKeyFile == nil else { throw ReplicaError("--encrypt-key-file applies to --store, not --disks-dir", code: .badRequest) }
+            return try serveDisks(disksDir, address)
+        }
+        let receiver = try openReceiver(store!)
+        let root = receiver.store.location
         let identity = PKIDirectory(path: pki)
         // Checked here too, so that a missing or broken PKI reaches the caller's terminal.
         _ = try identity.serverTLSConfiguration()
-        guard foreground else { return try detach(directory, address) }
-        let server = try ReceiverServer(store: directory, listen: address, pki: identity)
+        guard foreground else {
+            var served = ["--store", root]
+            if let encryptKeyFile { served += ["--encrypt-key-file", try FileSystem.realPath(encryptKeyFile)] }
+            return try detach(served, served: root, address)
+        }
+        let server = try ReceiverServer(receiver: receiver, listen: address, pki: identity)
         let done = DispatchSemaphore(value: 0)
         let failure = Outcome()
         let readyFd = self.readyFd
@@ -45,7 +55,7 @@ struct ServeCommand: ParsableCommand {
         Task {
             do {
                 try await server.run(signals: true) { port in
-                    DaemonLog.logger.info("receiver: serving \(directory.root) on \(address.host):\(port)")
+                    DaemonLog.logger.info("receiver: serving \(root) on \(address.host):\(port)")
                     DaemonLauncher.answer(readyFd, "READY \(port)")
                 }
             } catch {
@@ -56,11 +66,6 @@ struct ServeCommand: ParsableCommand {
         }
         done.wait()
         if let message = failure.message.withLock({ $0 }) { throw ReplicaError("cannot serve on \(address.host):\(address.port): \(message)") }
-    }
-
-    /// Starts the receiver as a new session and waits for it to listen.
-    private func detach(_ directory: DirectoryStore, _ address: ReceiverAddress) throws {
-        try detach(["--store", directory.root], served: directory.root, address)
     }
 
     /// Starts the server as a new session (`serve` with `served` and --foreground) and waits for it to listen.
