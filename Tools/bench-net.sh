@@ -11,7 +11,12 @@
 #      against the limit.
 # Every run is printed (and with --out appended to FILE) as a markdown table.
 #
-# Usage: sudo Tools/bench-net.sh [--mib N] [--rounds N] [--limit RATE_MB] [--out FILE]
+# Times end at the poll that first sees the bytes, taken as the midpoint between the start of
+# that poll and the start of the one before, or dd's end for the first (a poll is a `status --json` plus python: tenths of
+# a second on a loaded machine, which would otherwise count as shipping time).
+#
+# Usage: sudo Tools/bench-net.sh [--release] [--mib N] [--rounds N] [--limit RATE_MB] [--out FILE]
+#   --release     use the release build (.build/release/replicafs) instead of the debug one
 #   --mib N       MiB written per throughput run (default 64)
 #   --rounds N    throughput rounds (default 3)
 #   --limit M     --max-bandwidth in MB/s for the throttle run (default 5; data 4x the limit)
@@ -19,10 +24,11 @@
 #              /var/tmp/replicafs-bench-net, must not be tmpfs), REPLICAFS_RUN_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MIB=64 ROUNDS=3 LIMIT=5 OUT=""
-usage() { echo "usage: $0 [--mib N] [--rounds N] [--limit MB_PER_S] [--out FILE]" >&2; exit 2; }
+MIB=64 ROUNDS=3 LIMIT=5 OUT="" BUILD=debug
+usage() { echo "usage: $0 [--release] [--mib N] [--rounds N] [--limit MB_PER_S] [--out FILE]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
+    --release) BUILD=release; shift;;
     --mib) [ $# -ge 2 ] || usage; MIB=$2; shift 2;;
     --rounds) [ $# -ge 2 ] || usage; ROUNDS=$2; shift 2;;
     --limit) [ $# -ge 2 ] || usage; LIMIT=$2; shift 2;;
@@ -31,8 +37,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 for v in "$MIB" "$ROUNDS" "$LIMIT"; do [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench-net.sh: '$v' is not a positive integer" >&2; exit 2; }; done
-CMDLINE="$0 --mib $MIB --rounds $ROUNDS --limit $LIMIT"
-RFS=${REPLICAFS_BIN:-$PWD/.build/debug/replicafs}
+CMDLINE="$0$([ "$BUILD" = release ] && echo " --release" || true) --mib $MIB --rounds $ROUNDS --limit $LIMIT"
+RFS=${REPLICAFS_BIN:-$PWD/.build/$BUILD/replicafs}
 [ -x "$RFS" ] || { echo "bench-net.sh: no replicafs binary at $RFS (swift build, or set REPLICAFS_BIN)" >&2; exit 2; }
 W=${BENCH_DIR:-/var/tmp/replicafs-bench-net}
 SERVE_PID=""
@@ -71,21 +77,29 @@ wait_protected() {
 for vm in loc locz net netz thr; do wait_protected $vm; done
 
 # ship VM MIB SEEK_MIB SOURCE: writes MIB MiB from SOURCE (a file) through the mount, waits
-# until the VM's bytes sent grew by its log bytes; prints "seconds logBytes sentBytes".
+# until the VM's log bytes shipped grew by them; prints "seconds logBytes sentBytes ddSeconds
+# pollEndSeconds" (the last two: dd's own time; the time to the end of the poll that saw it). The end
+# is the midpoint between the starts of the last two polls (the bytes landed between them), the
+# first poll's counting from dd's end (the last byte cannot ship before it is written).
 ship() {
   local vm=$1 mib=$2 seek=$3 src=$4
-  local sent0 logs0 start end sent logs
+  local sent0 logs0 start end sent logs prev poll
   sent0=$(field "$vm" bytesSent); logs0=$(field "$vm" logBytesShipped)
   start=$(date +%s.%N)
   dd if="$src" of="$W/mnt/$vm.img" bs=1M count="$mib" seek="$seek" conv=notrunc,fsync iflag=fullblock status=none
+  local written; written=$(date +%s.%N)
+  prev=$written
   for _ in $(seq 1 6000); do
+    poll=$(date +%s.%N)
     logs=$(field "$vm" logBytesShipped)
     if [ $(( logs - logs0 )) -ge $(( mib << 20 )) ]; then break; fi
+    prev=$poll
     sleep 0.02
   done
-  end=$(date +%s.%N)
+  local seen; seen=$(date +%s.%N)
+  end=$(python3 -c "print(($prev + $poll) / 2)")
   sent=$(field "$vm" bytesSent)
-  echo "$(python3 -c "print(f'{$end-$start:.2f}')") $(( logs - logs0 )) $(( sent - sent0 ))"
+  echo "$(python3 -c "print(f'{$end-$start:.2f}')") $(( logs - logs0 )) $(( sent - sent0 )) $(python3 -c "print(f'{$written-$start:.2f} {$seen-$start:.2f}')")"
 }
 
 RANDMIB=$(( MIB > LIMIT * 4 ? MIB : LIMIT * 4 ))
@@ -111,21 +125,21 @@ for r in $(seq 1 "$ROUNDS"); do
   else
     log "round $r: serve first"; N=$(ship net "$MIB" "$seek" "$W/random.bin"); L=$(ship loc "$MIB" "$seek" "$W/random.bin")
   fi
-  read -r ls lb _ <<<"$L"; read -r ns nb _ <<<"$N"
+  read -r ls lb _ ldd _ <<<"$L"; read -r ns nb _ ndd _ <<<"$N"
   ratio=$(python3 -c "print(f'{($nb/$ns)/($lb/$ls):.2f}')")
-  echo "| $r | $MIB MiB random, delta shipping | $(python3 -c "print(f'{$lb/$ls/1e6:.1f} MB/s ({$ls} s)')") | $(python3 -c "print(f'{$nb/$ns/1e6:.1f} MB/s ({$ns} s)')") | ${ratio}x |" >>"$TABLE"
+  echo "| $r | $MIB MiB random, delta shipping | $(python3 -c "print(f'{$lb/$ls/1e6:.1f} MB/s ({$ls} s; dd {$ldd} s)')") | $(python3 -c "print(f'{$nb/$ns/1e6:.1f} MB/s ({$ns} s; dd {$ndd} s)')") | ${ratio}x |" >>"$TABLE"
 done
 
 log "compression: $MIB MiB of text without and with --compress"
 Z0=$(ship net "$MIB" $(( MIB )) "$W/text.bin"); Z1=$(ship netz "$MIB" 0 "$W/text.bin")
-read -r _ l0 s0 <<<"$Z0"; read -r _ l1 s1 <<<"$Z1"
+read -r _ l0 s0 _ <<<"$Z0"; read -r _ l1 s1 _ <<<"$Z1"
 echo "| - | $MIB MiB text: bytes on the wire / log bytes | - | without --compress: $s0 / $l0 = $(python3 -c "print(f'{$s0/$l0:.3f}')"); with: $s1 / $l1 = $(python3 -c "print(f'{$s1/$l1:.3f}')") | with / without: $(python3 -c "print(f'{($s1/$l1)/($s0/$l0):.3f}')")x |" >>"$TABLE"
 
 TM=$(( LIMIT * 4 ))
 log "throttle: $TM MB at --max-bandwidth ${LIMIT}MB/s"
 T=$(ship thr $(( TM * 1000000 / 1048576 )) 0 "$W/random.bin")
-read -r ts _ tb <<<"$T"
-echo "| - | throttle --max-bandwidth ${LIMIT}MB/s, $(( TM * 1000000 / 1048576 )) MiB random | - | $(python3 -c "print(f'{$tb/$ts/1e6:.2f} MB/s ({$ts} s)')") | measured / limit: $(python3 -c "print(f'{$tb/$ts/($LIMIT*1e6):.3f}')")x |" >>"$TABLE"
+read -r ts _ tb tdd tseen <<<"$T"
+echo "| - | throttle --max-bandwidth ${LIMIT}MB/s, $(( TM * 1000000 / 1048576 )) MiB random | - | $(python3 -c "print(f'{$tb/$ts/1e6:.2f} MB/s ({$ts} s; dd {$tdd} s; to the end of the poll that saw it {$tseen} s: {$tb/$tseen/1e6:.2f} MB/s)')") | measured / limit: $(python3 -c "print(f'{$tb/$ts/($LIMIT*1e6):.3f}')")x |" >>"$TABLE"
 
 cat "$TABLE"
 [ -n "$OUT" ] && { cat "$TABLE"; echo; } >>"$OUT"

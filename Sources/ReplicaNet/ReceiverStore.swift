@@ -110,15 +110,26 @@ public final class ReceiverStore: Sendable {
         SealedSpool(directory: uploadPath(vm, name), name: vm + "/uploads/" + name, cipher: cipher)
     }
 
-    /// The durable size of an upload (0 when none was started).
+    /// The durable size of an upload (0 when none was started): the upload is synced before
+    /// its size is answered, so what a resuming sender is told it may skip is on disk.
     public func uploadSize(vm: String, name: String) throws -> Int64 {
         try store.requireVM(vm)
         if let cipher { return try exclusive(vm) { try uploadSpool(vm, name, cipher).size() } }
-        return (try? FileSystem.stat(uploadPath(vm, name))).map { Int64($0.st_size) } ?? 0
+        return try exclusive(vm) {
+            let fd: FileDescriptor
+            do { fd = try FileDescriptor.open(uploadPath(vm, name), O_RDONLY) } catch let e as SystemError where e.errno == ENOENT { return 0 }
+            defer { fd.close() }
+            try fd.fdatasync()
+            return try fd.size()
+        }
     }
 
-    /// Writes `bytes` at `offset` of an upload and makes them durable; the answer is the new
-    /// durable size. An offset past the durable size is refused (a gap would be zeros).
+    /// Writes `bytes` at `offset` of an upload and starts writing them to disk without waiting;
+    /// the answer is the upload's new size. Durability is acknowledged at a coarser step than
+    /// the request (an fdatasync per 8 MiB request kept the disk and the link from overlapping):
+    /// `uploadSize`, which a sender asks before a log and when it resumes, syncs first, and the
+    /// commit syncs every log before a point names it; the sender keeps its logs until then.
+    /// An offset past the size is refused (a gap would be zeros).
     public func upload(vm: String, name: String, offset: Int64, bytes: UnsafeRawBufferPointer) throws -> Int64 {
         try store.requireVM(vm)
         return try exclusive(vm) {
@@ -141,8 +152,10 @@ public final class ReceiverStore: Sendable {
             guard offset <= size else {
                 throw ReplicaError("upload \(name) of VM \(vm): offset \(offset) is past the \(size) bytes received", code: .badRequest)
             }
-            if bytes.count > 0 { try fd.pwrite(bytes.baseAddress!, count: bytes.count, offset: offset) }
-            try fd.fdatasync()
+            if bytes.count > 0 {
+                try fd.pwrite(bytes.baseAddress!, count: bytes.count, offset: offset)
+                try fd.startWriteback(offset: offset, length: Int64(bytes.count))
+            }
             stats.wroteUpload(bytes.count)
             FaultPoint.reach("receiver-upload-chunk")
             return max(size, offset + Int64(bytes.count))
