@@ -16,10 +16,20 @@ struct TwoSiteLatencyTests {
             defer { proxy.stop() }
             let target = "replicafs://\(h.net.addressB):\(proxy.port)"
 
-            // The TLS handshake from a through the proxy takes at least one 10 ms round trip.
+            // The TLS handshake from a (one round trip plus crypto) through the proxy against
+            // straight to the receiver, interleaved, the fastest of each: 10 ms more, of which at
+            // least half must show through the noise of a loaded machine (0 ms gives about 1 ms).
             let tls = "--cacert '\(h.pkiA)/ca.pem' --cert '\(h.pkiA)/cert.pem' --key '\(h.pkiA)/key.pem'"
-            let handshake = Double(h.must("a", "curl -sf -o /dev/null -w '%{time_appconnect}' \(tls) https://\(h.net.addressB):\(proxy.port)/v1/stats")) ?? 0
-            #expect(handshake >= 0.010, "TLS handshake through the proxy took \(handshake) s")
+            var direct = Double.infinity, proxied = Double.infinity
+            for _ in 0..<7 {
+                for port in [8084, proxy.port] {
+                    let out = h.must("a", "curl -sf -o /dev/null -w '%{time_appconnect}' \(tls) https://\(h.net.addressB):\(port)/v1/stats")
+                    let seconds = try #require(Double(out.trimmingCharacters(in: .whitespacesAndNewlines)), "\(out)")
+                    if port == 8084 { direct = min(direct, seconds) } else { proxied = min(proxied, seconds) }
+                }
+            }
+            print("TLS handshake from a: \(Int(direct * 1000)) ms straight to serve, \(Int(proxied * 1000)) ms through the proxy")
+            #expect(proxied - direct >= 0.005 && proxied - direct < 0.040, "TLS handshake direct \(direct) s, through the proxy \(proxied) s")
 
             Shell.must("truncate -s 16M '\(h.disksA)/l.img' && dd if=/dev/urandom of='\(h.disksA)/l.img' bs=1M count=2 conv=notrunc status=none")
             h.mount("a", h.disksA, h.mntA)
