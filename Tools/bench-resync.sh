@@ -58,8 +58,15 @@ rfs_cleanup() {
 }
 trap 'rfs_cleanup; rm -rf "$W"' EXIT
 wait_state() {  # text in `status` -> waits up to 10 min
-  for _ in $(seq 1 6000); do "$RFS" status "$W/mnt" | grep -q "VM $VM: $1" && return 0; sleep 0.1; done
-  echo "bench-resync: VM $VM never reached '$1'" >&2; exit 1
+  # `status` exits 1 while the VM's health is Warning (as it is while a resync is required):
+  # read its output whatever its exit status (in a pipeline, pipefail took that 1 for "not yet").
+  local out
+  for _ in $(seq 1 6000); do
+    out=$("$RFS" status "$W/mnt" 2>&1 || true)
+    grep -q "VM $VM: $1" <<<"$out" && return 0
+    sleep 0.1
+  done
+  echo "bench-resync: VM $VM never reached '$1'; status said:" >&2; echo "$out" >&2; exit 1
 }
 run_replicafs() {
   # Not timed: a fresh VM protected with the old image (its initial copy is the stale

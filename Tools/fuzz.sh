@@ -2,12 +2,15 @@
 # Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of the parsers that take outside input:
 # the HRL scanner and applier, the store's acceptance of shipped logs, the control protocol's
 # decoder and the recovery plan parser (docs/fuzzing.md).
-#   Tools/fuzz.sh [--seconds N] [--target T]... [--jobs J] [--build-only] [--build-jobs B]
+#   Tools/fuzz.sh [--seconds N] [--target T]... [--jobs J] [--build-only] [--build-jobs B] [--optimize]
 # Each target runs N seconds (default 60) from its committed seed corpus (Tools/fuzz/corpus/T)
 # plus what earlier runs found (.build-fuzz/corpus/T, not in git). A crash, a broken invariant,
 # a leak or an input slower than 10 s stops the target, leaves the input in .build-fuzz/artifacts/T
 # and makes the script exit non-zero. With --jobs J each target runs J processes at once;
 # --build-jobs B limits the build to B compile jobs (the test command builds beside the tests).
+# --optimize builds with -O (still with the fuzzer and AddressSanitizer) in its own scratch path,
+# .build-fuzz-opt (corpus, artifacts and logs there too), for long runs; the quick debug build
+# the test command uses stays as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -15,7 +18,7 @@ export PATH="/opt/swift/usr/bin:$PATH"
 export SWIFT_BACKTRACE=enable=no
 
 all=(hrl-scan hrl-apply store-commit control-decode plan-parse)
-seconds=60 jobs=1 build_only=0 build_jobs=() targets=()
+seconds=60 jobs=1 build_only=0 build_jobs=() targets=() optimize=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="${2:?--seconds needs a number}"; shift 2 ;;
@@ -23,7 +26,8 @@ while [ $# -gt 0 ]; do
     --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
     --build-only) build_only=1; shift ;;
     --build-jobs) build_jobs=(-j "${2:?--build-jobs needs a number}"); shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --optimize) optimize=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,11 +43,12 @@ product() {
   esac
 }
 
-scratch=.build-fuzz
+scratch=.build-fuzz opt=()
+[ "$optimize" -eq 0 ] || { scratch=.build-fuzz-opt; opt=(-Xswiftc -O); }
 # The fuzz targets exist in the manifest only with REPLICAFS_FUZZ=1; the manifest cache stays in
 # the fuzz scratch path so the ordinary build never sees them.
 build=(env REPLICAFS_FUZZ=1 swift build -c debug --scratch-path "$scratch" --manifest-cache local
-       -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library)
+       -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library "${opt[@]}")
 for t in "${targets[@]}"; do
   p=$(product "$t")
   # ld.gold warns once per ASan helper symbol; only real errors matter.

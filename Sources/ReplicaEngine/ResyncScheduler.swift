@@ -83,6 +83,10 @@ public final class ResyncScheduler: @unchecked Sendable {
     private var lastAttempt: [String: Double] = [:]
     private var lastThresholdCheck: [String: Double] = [:]
     private var reports: [String: ResyncReport] = [:]
+    /// Requirements whose file could not be written (the disks-dir's filesystem full, as when
+    /// a log write failed for want of space): held in memory and written again at each look.
+    /// Without this, `requirement` took the missing file for an `unprotect` and forgot them.
+    private var unsaved: Set<String> = []
     /// Seconds between attempts of a resync that failed.
     static let retrySeconds = 10.0
 
@@ -170,7 +174,11 @@ public final class ResyncScheduler: @unchecked Sendable {
     /// The VM's requirement; one whose file is gone (`unprotect` removes it) is forgotten.
     public func requirement(_ vm: String) -> Requirement? {
         lock.withLock {
-            if requirements[vm] != nil && !FileSystem.exists(directory + "/" + vm + ".json") { requirements[vm] = nil }
+            if let r = requirements[vm], unsaved.contains(vm) {
+                if (try? save(vm, r)) != nil { unsaved.remove(vm) }
+            } else if requirements[vm] != nil && !FileSystem.exists(directory + "/" + vm + ".json") {
+                requirements[vm] = nil
+            }
             return requirements[vm]
         }
     }
@@ -183,12 +191,13 @@ public final class ResyncScheduler: @unchecked Sendable {
             requirements[vm] = r
             if now { lastAttempt[vm] = nil }
             do {
-                try FileSystem.mkdirs(directory)
-                let data = try JSONEncoder().encode(r)
-                try data.withUnsafeBytes { try FileSystem.writeAtomically(directory + "/" + vm + ".json", $0) }
+                try save(vm, r)
+                unsaved.remove(vm)
             } catch {
-                // Held in memory until this daemon stops; a restart would forget it.
-                DaemonLog.logger.error("\(vm): cannot save the resync requirement (\(reason)): \(error)")
+                // Held in memory and saved again at each look (`requirement`); a restart before
+                // that would forget it.
+                if !unsaved.contains(vm) { DaemonLog.logger.error("\(vm): cannot save the resync requirement (\(reason)): \(error)") }
+                unsaved.insert(vm)
             }
         }
     }
@@ -198,6 +207,7 @@ public final class ResyncScheduler: @unchecked Sendable {
         lock.withLock {
             requirements[vm] = nil
             reports[vm] = report
+            guard unsaved.remove(vm) == nil else { return } // never written
             do {
                 try FileSystem.remove(directory + "/" + vm + ".json")
             } catch {
@@ -205,6 +215,13 @@ public final class ResyncScheduler: @unchecked Sendable {
                 DaemonLog.logger.error("\(vm): cannot remove the satisfied resync requirement: \(error)")
             }
         }
+    }
+
+    /// Writes `vm`'s requirement file. Caller holds the lock.
+    private func save(_ vm: String, _ r: Requirement) throws {
+        try FileSystem.mkdirs(directory)
+        let data = try JSONEncoder().encode(r)
+        try data.withUnsafeBytes { try FileSystem.writeAtomically(directory + "/" + vm + ".json", $0) }
     }
 
     public func lastReport(_ vm: String) -> ResyncReport? { lock.withLock { reports[vm] } }

@@ -11,7 +11,10 @@ extension ImageJournal {
     }
 
     /// After a cut that starts a new chain the replica is synced to (resync, initial copy).
-    public func restartChain() { integrity.restart(image: image) }
+    public func restartChain() {
+        integrity.restart(image: image)
+        clearDivergence()
+    }
 
     /// After the mount changed the image's mode, owner or times (its ctime moves on).
     public func noteAttributeChange() { integrity.noteChange() }

@@ -86,6 +86,9 @@ public final class ImageJournal: @unchecked Sendable {
 
         var failure: Error?
         beforeImageWrite?()
+        // Test hook (off in production): holds a write between its log append and its image
+        // write, so a test can get later records logged before this image write fails.
+        FaultPoint.reach("journal-before-image-write")
         do {
             try image.pwrite(data.baseAddress!, count: data.count, offset: offset)
             if data.count >= Self.streamingWrite { try? image.startWriteback(offset: offset, length: Int64(data.count)) }
@@ -110,6 +113,11 @@ public final class ImageJournal: @unchecked Sendable {
         lock.unlock()
         if let failure { throw failure }
     }
+
+    /// Forgets a reported divergence: after a cut whose copy the replica is synced to (resync,
+    /// initial copy), the image is the reference again. Without this, a resync after a failed
+    /// log write was required again at once, every 10 s, for as long as the mount ran.
+    func clearDivergence() { lock.withLock { divergence = nil } }
 
     /// Logs then applies a size change (truncate or extend).
     public func setSize(_ size: Int64) throws {
