@@ -21,7 +21,7 @@ struct BandwidthLimitTests {
     struct M: Decodable { var vms: [VM] }
 
     func vmStatus(_ site: Site) throws -> VM {
-        let status = try JSONDecoder().decode([M].self, from: Data(Shell.must("\"$RFS\" status '\(site.mnt)' --json").utf8))
+        let status = try JSONDecoder().decode([M].self, from: Data(Shell.statusJSON(site.mnt).utf8))
         return try #require(status.first?.vms.first)
     }
 
@@ -88,7 +88,7 @@ struct BandwidthLimitTests {
         // The copy's own rate, as the engine measured it while the bytes went.
         struct Initial: Decodable { var initialMBps: Double? }
         struct IM: Decodable { var vms: [Initial] }
-        let reported = try JSONDecoder().decode([IM].self, from: Data(Shell.must("\"$RFS\" status '\(site.mnt)' --json").utf8))
+        let reported = try JSONDecoder().decode([IM].self, from: Data(Shell.statusJSON(site.mnt).utf8))
         let initialRate = try #require(reported.first?.vms.first?.initialMBps) * 1e6
         print("initial copy to serve at --max-bandwidth 3MB/s: \(String(format: "%.2f", initialRate / 1e6)) MB/s (\(String(format: "%.3f", initialRate / limit))x the limit; wall clock with protect \(String(format: "%.3f", wallRate / limit))x)")
         #expect(abs(initialRate - limit) <= limit * 0.10)

@@ -119,7 +119,7 @@ struct EncryptedObjectStoreTests {
         s.waitProtected("t")
         struct Initial: Decodable { var initialMBps: Double? }
         struct IM: Decodable { var vms: [Initial] }
-        let reported = try JSONDecoder().decode([IM].self, from: Data(Shell.must("\"$RFS\" status '\(site.mnt)' --json").utf8))
+        let reported = try JSONDecoder().decode([IM].self, from: Data(Shell.statusJSON(site.mnt).utf8))
         let initialRate = try #require(reported.first?.vms.first?.initialMBps) * 1e6
         print("initial copy to s3:// at --max-bandwidth 4MB/s: \(String(format: "%.2f", initialRate / 1e6)) MB/s (\(String(format: "%.3f", initialRate / limit))x the limit)")
         #expect(abs(initialRate - limit) <= limit * 0.10)

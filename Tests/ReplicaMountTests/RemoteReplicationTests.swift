@@ -53,7 +53,7 @@ struct RemoteReplicationTests {
     struct M: Decodable { var vms: [VM] }
 
     func vmStatus(_ site: Site) throws -> VM {
-        let status = try JSONDecoder().decode([M].self, from: Data(Shell.must("\"$RFS\" status '\(site.mnt)' --json").utf8))
+        let status = try JSONDecoder().decode([M].self, from: Data(Shell.statusJSON(site.mnt).utf8))
         return try #require(status.first?.vms.first)
     }
 

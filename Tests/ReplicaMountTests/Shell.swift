@@ -47,6 +47,14 @@ struct Shell {
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// `status --json` of `target`, whatever the health: `status` exits with the worst health
+    /// (docs/health.md), 1 when a fault the test made cost a cycle, and the JSON is what counts.
+    static func statusJSON(_ target: String, sourceLocation: SourceLocation = #_sourceLocation) -> String {
+        let r = run("\"$RFS\" status '\(target)' --json")
+        #expect(r.status <= 2 && !r.stdout.isEmpty, "status failed (\(r.status)): \(r.stderr)", sourceLocation: sourceLocation)
+        return r.stdout
+    }
+
     static func sha256(_ path: String) -> String {
         String(must("sha256sum '\(path)'").prefix(64))
     }
@@ -90,7 +98,7 @@ final class Site {
 
     /// The daemon's pid, from `status --json`.
     func daemonPID() -> Int32? {
-        let out = Shell.must("\"$RFS\" status '\(mnt)' --json")
+        let out = Shell.statusJSON(mnt)
         struct S: Decodable { var pid: Int32 }
         return (try? JSONDecoder().decode([S].self, from: Data(out.utf8)))?.first?.pid
     }
