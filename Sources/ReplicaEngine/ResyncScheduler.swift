@@ -129,14 +129,19 @@ public final class ResyncScheduler: @unchecked Sendable {
     }
 
     /// Records every image's fingerprint; called once writes have stopped at clean shutdown.
-    /// An image whose chain broke (its log deleted, the image changed outside the mount) gets
+    /// An image whose chain broke (its log deleted, the image changed outside the mount, a
+    /// failed log write not yet resynced) gets
     /// no fingerprint of its changed state: its VMs are marked for a resync, kept on disk, and
     /// its recorded fingerprint is one no image matches, so the next mount sees the change too.
     public func recordFingerprints(_ disks: DiskSet) throws {
         var intact: [String] = []
         var broken: [String: String] = [:]
         for j in disks.images {
-            if let reason = j.chainBreak ?? j.checkChainNow() { broken[j.name] = reason } else { intact.append(j.name) }
+            if let reason = j.chainBreak ?? j.checkChainNow() ?? j.state.logError.map({ "a log write failed on \(j.name): \($0)" }) {
+                broken[j.name] = reason
+            } else {
+                intact.append(j.name)
+            }
         }
         try Self.recordFingerprints(disksDir: disksDir, images: intact)
         guard !broken.isEmpty else { return }

@@ -284,7 +284,7 @@ public final class DiskSet: @unchecked Sendable {
             var firstError: Error?
             for journal in images {
                 do {
-                    let end = try journal.closeCleanly(cutID: lastCutID)
+                    guard let end = try journal.closeCleanly(cutID: lastCutID) else { continue }
                     try ImageCheckpoint(chain: journal.activeLog.chain, lsn: end).save(disksDir: directory, image: journal.name)
                 } catch { firstError = firstError ?? error }
             }

@@ -319,11 +319,19 @@ public final class ImageJournal: @unchecked Sendable {
     }
 
     /// Seals the active log for a clean shutdown and makes everything durable; returns the
-    /// LSN after the seal (the checkpoint: nothing is left to replay).
+    /// LSN after the seal (the checkpoint: nothing is left to replay). A journal whose log and
+    /// image disagree (a log write or an image write failed, the resync not yet run) is left
+    /// unsealed, as a crash leaves it, and returns nil: the next mount then recovers it and
+    /// requires a resync, even when the requirement could not be saved (the disk was full).
     @discardableResult
-    func closeCleanly(cutID: UInt64) throws -> UInt64 {
-        let end = try lock.withLock {
+    func closeCleanly(cutID: UInt64) throws -> UInt64? {
+        let end = try lock.withLock { () -> UInt64? in
             waitForInFlightWrites()
+            if let failure = log.broken?.description ?? divergence {
+                DaemonLog.logger.error("\(name): log left unsealed at shutdown, the next mount requires a resync: \(failure)")
+                try? log.sync()
+                return nil
+            }
             try log.appendMarker(Marker(kind: .cleanShutdown, cutID: cutID, timeNanos: Clock.nowNanos()))
             try log.seal(reason: .cleanShutdown, cutID: cutID)
             try log.sync()

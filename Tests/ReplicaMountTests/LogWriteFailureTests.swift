@@ -71,33 +71,7 @@ struct LogWriteFailureTests {
             Shell.run("rm -f '\(faults)/journal-before-image-write.arm'")
             site.cleanup()
         }
-        probe.protect("lw", disk: "d.img", "--copy-frequency 1h --resync-window always")
-        #expect(probe.waitFor("lw", seconds: 20) { $0.lastPoint != nil }?.health == "normal")
-        let before = try probe.points("lw")
-        // One logged write first: the new log preallocates room for the records to come.
-        Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=4k count=1 seek=8 conv=notrunc,fsync status=none")
-        let log = try #require(site.logs(of: "d.img").last)
-        fill(site)
-
-        // A and B are written through a shared mapping and sent with sync_file_range: neither
-        // holds the file's inode lock while the daemon holds its write (a write(2) or fsync
-        // would, and B could not follow A).
-        func mmapWrite(_ page: Int, _ tag: String) {
-            let py = "import mmap,os,ctypes; fd=os.open('\(site.mnt)/d.img', os.O_RDWR); m=mmap.mmap(fd, 4096, offset=\(page)*4096); "
-                + "m[:] = os.urandom(4096); ctypes.CDLL(None, use_errno=True).sync_file_range(fd, ctypes.c_longlong(\(page)*4096), ctypes.c_longlong(4096), 2)"
-            Shell.run("( timeout 120 python3 -c \"\(py)\"; echo $? > '\(faults)/\(tag).rc' ) >/dev/null 2>&1 &")
-        }
-        Shell.must("touch '\(faults)/journal-before-image-write.arm'")
-        let sizeBeforeA = try FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? 0
-        mmapWrite(1536, "a") // in the hole: needs space the filesystem no longer has
-        #expect(waitFile(faults + "/journal-before-image-write.reached", seconds: 30), "write A never reached the fault point")
-        let sizeAfterA = try FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? 0
-        #expect(sizeAfterA > sizeBeforeA, "write A is not in the log")
-        mmapWrite(16, "b") // over allocated bytes: needs no space
-        let deadline = Date().addingTimeInterval(30)
-        while (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? 0) ?? 0 <= sizeAfterA && Date() < deadline { usleep(20_000) }
-        #expect((try FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? 0) > sizeAfterA, "write B was never logged")
-        Shell.must("rm -f '\(faults)/journal-before-image-write.arm'")
+        let before = try divergeOnFullDisk(site, probe, vm: "lw", faults: faults)
 
         let required = probe.waitFor("lw", seconds: 20) { $0.healthReasons.contains { $0.contains("a log write failed on d.img") } }
         #expect(required?.healthReasons.contains { $0.contains("a log write failed on d.img") && $0.contains("logged but failed on the image") } == true,
@@ -124,6 +98,78 @@ struct LogWriteFailureTests {
         #expect(probe.state("lw")?.state == "protected")
         #expect(probe.exported("lw", point: "latest", disk: "d.img") == source)
         site.unmount()
+    }
+
+    @Test("a failed log write whose resync requirement cannot be saved (the disk still full) survives a clean unmount: the log is left unsealed, and the next mount requires the resync and its point equals the source")
+    func failedLogWriteSurvivesAnUnmount() throws {
+        let faults = "/var/tmp/rfs-test-logkeep-faults-\(getpid())"
+        Shell.must("rm -rf '\(faults)' && mkdir -p '\(faults)'")
+        defer { Shell.run("rm -rf '\(faults)'") }
+        let (site, probe) = fullDiskSite("logkeep", size: 8, allocated: 4,
+                                         env: "REPLICAFS_FAULT=journal-before-image-write REPLICAFS_FAULT_DIR='\(faults)'")
+        defer {
+            Shell.run("rm -f '\(faults)/journal-before-image-write.arm'")
+            site.cleanup()
+        }
+        let before = try divergeOnFullDisk(site, probe, vm: "lk", faults: faults)
+        let required = probe.waitFor("lk", seconds: 20) { $0.healthReasons.contains { $0.contains("a log write failed on d.img") } }
+        #expect(required != nil, "no failed-log-write resync: \(site.daemonLog().suffix(2000))")
+        // The disk is full: the requirement lives only in the daemon's memory.
+        let requirementFile = site.disks + "/.replicafs/resync/lk.json"
+        #expect(!FileManager.default.fileExists(atPath: requirementFile), "the requirement was saved on a full disk: the case this test is for did not arise")
+
+        Shell.run("\"$RFS\" unmount '\(site.mnt)'")
+        #expect(!Shell.run("grep -q ' \(site.mnt) ' /proc/mounts").ok, "the unmount left the mount")
+        #expect(site.daemonLog().contains("d.img: log left unsealed at shutdown"), "\(site.daemonLog().suffix(2000))")
+
+        // Space comes back; the next mount recovers the log and requires the resync by itself.
+        Shell.must("rm -f '\(site.disks)/.filler'")
+        Shell.must("REPLICAFS_TIME_SCALE=0.01 \"$RFS\" mount '\(site.disks)' '\(site.mnt)'")
+        let source = Shell.sha256(site.mnt + "/d.img")
+        let done = probe.waitFor("lk", seconds: 45) {
+            $0.state == "protected" && ($0.lastPoint ?? 0) > (before.map(\.id).max() ?? 0) && !$0.healthReasons.contains { $0.contains("resync") }
+        }
+        #expect(done?.state == "protected", "\(String(describing: done))\n\(site.daemonLog().suffix(2000))")
+        #expect(site.daemonLog().contains("lk: resync ("), "no resync after the remount: \(site.daemonLog().suffix(2000))")
+        #expect(probe.exported("lk", point: "latest", disk: "d.img") == source)
+        #expect(Shell.sha256(site.disks + "/d.img") == source, "the image differs from what the mount serves")
+        site.unmount()
+    }
+
+    /// Brings `site`'s VM `vm` to a failed log write on a full disk: write A's record is logged,
+    /// held at a fault point until write B is logged behind it, then A's image write fails for
+    /// real (it lands in the image's hole and the filesystem is full); B overwrites allocated
+    /// bytes and succeeds. Returns the points made before. The disk is left full.
+    func divergeOnFullDisk(_ site: Site, _ probe: VMProbe, vm: String, faults: String) throws -> [VMProbe.Point] {
+        probe.protect(vm, disk: "d.img", "--copy-frequency 1h --resync-window always")
+        #expect(probe.waitFor(vm, seconds: 20) { $0.lastPoint != nil }?.health == "normal")
+        let before = try probe.points(vm)
+        // One logged write first: the new log preallocates room for the records to come.
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/d.img' bs=4k count=1 seek=8 conv=notrunc,fsync status=none")
+        let log = try #require(site.logs(of: "d.img").last)
+        fill(site)
+
+        // A and B are written through a shared mapping and sent with sync_file_range: neither
+        // holds the file's inode lock while the daemon holds its write (a write(2) or fsync
+        // would, and B could not follow A).
+        func mmapWrite(_ page: Int, _ tag: String) {
+            let py = "import mmap,os,ctypes; fd=os.open('\(site.mnt)/d.img', os.O_RDWR); m=mmap.mmap(fd, 4096, offset=\(page)*4096); "
+                + "m[:] = os.urandom(4096); ctypes.CDLL(None, use_errno=True).sync_file_range(fd, ctypes.c_longlong(\(page)*4096), ctypes.c_longlong(4096), 2)"
+            Shell.run("( timeout 120 python3 -c \"\(py)\"; echo $? > '\(faults)/\(tag).rc' ) >/dev/null 2>&1 &")
+        }
+        Shell.must("touch '\(faults)/journal-before-image-write.arm'")
+        let sizeBeforeA = try FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? 0
+        mmapWrite(1536, "a") // in the hole: needs space the filesystem no longer has
+        #expect(waitFile(faults + "/journal-before-image-write.reached", seconds: 30), "write A never reached the fault point")
+        let sizeAfterA = try FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? 0
+        #expect(sizeAfterA > sizeBeforeA, "write A is not in the log")
+        mmapWrite(16, "b") // over allocated bytes: needs no space
+        let deadline = Date().addingTimeInterval(30)
+        while (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? 0) ?? 0 <= sizeAfterA && Date() < deadline { usleep(20_000) }
+        #expect((try FileManager.default.attributesOfItem(atPath: log)[.size] as? Int ?? 0) > sizeAfterA, "write B was never logged")
+        Shell.must("rm -f '\(faults)/journal-before-image-write.arm'")
+
+        return before
     }
 
     func waitFile(_ path: String, seconds: Double) -> Bool {
