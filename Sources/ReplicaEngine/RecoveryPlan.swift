@@ -21,13 +21,17 @@ public struct RecoveryPlan: Sendable, Equatable {
         public var mount: String
         /// The source disks directory, when the plan names one (planned failover, failback target).
         public var disksDir: String?
+        /// A directory on this host for the failover's own files (copy-on-write layers, reverse
+        /// logs), needed when the store is not a local directory (`failover --work-dir`).
+        public var workDir: String?
 
-        public init(name: String, target: String, point: String, mount: String, disksDir: String? = nil) {
+        public init(name: String, target: String, point: String, mount: String, disksDir: String? = nil, workDir: String? = nil) {
             self.name = name
             self.target = target
             self.point = point
             self.mount = mount
             self.disksDir = disksDir
+            self.workDir = workDir
         }
     }
 
@@ -129,6 +133,12 @@ public struct RecoveryPlan: Sendable, Equatable {
             return text.hasPrefix("/") ? text : URL(fileURLWithPath: base).appendingPathComponent(text).standardizedFileURL.path
         }
 
+        /// A target store: a URL (`replicafs://`, `s3://`) as written, a directory as `path` reads it.
+        public func target(_ node: Node?, in what: String) throws -> String? {
+            guard let text = try string(node, "target", in: what) else { return nil }
+            return text.contains("://") ? text : try path(node, "target", in: what)
+        }
+
         public func point(_ node: Node?, in what: String) throws -> String? {
             guard let text = try string(node, "point", in: what) else { return nil }
             guard RecoveryPlan.validPoint(text) else {
@@ -156,10 +166,11 @@ public struct RecoveryPlan: Sendable, Equatable {
             } catch let error as YamlError {
                 throw ReplicaError("\(source): not valid YAML: \(Self.oneLine(error))")
             }
-            let top = try mapping(root, "the plan", allowed: ["name", "target", "mountRoot", "point", "networkMapping", "groups"])
+            let top = try mapping(root, "the plan", allowed: ["name", "target", "mountRoot", "workRoot", "point", "networkMapping", "groups"])
             guard let name = try string(top["name"], "name", in: "the plan") else { throw fail(root, "the plan has no 'name'") }
-            let target = try path(top["target"], "target", in: "the plan")
+            let target = try self.target(top["target"], in: "the plan")
             let mountRoot = try path(top["mountRoot"], "mountRoot", in: "the plan")
+            let workRoot = try path(top["workRoot"], "workRoot", in: "the plan")
             let point = try self.point(top["point"], in: "the plan") ?? "latest"
             var networks: [String: String] = [:]
             if let node = top["networkMapping"] {
@@ -181,12 +192,12 @@ public struct RecoveryPlan: Sendable, Equatable {
                 guard !groups.contains(where: { $0.name == groupName }) else { throw fail(g["name"], "group \(groupName) is named twice") }
                 var vms: [VM] = []
                 for vmNode in try list(g["vms"], "vms", in: what, parent: groupNode) {
-                    let v = try mapping(vmNode, "a VM of \(what)", allowed: ["name", "point", "target", "mount", "disksDir"])
+                    let v = try mapping(vmNode, "a VM of \(what)", allowed: ["name", "point", "target", "mount", "disksDir", "workDir"])
                     guard let vmName = try string(v["name"], "name", in: "a VM of \(what)") else { throw fail(vmNode, "a VM of \(what) has no 'name'") }
                     guard ProtectedVM.validName(vmName) else { throw fail(v["name"], "bad VM name '\(vmName)': use letters, digits, - _ .") }
                     guard seenVMs.insert(vmName).inserted else { throw fail(v["name"], "VM \(vmName) is named twice in the plan") }
                     let vmWhat = "VM \(vmName)"
-                    guard let vmTarget = try path(v["target"], "target", in: vmWhat) ?? target else {
+                    guard let vmTarget = try self.target(v["target"], in: vmWhat) ?? target else {
                         throw fail(vmNode, "VM \(vmName) has no target store: set 'target' in the plan or on the VM")
                     }
                     guard let mount = try path(v["mount"], "mount", in: vmWhat) ?? mountRoot.map({ $0 + "/" + vmName }) else {
@@ -195,7 +206,8 @@ public struct RecoveryPlan: Sendable, Equatable {
                     if let other = seenMounts[mount] { throw fail(vmNode, "VMs \(other) and \(vmName) both fail over to \(mount)") }
                     seenMounts[mount] = vmName
                     vms.append(VM(name: vmName, target: vmTarget, point: try self.point(v["point"], in: vmWhat) ?? point,
-                                  mount: mount, disksDir: try path(v["disksDir"], "disksDir", in: vmWhat)))
+                                  mount: mount, disksDir: try path(v["disksDir"], "disksDir", in: vmWhat),
+                                  workDir: try path(v["workDir"], "workDir", in: vmWhat) ?? workRoot.map { $0 + "/" + vmName }))
                 }
                 groups.append(Group(name: groupName, pre: try string(g["pre"], "pre", in: what),
                                     post: try string(g["post"], "post", in: what), vms: vms))

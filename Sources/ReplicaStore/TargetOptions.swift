@@ -25,4 +25,12 @@ public struct TargetOptions: Codable, Sendable, Equatable {
         self.maxBandwidth = maxBandwidth
         self.encryptKeyFile = encryptKeyFile
     }
+
+    /// These options with every field `other` sets taking its place (flags given to a command
+    /// over the options saved with a VM).
+    public func overridden(by other: TargetOptions) -> TargetOptions {
+        TargetOptions(pki: other.pki ?? pki, s3Endpoint: other.s3Endpoint ?? s3Endpoint, s3Region: other.s3Region ?? s3Region,
+                      credentialsFile: other.credentialsFile ?? credentialsFile, maxBandwidth: other.maxBandwidth ?? maxBandwidth,
+                      encryptKeyFile: other.encryptKeyFile ?? encryptKeyFile)
+    }
 }

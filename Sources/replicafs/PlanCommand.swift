@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplicaControl
 import ReplicaEngine
 import ReplicaStore
 import ReplicaSystem
@@ -30,6 +31,24 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "With failback: minimize-downtime or full-download.") var mode: String?
     @Option(help: "Seconds a pre or post command may run before it is killed.") var hookTimeout: Double = 600
     @Flag(help: "Print the report as JSON (progress lines then go to stderr).") var json = false
+    @Option(help: "PKI directory for the plan's replicafs:// targets (default: the one each VM was protected or failed over with on this host, else /etc/replicafs/pki).")
+    var pki: String?
+    @OptionGroup var objectStore: ObjectStoreAccessOptions
+
+    /// How to open a VM's store: the options its failover recorded on this host, else the ones
+    /// it was protected with here, with `--pki` and the access flags given on top.
+    static func storeOptions(vm: String, target: String, pki: String?, access: TargetOptions) -> TargetOptions {
+        var options = TargetOptions()
+        if let entry = VMRegistry().lookup(vm), entry.target == target {
+            if let recorded = entry.failover?.options {
+                options = recorded
+            } else if let dir = entry.disksDir, let saved = ProtectedVM.all(disksDir: dir).first(where: { $0.name == vm })?.targetOptions {
+                options = saved
+            }
+        }
+        if let pki { options.pki = (try? FileSystem.realPath(pki)) ?? pki }
+        return options.overridden(by: access)
+    }
 
     func run() throws {
         if planned && operation != .failover { throw ReplicaError("--planned goes with plan failover only") }
@@ -39,8 +58,12 @@ struct PlanCommand: ParsableCommand {
         }
         guard hookTimeout > 0 else { throw ReplicaError("--hook-timeout must be positive") }
         let plan = try RecoveryPlan.load(planFile)
-        let networks = operation == .failback ? [:] : try PlanSteps.mapNetworks(plan)
-        let steps = PlanSteps(mounts: ProcessFailoverMounts())
+        var access = TargetOptions()
+        try objectStore.apply(to: &access)
+        let pki = pki
+        let steps = PlanSteps(mounts: { ProcessFailoverMounts(options: $0) },
+                              options: { [access] vm in Self.storeOptions(vm: vm.name, target: vm.target, pki: pki, access: access) })
+        let networks = operation == .failback ? [:] : try steps.mapNetworks(plan)
         let op = operation
         let json = json
         let runner = PlanRunner(plan: plan, operation: operation.rawValue, hookTimeout: hookTimeout, progress: { line in

@@ -110,6 +110,52 @@ struct PlanCommandTests {
         #expect(!FileManager.default.fileExists(atPath: site.root + "/fo"))
     }
 
+    @Test("a plan fails over a VM protected to replicafs:// with its own PKI directory: the plan opens the store with the options saved at protect (no --pki given), the test failover's disk equals the point, and a DR host that has no saved options gives --pki")
+    func planUsesTheVMsSavedStoreOptions() throws {
+        let site = Site("plan-remote")
+        let receiver = RemoteReplicationTests.Receiver(site)
+        site.extraMounts.append(site.root + "/fo/r1")
+        defer {
+            Shell.run("\"$RFS\" failover cleanup r1 >/dev/null 2>&1")
+            receiver.stop()
+            site.cleanup()
+        }
+        receiver.start()
+        Shell.must("dd if=/dev/urandom of='\(site.disks)/r1.img' bs=1M count=4 status=none")
+        site.mount()
+        // The PKI is not the default /etc/replicafs/pki: only the saved options can find it.
+        Shell.must("\"$RFS\" protect r1 --disks-dir '\(site.disks)' --disk r1.img --target \(receiver.url) --pki '\(receiver.pki)' --copy-frequency 1h --network lan")
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/r1.img' bs=4k count=16 seek=100 conv=notrunc,fsync status=none")
+        let source = Shell.sha256(site.mnt + "/r1.img")
+        Shell.must("\"$RFS\" snapshot r1 --wait")
+        let plan = """
+            name: remote
+            target: \(receiver.url)
+            mountRoot: fo
+            workRoot: work
+            networkMapping: {lan: dr-lan}
+            groups:
+              - name: only
+                vms: [{name: r1}]
+            """
+        try plan.write(toFile: site.root + "/plan.yaml", atomically: true, encoding: .utf8)
+        let r = Shell.run("\"$RFS\" plan test-failover '\(site.root)/plan.yaml'")
+        #expect(r.ok, "\(r.stdout)\n\(r.stderr)")
+        #expect(Shell.sha256(site.root + "/fo/r1/r1.img") == source)
+        #expect(Shell.run("cat '\(site.root)/fo/r1/network.json'").stdout.contains("dr-lan"))
+        Shell.must("\"$RFS\" failover cleanup r1")
+
+        // The registry entry gone (a DR host that only holds the store): --pki is needed and used.
+        Shell.must("\"$RFS\" unprotect r1 --disks-dir '\(site.disks)'")
+        let without = Shell.run("\"$RFS\" plan test-failover '\(site.root)/plan.yaml'")
+        #expect(!without.ok, "a plan with no saved options and no --pki reached the receiver: \(without.stdout)")
+        let with = Shell.run("\"$RFS\" plan test-failover '\(site.root)/plan.yaml' --pki '\(receiver.pki)'")
+        #expect(with.ok, "\(with.stdout)\n\(with.stderr)")
+        #expect(Shell.sha256(site.root + "/fo/r1/r1.img") == source)
+        Shell.must("\"$RFS\" failover cleanup r1 --target \(receiver.url) --pki '\(receiver.pki)'")
+        site.unmount()
+    }
+
     @Test("the replicator writes the store's vm.json when it seeds the replica")
     func seedingWritesVMMetadata() throws {
         let site = Site("plan-seed")

@@ -182,14 +182,14 @@ struct FailoverCoordinatorTests {
         defer { try? set.close() }
         try store.saveMetadata(VMMetadata(vm: "vm1", disks: ["a.img", "b.img"], networks: ["lan"]))
         let mounts = InProcessMounts()
-        let steps = PlanSteps(mounts: mounts, registry: MountRegistry(runDirectory: base.dir + "/run"))
+        let steps = PlanSteps(mounts: { _ in mounts }, registry: MountRegistry(runDirectory: base.dir + "/run"))
         let root = base.dir + "/failover"
         let vm = { (name: String) in RecoveryPlan.VM(name: name, target: base.storeDir, point: "latest", mount: root + "/" + name) }
         let plan = RecoveryPlan(name: "drill", networkMapping: ["lan": "dr-lan"], groups: [
             RecoveryPlan.Group(name: "first", vms: [vm("vm1"), vm("ghost")]),
             RecoveryPlan.Group(name: "second", vms: [vm("later")]),
         ])
-        let networks = try PlanSteps.mapNetworks(plan)
+        let networks = try steps.mapNetworks(plan)
         #expect(networks.keys.sorted() == ["vm1"])
         let report = PlanRunner(plan: plan, operation: "test-failover") { vm in
             try steps.failover(vm, kind: .test, networks: networks[vm.name])
