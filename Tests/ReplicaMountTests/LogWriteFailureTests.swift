@@ -59,81 +59,76 @@ struct LogWriteFailureTests {
 
     @Test("a write logged whose image write then fails on a full disk, with a later write logged behind it, requires a resync with the reason in status --json; once space is back the automatic resync makes a point equal to the source")
     func failedLogWriteTriggersResync() throws {
-        let faults = "/var/tmp/rfs-test-logfail-faults-\(getpid())"
-        Shell.must("rm -rf '\(faults)' && mkdir -p '\(faults)'")
-        defer { Shell.run("rm -rf '\(faults)'") }
-        // The image write of write A is held after its record is logged (a fault point, armed
-        // below) until write B is logged too; then A's image write fails for real: it lands in
-        // the image's hole and the filesystem is full. B overwrites allocated bytes and succeeds.
-        let (site, probe) = fullDiskSite("logfail", size: 8, allocated: 4,
-                                         env: "REPLICAFS_FAULT=journal-before-image-write REPLICAFS_FAULT_DIR='\(faults)'")
-        defer {
-            Shell.run("rm -f '\(faults)/journal-before-image-write.arm'")
-            site.cleanup()
-        }
-        let before = try divergeOnFullDisk(site, probe, vm: "lw", faults: faults)
+        try withDivergedSite("logfail", vm: "lw") { site, probe, before in
+            let required = probe.waitFor("lw", seconds: 20) { $0.healthReasons.contains { $0.contains("a log write failed on d.img") } }
+            #expect(required?.healthReasons.contains { $0.contains("a log write failed on d.img") && $0.contains("logged but failed on the image") } == true,
+                    "no failed-log-write resync: \(String(describing: required))\n\(site.daemonLog().suffix(2000))")
+            #expect(required?.state == "resync required" || required?.state == "resynchronizing", "\(String(describing: required))")
+            #expect(Shell.run("\"$RFS\" status '\(site.mnt)'").status >= 1)
+            // A's bytes are not on the image (its pages were dropped from the kernel's cache); B's are.
+            #expect(Shell.run("cmp -s '\(site.mnt)/d.img' '\(site.disks)/d.img'").ok, "the mount shows bytes the image does not hold")
+            #expect(Shell.run("dd if='\(site.disks)/d.img' bs=4k skip=1536 count=1 status=none | cmp -s -n 4096 - /dev/zero").ok,
+                    "write A reached the image")
 
-        let required = probe.waitFor("lw", seconds: 20) { $0.healthReasons.contains { $0.contains("a log write failed on d.img") } }
-        #expect(required?.healthReasons.contains { $0.contains("a log write failed on d.img") && $0.contains("logged but failed on the image") } == true,
-                "no failed-log-write resync: \(String(describing: required))\n\(site.daemonLog().suffix(2000))")
-        #expect(required?.state == "resync required" || required?.state == "resynchronizing", "\(String(describing: required))")
-        #expect(Shell.run("\"$RFS\" status '\(site.mnt)'").status >= 1)
-        // A's bytes are not on the image (its pages were dropped from the kernel's cache); B's are.
-        #expect(Shell.run("cmp -s '\(site.mnt)/d.img' '\(site.disks)/d.img'").ok, "the mount shows bytes the image does not hold")
-        #expect(Shell.run("dd if='\(site.disks)/d.img' bs=4k skip=1536 count=1 status=none | cmp -s -n 4096 - /dev/zero").ok,
-                "write A reached the image")
-
-        // Space comes back: the resync runs on its own and its point equals the source.
-        Shell.must("rm -f '\(site.disks)/.filler'")
-        let source = Shell.sha256(site.mnt + "/d.img")
-        let done = probe.waitFor("lw", seconds: 45) {
-            $0.state == "protected" && ($0.lastPoint ?? 0) > (before.map(\.id).max() ?? 0) && !$0.healthReasons.contains { $0.contains("resync") }
+            // Space comes back: the resync runs on its own and its point equals the source.
+            Shell.must("rm -f '\(site.disks)/.filler'")
+            let source = Shell.sha256(site.mnt + "/d.img")
+            let done = probe.waitFor("lw", seconds: 45) {
+                $0.state == "protected" && ($0.lastPoint ?? 0) > (before.map(\.id).max() ?? 0) && !$0.healthReasons.contains { $0.contains("resync") }
+            }
+            // Health may stay Warning for a while: the cycle that failed while the disk was full counts as missed.
+            #expect(done?.state == "protected", "\(String(describing: done))\n\(site.daemonLog().suffix(2000))")
+            // One resync, not one every retry interval (10 s): its cut cleared the divergence.
+            usleep(11_000_000)
+            #expect(site.daemonLog().components(separatedBy: "lw: resync (").count - 1 == 1,
+                    "not exactly one resync: \(site.daemonLog().suffix(2000))")
+            #expect(probe.state("lw")?.state == "protected")
+            #expect(probe.exported("lw", point: "latest", disk: "d.img") == source)
+            site.unmount()
         }
-        // Health may stay Warning for a while: the cycle that failed while the disk was full counts as missed.
-        #expect(done?.state == "protected", "\(String(describing: done))\n\(site.daemonLog().suffix(2000))")
-        // One resync, not one every retry interval (10 s): its cut cleared the divergence.
-        usleep(11_000_000)
-        #expect(site.daemonLog().components(separatedBy: "lw: resync (").count - 1 == 1,
-                "not exactly one resync: \(site.daemonLog().suffix(2000))")
-        #expect(probe.state("lw")?.state == "protected")
-        #expect(probe.exported("lw", point: "latest", disk: "d.img") == source)
-        site.unmount()
     }
 
     @Test("a failed log write whose resync requirement cannot be saved (the disk still full) survives a clean unmount: the log is left unsealed, and the next mount requires the resync and its point equals the source")
     func failedLogWriteSurvivesAnUnmount() throws {
-        let faults = "/var/tmp/rfs-test-logkeep-faults-\(getpid())"
+        try withDivergedSite("logkeep", vm: "lk") { site, probe, before in
+            let required = probe.waitFor("lk", seconds: 20) { $0.healthReasons.contains { $0.contains("a log write failed on d.img") } }
+            #expect(required != nil, "no failed-log-write resync: \(site.daemonLog().suffix(2000))")
+            // The disk is full: the requirement lives only in the daemon's memory.
+            let requirementFile = site.disks + "/.replicafs/resync/lk.json"
+            #expect(!FileManager.default.fileExists(atPath: requirementFile), "the requirement was saved on a full disk: the case this test is for did not arise")
+
+            Shell.run("\"$RFS\" unmount '\(site.mnt)'")
+            #expect(!Shell.run("grep -q ' \(site.mnt) ' /proc/mounts").ok, "the unmount left the mount")
+            #expect(site.daemonLog().contains("d.img: log left unsealed at shutdown"), "\(site.daemonLog().suffix(2000))")
+
+            // Space comes back; the next mount recovers the log and requires the resync by itself.
+            Shell.must("rm -f '\(site.disks)/.filler'")
+            Shell.must("REPLICAFS_TIME_SCALE=0.01 \"$RFS\" mount '\(site.disks)' '\(site.mnt)'")
+            let source = Shell.sha256(site.mnt + "/d.img")
+            let done = probe.waitFor("lk", seconds: 45) {
+                $0.state == "protected" && ($0.lastPoint ?? 0) > (before.map(\.id).max() ?? 0) && !$0.healthReasons.contains { $0.contains("resync") }
+            }
+            #expect(done?.state == "protected", "\(String(describing: done))\n\(site.daemonLog().suffix(2000))")
+            #expect(site.daemonLog().contains("lk: resync ("), "no resync after the remount: \(site.daemonLog().suffix(2000))")
+            #expect(probe.exported("lk", point: "latest", disk: "d.img") == source)
+            #expect(Shell.sha256(site.disks + "/d.img") == source, "the image differs from what the mount serves")
+            site.unmount()
+        }
+    }
+
+    /// A full-disk site whose VM `vm` has a failed log write (`divergeOnFullDisk`), given to
+    /// `body` with the points made before; the site and the fault files go afterwards.
+    func withDivergedSite(_ name: String, vm: String, _ body: (Site, VMProbe, [VMProbe.Point]) throws -> Void) throws {
+        let faults = "/var/tmp/rfs-test-\(name)-faults-\(getpid())"
         Shell.must("rm -rf '\(faults)' && mkdir -p '\(faults)'")
         defer { Shell.run("rm -rf '\(faults)'") }
-        let (site, probe) = fullDiskSite("logkeep", size: 8, allocated: 4,
+        let (site, probe) = fullDiskSite(name, size: 8, allocated: 4,
                                          env: "REPLICAFS_FAULT=journal-before-image-write REPLICAFS_FAULT_DIR='\(faults)'")
         defer {
             Shell.run("rm -f '\(faults)/journal-before-image-write.arm'")
             site.cleanup()
         }
-        let before = try divergeOnFullDisk(site, probe, vm: "lk", faults: faults)
-        let required = probe.waitFor("lk", seconds: 20) { $0.healthReasons.contains { $0.contains("a log write failed on d.img") } }
-        #expect(required != nil, "no failed-log-write resync: \(site.daemonLog().suffix(2000))")
-        // The disk is full: the requirement lives only in the daemon's memory.
-        let requirementFile = site.disks + "/.replicafs/resync/lk.json"
-        #expect(!FileManager.default.fileExists(atPath: requirementFile), "the requirement was saved on a full disk: the case this test is for did not arise")
-
-        Shell.run("\"$RFS\" unmount '\(site.mnt)'")
-        #expect(!Shell.run("grep -q ' \(site.mnt) ' /proc/mounts").ok, "the unmount left the mount")
-        #expect(site.daemonLog().contains("d.img: log left unsealed at shutdown"), "\(site.daemonLog().suffix(2000))")
-
-        // Space comes back; the next mount recovers the log and requires the resync by itself.
-        Shell.must("rm -f '\(site.disks)/.filler'")
-        Shell.must("REPLICAFS_TIME_SCALE=0.01 \"$RFS\" mount '\(site.disks)' '\(site.mnt)'")
-        let source = Shell.sha256(site.mnt + "/d.img")
-        let done = probe.waitFor("lk", seconds: 45) {
-            $0.state == "protected" && ($0.lastPoint ?? 0) > (before.map(\.id).max() ?? 0) && !$0.healthReasons.contains { $0.contains("resync") }
-        }
-        #expect(done?.state == "protected", "\(String(describing: done))\n\(site.daemonLog().suffix(2000))")
-        #expect(site.daemonLog().contains("lk: resync ("), "no resync after the remount: \(site.daemonLog().suffix(2000))")
-        #expect(probe.exported("lk", point: "latest", disk: "d.img") == source)
-        #expect(Shell.sha256(site.disks + "/d.img") == source, "the image differs from what the mount serves")
-        site.unmount()
+        try body(site, probe, try divergeOnFullDisk(site, probe, vm: vm, faults: faults))
     }
 
     /// Brings `site`'s VM `vm` to a failed log write on a full disk: write A's record is logged,
