@@ -4,26 +4,10 @@ import ReplicaTestSupport
 
 /// Runs commands through bash for the mount tests: real tools (dd, fio, mkfs.ext4, sha256sum).
 struct Shell {
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var ok: Bool { status == 0 }
-    }
+    typealias Result = BashRunner.Result
 
     /// The replicafs binary built beside the test bundle (or $REPLICAFS_BIN).
-    static let replicafs: String = {
-        if let bin = ProcessInfo.processInfo.environment["REPLICAFS_BIN"] { return bin }
-        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var dir = testBinary.deletingLastPathComponent()
-        // swift-testing may run from inside an .xctest bundle directory.
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("replicafs").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return ".build/debug/replicafs"
-    }()
+    static var replicafs: String { BashRunner.replicafs }
 
     /// Runs `command` with bash; stdout and stderr go through temporary files and the child is
     /// reaped with waitpid (Foundation's Process can miss a child's exit under load).
@@ -34,8 +18,7 @@ struct Shell {
         // of the limits passes REPLICAFS_ALLOW_ANY_FREQUENCY=0).
         if ProcessInfo.processInfo.environment["REPLICAFS_ALLOW_ANY_FREQUENCY"] == nil { env["REPLICAFS_ALLOW_ANY_FREQUENCY"] = "1" }
         for (k, v) in environment { env[k] = v }
-        let r = BashRunner.run(command, environment: env)
-        return Result(status: r.status, stdout: r.stdout, stderr: r.stderr)
+        return BashRunner.run(command, environment: env)
     }
 
     /// Runs a command that must succeed; records its output as an issue otherwise.
