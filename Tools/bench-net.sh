@@ -68,7 +68,7 @@ for vm in loc net netz locz thr; do truncate -s "${SIZE}M" "$W/disks/$vm.img"; d
 
 # field VM NAME: a number from the VM's entry in `status --json`.
 field() {
-  "$RFS" status "$W/mnt" --json | python3 -c "import json,sys; vms=[v for m in json.load(sys.stdin) for v in m.get('vms',[]) if v['vm']=='$1']; print(vms[0].get('$2') or 0 if vms else 0)"
+  { "$RFS" status "$W/mnt" --json || [ $? -le 2 ]; } | python3 -c "import json,sys; vms=[v for m in json.load(sys.stdin) for v in m.get('vms',[]) if v['vm']=='$1']; print(vms[0].get('$2') or 0 if vms else 0)"
 }
 wait_protected() {
   for _ in $(seq 1 1200); do "$RFS" status "$W/mnt" | grep -q "VM $1: protected" && return 0; sleep 0.05; done

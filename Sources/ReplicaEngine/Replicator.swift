@@ -35,6 +35,8 @@ public final class Replicator: @unchecked Sendable {
     public let health = HealthTracker()
     /// The bandwidth limit and the time each VM waited on it (BandwidthMeter.swift).
     public let bandwidth = BandwidthMeter()
+    /// When each VM's remote store last said "not failed over, replica present".
+    let remoteChecks = RemoteCheckTimes()
 
     /// Deletes shipped logs in the background.
     let reaper: ShippedLogReaper
@@ -108,12 +110,15 @@ public final class Replicator: @unchecked Sendable {
         for vm in vms {
             // After a failure nothing runs before the retry is due; while Critical, nothing until `resume`.
             guard health.mayAttempt(vm.name, now: Self.now()) else { continue }
+            // A remote store that answered these two within the last second is not asked
+            // again at each 100 ms tick (RemoteCheckTimes.swift).
+            let checked = remoteChecks.fresh(vm, now: Self.now())
             do {
                 let store = try bandwidth.openStore(vm)
                 // Failed over (not a drill): the VM runs from the store's side, which takes no
                 // replication until failback; say so and what to run instead of retrying.
-                if noteFailover(vm, store) { continue }
-                if !store.hasVM(vm.name) {
+                if !checked, noteFailover(vm, store) { continue }
+                if !checked, !store.hasVM(vm.name) {
                     try requireNoLostReplica(vm, store)
                     if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
                         update(vm.name) {
@@ -128,6 +133,7 @@ public final class Replicator: @unchecked Sendable {
                     health.succeeded(vm.name, now: Self.now(), cycle: false)
                     continue
                 }
+                if !checked { remoteChecks.answered(vm, now: Self.now()) }
                 if try resyncIfNeeded(vm, store) { continue }
                 let now = Self.now()
                 if !health.wasReplicated(vm.name) {
@@ -157,6 +163,14 @@ public final class Replicator: @unchecked Sendable {
                     health.succeeded(vm.name, now: Self.now(), cycle: true)
                 }
             } catch {
+                // The questions skipped this tick first: a VM failed over or a replica gone
+                // since they were last asked is told as such, not as the refused commit.
+                if checked, let store = try? bandwidth.openStore(vm) {
+                    if noteFailover(vm, store) { continue }
+                    if !store.hasVM(vm.name) {
+                        do { try requireNoLostReplica(vm, store) } catch { recordFailure(vm, error); continue }
+                    }
+                }
                 recordFailure(vm, error)
             }
         }
@@ -214,6 +228,7 @@ public final class Replicator: @unchecked Sendable {
     /// Classifies a failed attempt, schedules the retry (or holds the VM in Critical, or
     /// requires a resync) and says so in the daemon's log.
     private func recordFailure(_ vm: ProtectedVM, _ error: Error, cycle: Bool = true) {
+        remoteChecks.forget(vm.name)
         let failure = ReplicationFailure.classify(error, store: (try? FileSystem.realPath(vm.target)) ?? vm.target)
         // A chain the target refused: the resync is the retry (a first reason stays).
         if failure.resync { resync.require(vm.name, reason: "the target refused the logs: \(failure.message)") }

@@ -57,6 +57,20 @@ public struct ReceiverClient: Sendable {
     @discardableResult
     public func call(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], headers: [(String, String)] = [],
                      body: [UInt8]? = nil, contentType: String = "application/octet-stream") throws -> Answer {
+        try call(method, path, query: query, headers: headers, payload: body.map { .bytes($0) }, contentType: contentType)
+    }
+
+    /// The same with the body in a `ByteBuffer`, sent as it is (a log chunk read straight
+    /// into it: no copy into an array and out again).
+    @discardableResult
+    public func call(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], headers: [(String, String)] = [],
+                     buffer: ByteBuffer, contentType: String = "application/octet-stream") throws -> Answer {
+        try call(method, path, query: query, headers: headers, payload: .byteBuffer(buffer), contentType: contentType)
+    }
+
+    func call(_ method: HTTPMethod, _ path: String, query: [String: String], headers: [(String, String)],
+              payload: HTTPClient.Body?, contentType: String) throws -> Answer {
+        let body = payload
         var url = base + ReceiverAPI.prefix + path
         if !query.isEmpty {
             url += "?" + query.sorted { $0.key < $1.key }.map { "\($0.key)=\(Self.segment($0.value))" }.joined(separator: "&")
@@ -66,7 +80,7 @@ public struct ReceiverClient: Sendable {
         let request: HTTPClient.Request
         do {
             request = try HTTPClient.Request(url: url, method: method, headers: fields,
-                                             body: body.map { HTTPClient.Body.bytes($0) }, tlsConfiguration: tls)
+                                             body: body, tlsConfiguration: tls)
         } catch {
             throw ReplicaError("bad receiver address \(location): \(error)", kind: .nonRecoverable)
         }
@@ -98,6 +112,17 @@ public struct ReceiverClient: Sendable {
         let answer = try body != nil
             ? call(method, path, query: query, headers: headers, body: body)
             : call(method, path, query: query, headers: headers, body: try send.map { Array(try JSONEncoder().encode($0)) }, contentType: "application/json")
+        do {
+            return try JSONDecoder().decode(type, from: Data(answer.body))
+        } catch {
+            throw ReplicaError("receiver \(location): unreadable answer to \(method) \(path)", kind: .recoverable)
+        }
+    }
+
+    /// A raw-body request (a `ByteBuffer`) and its decoded JSON answer.
+    public func json<T: Decodable>(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], headers: [(String, String)] = [],
+                                   buffer: ByteBuffer, as type: T.Type) throws -> T {
+        let answer = try call(method, path, query: query, headers: headers, buffer: buffer)
         do {
             return try JSONDecoder().decode(type, from: Data(answer.body))
         } catch {

@@ -5,9 +5,10 @@ import NIOSSL
 extension ReceiverServer {
     /// The sender's name from its TLS certificate (common name, else first DNS name), which
     /// the site CA vouched for in the handshake; nil on a plain connection.
+    /// Asked per request: the name is parsed once per certificate (`PeerNameCache`).
     public static let certificateName: PeerName = { channel in
         guard let certificate = try? await channel.nioSSL_peerCertificate().get() else { return nil }
-        return PKIDirectory.peerName(of: certificate)
+        return PeerNameCache.shared.name(of: certificate)
     }
 
     /// A receiver serving `store` with mutual TLS from the PKI directory: only senders with a

@@ -71,7 +71,11 @@ public final class ReceiverServer: Sendable {
         var vm: String
         var parameters: [String: String]
         var query: [String: String]
-        var body: [UInt8]
+        /// The body as received (or inflated): data routes write straight from it, with no copy
+        /// of an 8 MiB chunk into an array first.
+        var data: ByteBuffer
+        /// The body as an array (a copy: JSON bodies and small ones).
+        var body: [UInt8] { Array(data.readableBytesView) }
 
         func name(_ key: String) throws -> String {
             guard let value = parameters[key], ReceiverAPI.validName(value) else {
@@ -138,23 +142,22 @@ public final class ReceiverServer: Sendable {
                 guard let vm = parameters["vm"], ReceiverAPI.validName(vm) else { throw ReplicaError("bad VM name", code: .badRequest) }
                 var query: [String: String] = [:]
                 for (key, value) in request.uri.queryParameters { query[String(key)] = String(value).removingPercentEncoding ?? String(value) }
-                var body: [UInt8] = []
+                var body = ByteBuffer()
                 if limit > 0 {
-                    let buffer = try await request.collectBody(upTo: limit)
-                    body = Array(buffer.readableBytesView)
-                    receiver.stats.request(bodyBytes: body.count)
+                    body = try await request.collectBody(upTo: limit)
+                    receiver.stats.request(bodyBytes: body.readableBytes)
                     if request.headers[HTTPField.Name(ReceiverAPI.encodingHeader)!] == "zlib" {
                         guard let raw = request.headers[HTTPField.Name(ReceiverAPI.rawLengthHeader)!].flatMap(Int.init) else {
                             throw ReplicaError("compressed body without its raw length", code: .badRequest)
                         }
-                        body = try body.withUnsafeBytes { try ZlibFrames.inflate($0, rawLength: raw, limit: ReceiverAPI.maxChunkBytes) }
+                        body = ByteBuffer(bytes: try body.withUnsafeReadableBytes { try ZlibFrames.inflate($0, rawLength: raw, limit: ReceiverAPI.maxChunkBytes) })
                     } else if let encoding = request.headers[HTTPField.Name(ReceiverAPI.encodingHeader)!] {
                         throw ReplicaError("unknown body encoding \(encoding)", code: .badRequest)
                     }
                 }
                 if limit == 0 { receiver.stats.request(bodyBytes: 0) }
                 let peer = await peerName(context.channel)
-                let call = Call(vm: vm, parameters: parameters, query: query, body: body)
+                let call = Call(vm: vm, parameters: parameters, query: query, data: body)
                 let reply = try await pool.runIfActive {
                     do {
                         try receiver.authorize(vm: vm, peer: peer, bind: mutating)
@@ -226,7 +229,7 @@ public final class ReceiverServer: Sendable {
             try .encode(try r.seedBegin(vm: c.vm, try c.decode(ReceiverAPI.SeedBegin.self)))
         }
         vmRoute(router, pool, .put, "/seed/:disk", mutating: true, limit: chunk) { r, c in
-            let at = try c.body.withUnsafeBytes { try r.seedWrite(vm: c.vm, disk: try c.name("disk"), offset: try c.int("offset"), bytes: $0) }
+            let at = try c.data.withUnsafeReadableBytes { try r.seedWrite(vm: c.vm, disk: try c.name("disk"), offset: try c.int("offset"), bytes: $0) }
             return try .encode(ReceiverAPI.Offset(offset: at))
         }
         vmRoute(router, pool, .post, "/seed/:disk/done", mutating: true) { r, c in
@@ -240,7 +243,7 @@ public final class ReceiverServer: Sendable {
             try .encode(ReceiverAPI.Offset(offset: try r.uploadSize(vm: c.vm, name: try c.name("name"))))
         }
         vmRoute(router, pool, .put, "/uploads/:name", mutating: true, limit: chunk) { r, c in
-            let at = try c.body.withUnsafeBytes { try r.upload(vm: c.vm, name: try c.name("name"), offset: try c.int("offset"), bytes: $0) }
+            let at = try c.data.withUnsafeReadableBytes { try r.upload(vm: c.vm, name: try c.name("name"), offset: try c.int("offset"), bytes: $0) }
             return try .encode(ReceiverAPI.Offset(offset: at))
         }
         vmRoute(router, pool, .delete, "/uploads", mutating: true) { r, c in try r.discardUploads(vm: c.vm); return .empty }
@@ -277,7 +280,7 @@ public final class ReceiverServer: Sendable {
             .bytes(try r.workDigests(vm: c.vm, disk: try c.name("disk"), blockSize: try Self.blockSize(c)), size: nil)
         }
         vmRoute(router, pool, .put, "/work/:disk", mutating: true, limit: chunk) { r, c in
-            try c.body.withUnsafeBytes { try r.workWrite(vm: c.vm, disk: try c.name("disk"), offset: try c.int("offset"), bytes: $0) }
+            try c.data.withUnsafeReadableBytes { try r.workWrite(vm: c.vm, disk: try c.name("disk"), offset: try c.int("offset"), bytes: $0) }
             return .empty
         }
         vmRoute(router, pool, .post, "/work/:disk/size", mutating: true) { r, c in

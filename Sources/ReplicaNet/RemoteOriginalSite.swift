@@ -35,7 +35,7 @@ public struct RemoteOriginalSite: OriginalSite {
     /// Opens `replicafs://HOST[:PORT]` with mutual TLS from the PKI directory of `options`.
     public init(url: String, options: TargetOptions) throws {
         let address = try ReceiverAddress(url: url)
-        let tls = try PKIDirectory(path: options.pki).clientTLSConfiguration()
+        let tls = try PKIConfigurationCache.clientTLSConfiguration(PKIDirectory(path: options.pki))
         let location = ReplicaNet.scheme + "://" + (address.host.contains(":") ? "[\(address.host)]" : address.host) + ":\(address.port)"
         self.init(client: ReceiverClient(host: address.host, port: address.port, tls: tls,
                                          tlsFailure: { TLSFailure.replicaError($0, peer: location) }))

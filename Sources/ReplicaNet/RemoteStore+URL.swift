@@ -7,8 +7,8 @@ extension RemoteStore {
     /// CA, and the receiver's certificate checked against HOST.
     public convenience init(url: String, options: TargetOptions) throws {
         let address = try ReceiverAddress(url: url)
-        let pki = PKIDirectory(path: options.pki)
-        let tls = try pki.clientTLSConfiguration()
+        // Parsed once per version of the PKI files, not at every open (the replicator opens per tick).
+        let tls = try PKIConfigurationCache.clientTLSConfiguration(PKIDirectory(path: options.pki))
         let location = ReplicaNet.scheme + "://" + (address.host.contains(":") ? "[\(address.host)]" : address.host) + ":\(address.port)"
         let client = ReceiverClient(host: address.host, port: address.port, tls: tls,
                                     tlsFailure: { TLSFailure.replicaError($0, peer: location) })

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import NIOCore
 import NIOHTTP1
 import ReplicaLog
 import ReplicaStore
@@ -122,17 +123,17 @@ public final class RemoteStore: TargetStore {
                 if let restart { durable = restart }
                 while durable < size {
                     let n = Int(min(Int64(sendChunkBytes), size - durable))
-                    let raw = try Self.read(fd, count: n, offset: durable)
+                    let raw = try Self.readBuffer(fd, count: n, offset: durable)
                     var headers: [(String, String)] = []
                     var body = raw
                     if compress {
-                        body = try raw.withUnsafeBytes { try ZlibFrames.deflate($0) }
-                        headers = [(ReceiverAPI.encodingHeader, "zlib"), (ReceiverAPI.rawLengthHeader, String(raw.count))]
+                        body = ByteBuffer(bytes: try raw.withUnsafeReadableBytes { try ZlibFrames.deflate($0) })
+                        headers = [(ReceiverAPI.encodingHeader, "zlib"), (ReceiverAPI.rawLengthHeader, String(raw.readableBytes))]
                     }
-                    throttle?(body.count)
-                    sent += Int64(body.count)
-                    durable = try client.json(.PUT, upload, query: ["offset": String(durable)], headers: headers, send: nil as Int?,
-                                              body: body, as: ReceiverAPI.Offset.self).offset
+                    throttle?(body.readableBytes)
+                    sent += Int64(body.readableBytes)
+                    durable = try client.json(.PUT, upload, query: ["offset": String(durable)], headers: headers,
+                                              buffer: body, as: ReceiverAPI.Offset.self).offset
                 }
             }
         }
@@ -333,7 +334,23 @@ public final class RemoteStore: TargetStore {
         try client.transfer(what: what, for: resumeSeconds, resumeAt: resumeAt, body)
     }
 
-    static func read(_ fd: FileDescriptor, count: Int, offset: Int64) throws -> [UInt8] {
+    /// Up to `count` bytes at `offset` (fewer at the end of the file), read straight into a
+    /// buffer the HTTP client sends as it is.
+    static func readBuffer(_ fd: ReplicaSystem.FileDescriptor, count: Int, offset: Int64) throws -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: count)
+        _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buf in
+            var done = 0
+            while done < count {
+                let n = try fd.pread(into: buf.baseAddress! + done, count: count - done, offset: offset + Int64(done))
+                if n == 0 { break }
+                done += n
+            }
+            return done
+        }
+        return buffer
+    }
+
+    static func read(_ fd: ReplicaSystem.FileDescriptor, count: Int, offset: Int64) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         try bytes.withUnsafeMutableBytes { buf in

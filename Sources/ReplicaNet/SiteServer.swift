@@ -55,9 +55,9 @@ public final class SiteServer: Sendable {
                 for (key, value) in context.parameters { parameters[String(key)] = String(value).removingPercentEncoding ?? String(value) }
                 var query: [String: String] = [:]
                 for (key, value) in request.uri.queryParameters { query[String(key)] = String(value).removingPercentEncoding ?? String(value) }
-                let body = limit > 0 ? Array(try await request.collectBody(upTo: limit).readableBytesView) : []
-                disks.stats.request(bodyBytes: body.count)
-                let call = ReceiverServer.Call(vm: "", parameters: parameters, query: query, body: body)
+                let body = limit > 0 ? try await request.collectBody(upTo: limit) : ByteBuffer()
+                disks.stats.request(bodyBytes: body.readableBytes)
+                let call = ReceiverServer.Call(vm: "", parameters: parameters, query: query, data: body)
                 return try await pool.runIfActive {
                     do {
                         return try work(disks, call)
@@ -87,13 +87,13 @@ public final class SiteServer: Sendable {
         }
         route(router, pool, .post, "/disks/:disk/size") { d, c in try d.setSize(try Self.name(c, "disk"), try c.int("size")); return .empty }
         route(router, pool, .put, "/disks/:disk/data", limit: chunk) { d, c in
-            try c.body.withUnsafeBytes { try d.write(try Self.name(c, "disk"), offset: try c.int("offset"), bytes: $0) }
+            try c.data.withUnsafeReadableBytes { try d.write(try Self.name(c, "disk"), offset: try c.int("offset"), bytes: $0) }
             return .empty
         }
         route(router, pool, .post, "/disks/:disk/sync") { d, c in try d.sync(try Self.name(c, "disk")); return .empty }
         route(router, pool, .get, "/logs/:name") { d, c in try .encode(ReceiverAPI.Offset(offset: try d.logSize(try Self.name(c, "name")))) }
         route(router, pool, .put, "/logs/:name", limit: chunk) { d, c in
-            try .encode(ReceiverAPI.Offset(offset: try c.body.withUnsafeBytes {
+            try .encode(ReceiverAPI.Offset(offset: try c.data.withUnsafeReadableBytes {
                 try d.uploadLog(try Self.name(c, "name"), offset: try c.int("offset"), bytes: $0)
             }))
         }
