@@ -61,6 +61,13 @@ public final class ImageJournal: @unchecked Sendable {
     /// its order is the order of the image's changes); the image write runs outside the lock,
     /// overlapping the next append, but waits for any earlier in-flight write to the same bytes.
     public func write(_ data: UnsafeRawBufferPointer, offset: Int64) throws {
+        try write(data, offset: offset, whenOnImage: {})
+    }
+
+    /// `write`, calling `whenOnImage` as soon as the bytes are logged and on the image, before
+    /// the in-flight bookkeeping that takes the lock again: the mount's reply, so the caller's
+    /// next request (its flush) does not wait for that lock. Not called when the write throws.
+    public func write(_ data: UnsafeRawBufferPointer, offset: Int64, whenOnImage: () -> Void) throws {
         let crc = Checksum.crc32c(data)
         let range = offset..<(offset + Int64(data.count))
         lock.lock()
@@ -95,6 +102,7 @@ public final class ImageJournal: @unchecked Sendable {
         } catch {
             failure = error
         }
+        if failure == nil { whenOnImage() }
 
         lock.lock()
         if failure == nil { integrity.noteChange(extendingTo: range.upperBound) }
