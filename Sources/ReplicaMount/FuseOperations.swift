@@ -148,8 +148,10 @@ extension FuseServer {
                 return
             }
             do {
-                try journal.write(UnsafeRawBufferPointer(start: buf, count: size), offset: Int64(off))
-                fuse_reply_write(req, size)
+                // Replied once the bytes are logged and on the image; the bookkeeping after follows.
+                try journal.write(UnsafeRawBufferPointer(start: buf, count: size), offset: Int64(off)) {
+                    fuse_reply_write(req, size)
+                }
             } catch {
                 fuse_reply_err(req, FuseSession.errno(of: error))
                 // Written back from the cache, the failed bytes would stay readable there.

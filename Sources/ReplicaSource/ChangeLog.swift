@@ -198,14 +198,25 @@ public final class ChangeLog {
         if let failure { throw failure }
     }
 
-    /// Extends the file with written zeros past `end` (see `fileEnd`); best effort.
+    /// Extends the file with written zeros past `end` (see `fileEnd`); best effort. Their disk
+    /// writes start at once, so the next flush finds them under way or done instead of writing
+    /// the whole chunk itself before the record it waits for.
     private func writeZerosAhead() {
         let chunk = Int(Self.writeAheadChunk)
-        let zeros = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { zeros.deallocate() }
-        memset(zeros, 0, chunk)
-        if (try? fd.pwrite(zeros, count: chunk, offset: fileEnd)) != nil { fileEnd += Int64(chunk) }
+        guard let zeros = UnsafeRawPointer(bitPattern: Self.zeroChunkAddress) else { return }
+        guard (try? fd.pwrite(zeros, count: chunk, offset: fileEnd)) != nil else { return }
+        try? fd.startWriteback(offset: fileEnd, length: Int64(chunk))
+        fileEnd += Int64(chunk)
     }
+
+    /// The address of `writeAheadChunk` bytes of zeros shared by every log: a read-only anonymous
+    /// mapping, whose pages all map the kernel's zero page when read. Writing zeros ahead then
+    /// costs no allocation, memset or page faults per chunk (a fresh 1 MiB buffer per chunk took
+    /// 256 page faults and a memset every 253 flushes of 4 KiB). 0 if the mapping failed.
+    private static let zeroChunkAddress: Int = {
+        let p = mmap(nil, Int(writeAheadChunk), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        return p == MAP_FAILED ? 0 : Int(bitPattern: p)
+    }()
 
     /// The appended range whose writeback is due once `chunk` bytes have piled up since the
     /// last start, or nil; the caller starts it with `startWriteback` outside its lock.

@@ -61,6 +61,14 @@ public final class ImageJournal: @unchecked Sendable {
     /// its order is the order of the image's changes); the image write runs outside the lock,
     /// overlapping the next append, but waits for any earlier in-flight write to the same bytes.
     public func write(_ data: UnsafeRawBufferPointer, offset: Int64) throws {
+        try write(data, offset: offset, whenOnImage: {})
+    }
+
+    /// `write`, calling `whenOnImage` once the bytes are logged and on the image: for a small
+    /// write before the in-flight bookkeeping that takes the lock again (the mount's reply, so
+    /// the caller's next request, its flush, does not wait for that lock), for a streaming one
+    /// after it. Not called when the write throws.
+    public func write(_ data: UnsafeRawBufferPointer, offset: Int64, whenOnImage: () -> Void) throws {
         let crc = Checksum.crc32c(data)
         let range = offset..<(offset + Int64(data.count))
         lock.lock()
@@ -95,6 +103,11 @@ public final class ImageJournal: @unchecked Sendable {
         } catch {
             failure = error
         }
+        // Small writes (a database's log) are answered before the bookkeeping; streaming ones
+        // after it, as before: with early answers for every size, sequential 1 MiB writes ran
+        // 0.70-0.88x of the build before in all four rounds measured (docs/benchmarks.md).
+        let early = data.count < Self.streamingWrite
+        if failure == nil && early { whenOnImage() }
 
         lock.lock()
         if failure == nil { integrity.noteChange(extendingTo: range.upperBound) }
@@ -112,6 +125,7 @@ public final class ImageJournal: @unchecked Sendable {
         rangeFreed.broadcast()
         lock.unlock()
         if let failure { throw failure }
+        if !early { whenOnImage() }
     }
 
     /// Forgets a reported divergence: after a cut whose copy the replica is synced to (resync,

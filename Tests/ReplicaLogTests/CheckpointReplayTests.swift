@@ -114,6 +114,9 @@ struct CheckpointReplayTests {
         let active = j.state.activeLog
         let logBytes = j.state.logBytes
         #expect(try FileSystem.stat(active).st_size > logBytes, "no log space written ahead under flush-heavy writes")
+        // What is written ahead is zeros (the shared zero mapping), read as a torn tail.
+        let ahead = try FileSystem.readFile(active)[Int(logBytes)...]
+        #expect(!ahead.isEmpty && ahead.allSatisfy { $0 == 0 }, "the space written ahead of the log is not all zeros")
         // Sealed by a rotation: the zeros are cut, the log ends at its seal.
         _ = try set!.rotate()
         let sealed = try LogScanner.scan(active)
