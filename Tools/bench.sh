@@ -558,7 +558,7 @@ print_every_run() {  # with several rounds, every round's figure, not only the m
     [[ $ROUNDS -gt 1 ]] || return 0
     local s j r row
     echo
-    echo "Every run, MB/s per round in run order (the tables above show the medians):"
+    echo "Every run, MB/s (pgbench: TPS) per round in run order (the tables above show the medians):"
     echo
     row="| job |"; for s in "${SETUPS[@]}"; do row+=" $(setup_title "$s") |"; done; echo "$row"
     row="|---|";  for s in "${SETUPS[@]}"; do row+="---:|"; done; echo "$row"
@@ -566,7 +566,11 @@ print_every_run() {  # with several rounds, every round's figure, not only the m
         row="| $j |"
         for s in "${SETUPS[@]}"; do
             row+=" "
-            for ((r = 1; r <= ROUNDS; r++)); do row+="$(mbps "${ROUND_BW[$s,$j,$r]}")$([[ $r -eq $ROUNDS ]] || echo " / ")"; done
+            for ((r = 1; r <= ROUNDS; r++)); do
+                if [[ $j == pgbench ]]; then row+="$(awk -v t="${ROUND_BW[$s,$j,$r]}" 'BEGIN { printf "%.0f", t }')"
+                else row+="$(mbps "${ROUND_BW[$s,$j,$r]}")"; fi
+                [[ $r -eq $ROUNDS ]] || row+=" / "
+            done
             row+=" |"
         done
         echo "$row"
