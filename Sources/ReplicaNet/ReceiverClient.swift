@@ -69,8 +69,7 @@ public struct ReceiverClient: Sendable {
     }
 
     func call(_ method: HTTPMethod, _ path: String, query: [String: String], headers: [(String, String)],
-              payload: HTTPClient.Body?, contentType: String) throws -> Answer {
-        let body = payload
+              payload body: HTTPClient.Body?, contentType: String) throws -> Answer {
         var url = base + ReceiverAPI.prefix + path
         if !query.isEmpty {
             url += "?" + query.sorted { $0.key < $1.key }.map { "\($0.key)=\(Self.segment($0.value))" }.joined(separator: "&")
@@ -112,17 +111,17 @@ public struct ReceiverClient: Sendable {
         let answer = try body != nil
             ? call(method, path, query: query, headers: headers, body: body)
             : call(method, path, query: query, headers: headers, body: try send.map { Array(try JSONEncoder().encode($0)) }, contentType: "application/json")
-        do {
-            return try JSONDecoder().decode(type, from: Data(answer.body))
-        } catch {
-            throw ReplicaError("receiver \(location): unreadable answer to \(method) \(path)", kind: .recoverable)
-        }
+        return try decode(answer, as: type, method, path)
     }
 
     /// A raw-body request (a `ByteBuffer`) and its decoded JSON answer.
     public func json<T: Decodable>(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], headers: [(String, String)] = [],
                                    buffer: ByteBuffer, as type: T.Type) throws -> T {
-        let answer = try call(method, path, query: query, headers: headers, buffer: buffer)
+        try decode(try call(method, path, query: query, headers: headers, buffer: buffer), as: type, method, path)
+    }
+
+    /// An answer's JSON body as `type`; anything else is a recoverable error naming the request.
+    func decode<T: Decodable>(_ answer: Answer, as type: T.Type, _ method: HTTPMethod, _ path: String) throws -> T {
         do {
             return try JSONDecoder().decode(type, from: Data(answer.body))
         } catch {

@@ -74,8 +74,6 @@ public final class ReceiverServer: Sendable {
         /// The body as received (or inflated): data routes write straight from it, with no copy
         /// of an 8 MiB chunk into an array first.
         var data: ByteBuffer
-        /// The body as an array (a copy: JSON bodies and small ones).
-        var body: [UInt8] { Array(data.readableBytesView) }
 
         func name(_ key: String) throws -> String {
             guard let value = parameters[key], ReceiverAPI.validName(value) else {
@@ -98,7 +96,7 @@ public final class ReceiverServer: Sendable {
 
         func decode<T: Decodable>(_ type: T.Type) throws -> T {
             do {
-                return try JSONDecoder().decode(type, from: Data(body))
+                return try JSONDecoder().decode(type, from: Data(data.readableBytesView))
             } catch {
                 throw ReplicaError("malformed \(type) request body", code: .badRequest)
             }

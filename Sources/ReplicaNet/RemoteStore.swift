@@ -338,28 +338,16 @@ public final class RemoteStore: TargetStore {
     /// buffer the HTTP client sends as it is.
     static func readBuffer(_ fd: ReplicaSystem.FileDescriptor, count: Int, offset: Int64) throws -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: count)
+        // pread reads until `count` or the end of the file.
         _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buf in
-            var done = 0
-            while done < count {
-                let n = try fd.pread(into: buf.baseAddress! + done, count: count - done, offset: offset + Int64(done))
-                if n == 0 { break }
-                done += n
-            }
-            return done
+            try fd.pread(into: buf.baseAddress!, count: count, offset: offset)
         }
         return buffer
     }
 
     static func read(_ fd: ReplicaSystem.FileDescriptor, count: Int, offset: Int64) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        try bytes.withUnsafeMutableBytes { buf in
-            while done < count {
-                let n = try fd.pread(into: buf.baseAddress! + done, count: count - done, offset: offset + Int64(done))
-                if n == 0 { break }
-                done += n
-            }
-        }
+        let done = try bytes.withUnsafeMutableBytes { try fd.pread(into: $0.baseAddress!, count: count, offset: offset) }
         bytes.removeSubrange(done...)
         return bytes
     }
