@@ -92,7 +92,12 @@ extension Replicator {
             // The cut: every write after it is in the new logs, which the next commit replays
             // over the (fuzzy) copy; every write before it must be in the images first.
             try flushImages(vm.disks)
-            _ = try disks.rotate(only: Set(vm.disks))
+            streamer.publish(vm, store: nil)
+            let rotation = try streamer.aroundCut { try disks.rotate(only: Set(vm.disks)) }
+            // The copy replaces the logs before this cut: what was sent of them ahead of it (by
+            // this daemon or one before a crash) will never be committed.
+            streamer.forget(rotation.sealed)
+            store.discardReceived(vm: vm.name)
             var sources: [String: String] = [:]
             for j in journals {
                 // The new chain starts at this cut and the copy covers all before it.

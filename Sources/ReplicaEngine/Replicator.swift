@@ -37,6 +37,10 @@ public final class Replicator: @unchecked Sendable {
     public let bandwidth = BandwidthMeter()
     /// When each VM's remote store last said "not failed over, replica present".
     let remoteChecks = RemoteCheckTimes()
+    /// Sends the active logs of VMs replicating to a receiver ahead of their cut.
+    private(set) lazy var streamer = LogStreamer(disks: disks) { [unowned self] vm, bytes in
+        self.update(vm) { $0.bytesSent += bytes }
+    }
 
     /// Deletes shipped logs in the background.
     let reaper: ShippedLogReaper
@@ -68,6 +72,9 @@ public final class Replicator: @unchecked Sendable {
         }
         t.name = "replicafs-replicator"
         t.start()
+        let streaming = Thread { [self] in streamer.run { stateLock.withLock { running } } }
+        streaming.name = "replicafs-log-streamer"
+        streaming.start()
     }
 
     public func stop() { stateLock.withLock { running = false } }
@@ -76,6 +83,7 @@ public final class Replicator: @unchecked Sendable {
     public func stopAndWait() {
         stop()
         cycleLock.withLock {}
+        streamer.aroundCut {}
         reaper.drain()
         do {
             try resync.recordFingerprints(disks)
@@ -106,6 +114,7 @@ public final class Replicator: @unchecked Sendable {
     func tick() {
         let vms = ProtectedVM.all(disksDir: disks.directory)
         stateLock.withLock { states = states.filter { s in vms.contains { $0.name == s.key } } }
+        streamer.keep(only: Set(vms.map(\.name)))
         health.observe(vms)
         for vm in vms {
             // After a failure nothing runs before the retry is due; while Critical, nothing until `resume`.
@@ -117,8 +126,9 @@ public final class Replicator: @unchecked Sendable {
                 let store = try bandwidth.openStore(vm)
                 // Failed over (not a drill): the VM runs from the store's side, which takes no
                 // replication until failback; say so and what to run instead of retrying.
-                if !checked, noteFailover(vm, store) { continue }
+                if !checked, noteFailover(vm, store) { streamer.publish(vm, store: nil); continue }
                 if !checked, !store.hasVM(vm.name) {
+                    streamer.publish(vm, store: nil)
                     try requireNoLostReplica(vm, store)
                     if let at = vm.policy.initialAt, Self.now() < at, store.initialCopy(vm.name) == nil {
                         update(vm.name) {
@@ -134,7 +144,7 @@ public final class Replicator: @unchecked Sendable {
                     continue
                 }
                 if !checked { remoteChecks.answered(vm, now: Self.now()) }
-                if try resyncIfNeeded(vm, store) { continue }
+                if try resyncIfNeeded(vm, store) { streamer.publish(vm, store: nil); continue }
                 let now = Self.now()
                 if !health.wasReplicated(vm.name) {
                     health.markReplicated(vm.name, since: (try? store.points(vm.name).last).map { Double($0.timeNanos) / 1e9 } ?? now)
@@ -148,6 +158,7 @@ public final class Replicator: @unchecked Sendable {
                 if let every = vm.policy.appConsistentEvery, let lastApp, now - lastApp >= every {
                     _ = try cut(vm.name, appConsistent: true)
                     health.succeeded(vm.name, now: Self.now(), cycle: true)
+                    streamer.publish(vm, store: store)
                 } else if now - last >= interval || health.retryPending(vm.name) {
                     // A retry runs when the back-off says, not at the next copy-frequency tick.
                     // Continuous mode skips cuts with nothing logged (no empty points 10 times a
@@ -161,8 +172,11 @@ public final class Replicator: @unchecked Sendable {
                         return try cycle(vm, store, consistency: .crash, skipIfIdle: idleSkips)
                     }
                     health.succeeded(vm.name, now: Self.now(), cycle: true)
+                    // In step with its store: from now on its active logs go ahead of the cuts.
+                    streamer.publish(vm, store: store)
                 }
             } catch {
+                streamer.publish(vm, store: nil)
                 // The questions skipped this tick first: a VM failed over or a replica gone
                 // since they were last asked is told as such, not as the refused commit.
                 if checked, let store = try? bandwidth.openStore(vm) {
@@ -412,7 +426,7 @@ public final class Replicator: @unchecked Sendable {
                 try disks.journal(named: disk)?.mark(Marker(kind: .appConsistent, cutID: 0, timeNanos: cutTime, label: vm.name))
             }
         }
-        let rotation = try disks.rotate(only: Set(vm.disks))
+        let rotation = try streamer.aroundCut { try disks.rotate(only: Set(vm.disks)) }
         // The cut checked each log and image: with a log lost or an image changed from
         // outside, these logs miss changes, and a point made from them would be wrong.
         if let broken = vm.disks.lazy.compactMap({ self.disks.journal(named: $0)?.chainBreak }).first {
@@ -425,9 +439,13 @@ public final class Replicator: @unchecked Sendable {
             logs[disk] = try j.sealedLogs()
         }
         let shippedBytes = try logs.values.joined().reduce(Int64(0)) { $0 + Int64(try FileSystem.stat($1).st_size) }
+        // Sealed: the streamer sends these no more, and the upload below resumes them.
+        streamer.forget(logs.values.joined())
         let commitStart = Self.now()
         // A transfer or commit that fails leaves nothing staged to take space from the retry.
-        defer { store.discardReceived(vm: vm.name) }
+        // After a commit the receiver holds only what the streamer sent of the next logs.
+        var committed = false
+        defer { if !committed { store.discardReceived(vm: vm.name) } }
         var (received, sent) = try store.receive(vm: vm.name, logs: SourceFile.map(logs), compress: vm.policy.compress)
         let point: RecoveryPoint
         do {
@@ -446,11 +464,12 @@ public final class Replicator: @unchecked Sendable {
             resync.noteCommitError(vm.name, error)
             throw error
         }
-        let committed = Self.now()
+        committed = true
+        let committedAt = Self.now()
         for path in logs.values.joined() { try reaper.retire(path) }
         try store.prune(vm: vm.name, retentionSeconds: vm.policy.retention, nowNanos: Clock.nowNanos())
         let previousCut = stateLock.withLock { () -> UInt64? in
-            lastCycle[vm.name] = committed
+            lastCycle[vm.name] = committedAt
             defer { lastCut[vm.name] = cutTime }
             return lastCut[vm.name]
         }
@@ -463,11 +482,11 @@ public final class Replicator: @unchecked Sendable {
             $0.pendingBytes = pending
             $0.lastError = nil
             if let previousCut {
-                $0.recentLags.append(committed - Double(previousCut) / 1e9)
+                $0.recentLags.append(committedAt - Double(previousCut) / 1e9)
                 if $0.recentLags.count > 2000 { $0.recentLags.removeFirst($0.recentLags.count - 2000) }
             }
             $0.appliedBytes += shippedBytes
-            $0.applySeconds += committed - commitStart
+            $0.applySeconds += committedAt - commitStart
             $0.logBytesShipped += shippedBytes
             $0.bytesSent += sent
         }

@@ -121,23 +121,35 @@ public final class RemoteStore: TargetStore {
             }
             try transfer(what: "log \(file.name)", resumeAt: ask) { restart in
                 if let restart { durable = restart }
-                while durable < size {
-                    let n = Int(min(Int64(sendChunkBytes), size - durable))
-                    let raw = try Self.readBuffer(fd, count: n, offset: durable)
-                    var headers: [(String, String)] = []
-                    var body = raw
-                    if compress {
-                        body = ByteBuffer(bytes: try raw.withUnsafeReadableBytes { try ZlibFrames.deflate($0) })
-                        headers = [(ReceiverAPI.encodingHeader, "zlib"), (ReceiverAPI.rawLengthHeader, String(raw.readableBytes))]
-                    }
-                    throttle?(body.readableBytes)
-                    sent += Int64(body.readableBytes)
-                    durable = try client.json(.PUT, upload, query: ["offset": String(durable)], headers: headers,
-                                              buffer: body, as: ReceiverAPI.Offset.self).offset
-                }
+                durable = try send(fd, to: upload, from: durable, to: size, compress: compress, sent: &sent)
             }
         }
         return (logs, sent)
+    }
+
+    /// Sends the bytes of `fd` from `from` to `end` as upload requests of `sendChunkBytes`;
+    /// returns the upload's size the receiver answered last and counts the bytes that crossed.
+    func send(_ fd: ReplicaSystem.FileDescriptor, to upload: String, from: Int64, to end: Int64, compress: Bool,
+              sent: inout Int64) throws -> Int64 {
+        var durable = from
+        while durable < end {
+            let n = Int(min(Int64(sendChunkBytes), end - durable))
+            let raw = try Self.readBuffer(fd, count: n, offset: durable)
+            guard raw.readableBytes == n else {
+                throw ReplicaError("log \(fd.path) ends at \(durable + Int64(raw.readableBytes)), before byte \(end)", kind: .recoverable)
+            }
+            var headers: [(String, String)] = []
+            var body = raw
+            if compress {
+                body = ByteBuffer(bytes: try raw.withUnsafeReadableBytes { try ZlibFrames.deflate($0) })
+                headers = [(ReceiverAPI.encodingHeader, "zlib"), (ReceiverAPI.rawLengthHeader, String(raw.readableBytes))]
+            }
+            throttle?(body.readableBytes)
+            sent += Int64(body.readableBytes)
+            durable = try client.json(.PUT, upload, query: ["offset": String(durable)], headers: headers,
+                                      buffer: body, as: ReceiverAPI.Offset.self).offset
+        }
+        return durable
     }
 
     public func discardReceived(vm: String) {

@@ -19,8 +19,10 @@ public final class ImageJournal: @unchecked Sendable {
     private let lock = Lock()
     private let rangeFreed = Condition()
     private var log: ChangeLog
-    /// Byte ranges whose record is logged but whose image write has not finished.
-    private var inFlight: [(range: Range<Int64>, lsn: UInt64)] = []
+    /// Byte ranges whose record is logged but whose image write has not finished, with where
+    /// the record starts in its log. Only such a record can still be taken back out of a log
+    /// (its image write failed), so a log's bytes before the first of them are final.
+    private var inFlight: [(range: Range<Int64>, lsn: UInt64, logOffset: Int64)] = []
     /// Size changes and fallocates waiting for the in-flight writes to drain; new writes hold
     /// back meanwhile, so a steady stream of writes cannot starve them.
     private var exclusiveWaiting = 0
@@ -84,7 +86,7 @@ public final class ImageJournal: @unchecked Sendable {
         let appendedTo = log
         let lsn = mark.lsn
         loggedBytes += UInt64(appendedEnd - mark.end)
-        inFlight.append((range, lsn))
+        inFlight.append((range, lsn, mark.end))
         let logWriteback = log.takeWritebackRange(every: Self.logWritebackChunk)
         lock.unlock()
         // Start the disk writes now rather than all at the next fsync: the log is written
@@ -274,6 +276,26 @@ public final class ImageJournal: @unchecked Sendable {
     /// Appends a marker to the active log (app-consistent points, notes).
     public func mark(_ marker: Marker) throws {
         try lock.withLock { try log.appendMarker(marker) }
+    }
+
+    /// The active log's path and the bytes appended to it so far (no sync).
+    public var activeLogEnd: (path: String, end: Int64) {
+        lock.withLock { (log.path, log.end) }
+    }
+
+    /// Makes the active log durable up to its final bytes and returns its path and their end.
+    /// Final: before the first record whose image write is still running (the only kind a
+    /// failure can take back out, see `write`), so these bytes stay the log's through a crash,
+    /// a rollback and the seal (which only appends). For sending a log ahead of its cut
+    /// (`LogStreamer`).
+    public func activeLogSynced() throws -> (path: String, end: Int64) {
+        let (current, final) = lock.withLock { () -> (ChangeLog, Int64) in
+            let first = log.header.firstLSN
+            let running = inFlight.lazy.filter { $0.lsn >= first }.map(\.logOffset).min()
+            return (log, running ?? log.end)
+        }
+        try current.sync(upTo: final)
+        return (current.path, final)
     }
 
     /// Where new records go: the active log's sequence, chain and first LSN.
