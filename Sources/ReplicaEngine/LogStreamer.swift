@@ -15,7 +15,7 @@ import Glibc
 /// a failed image write could still take back), so what the receiver holds is that log's
 /// prefix through a crash, a rollback and the seal. Best effort: a failure is logged and the
 /// next pass asks the receiver what it holds; the cycle's own upload is what a point waits for.
-// @unchecked: `vms` and `held` are only touched under `lock`.
+// @unchecked: `vms` and `held` are only touched under `lock`; `sent` is set before the thread starts.
 final class LogStreamer: @unchecked Sendable {
     /// A VM the replicator found in step with its receiver, and that receiver.
     struct Entry {
@@ -24,8 +24,8 @@ final class LogStreamer: @unchecked Sendable {
     }
 
     let disks: DiskSet
-    /// Counts the bytes a pass sent for a VM (its `bytesSent`).
-    let sent: (String, Int64) -> Void
+    /// Counts the bytes a pass sent for a VM (its `bytesSent`); set before the first pass.
+    var sent: (String, Int64) -> Void = { _, _ in }
     private let lock = Lock()
     private var vms: [String: Entry] = [:]
     /// What the receiver holds of each streamed log (by path); absent: ask it.
@@ -39,9 +39,8 @@ final class LogStreamer: @unchecked Sendable {
     /// Time between passes.
     static let interval: useconds_t = 50_000
 
-    init(disks: DiskSet, sent: @escaping (String, Int64) -> Void) {
+    init(disks: DiskSet) {
         self.disks = disks
-        self.sent = sent
     }
 
     /// Streams `vm`'s logs to `store` from now on when it is a receiver; nil stops it.

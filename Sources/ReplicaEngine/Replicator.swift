@@ -38,9 +38,7 @@ public final class Replicator: @unchecked Sendable {
     /// When each VM's remote store last said "not failed over, replica present".
     let remoteChecks = RemoteCheckTimes()
     /// Sends the active logs of VMs replicating to a receiver ahead of their cut.
-    private(set) lazy var streamer = LogStreamer(disks: disks) { [unowned self] vm, bytes in
-        self.update(vm) { $0.bytesSent += bytes }
-    }
+    let streamer: LogStreamer
 
     /// Deletes shipped logs in the background.
     let reaper: ShippedLogReaper
@@ -61,6 +59,8 @@ public final class Replicator: @unchecked Sendable {
         self.resync = ResyncScheduler(disks: disks)
         self.reaper = ShippedLogReaper(disksDir: disks.directory)
         self.events = EventLog(disksDir: disks.directory)
+        self.streamer = LogStreamer(disks: disks)
+        streamer.sent = { [unowned self] vm, bytes in self.update(vm) { $0.bytesSent += bytes } }
     }
 
     public func start() {
