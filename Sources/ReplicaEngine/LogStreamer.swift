@@ -38,6 +38,9 @@ final class LogStreamer: @unchecked Sendable {
     static let minimumBytes: Int64 = 256 << 10
     /// Time between passes.
     static let interval: useconds_t = 50_000
+    /// The most one send takes while holding off the cuts (a VM back after a failure may have
+    /// a long log to catch up on; a cut then waits for one request, not for all of it).
+    static let sendLimit: Int64 = 8 << 20
 
     init(disks: DiskSet) {
         self.disks = disks
@@ -81,7 +84,8 @@ final class LogStreamer: @unchecked Sendable {
         for entry in entries {
             for disk in entry.vm.disks {
                 guard let journal = disks.journal(named: disk) else { continue }
-                sendLock.withLock { send(journal, of: entry) }
+                // Catch up a request at a time, letting a cut in between.
+                while sendLock.withLock({ send(journal, of: entry) }) {}
             }
         }
         lock.withLock {
@@ -90,22 +94,26 @@ final class LogStreamer: @unchecked Sendable {
         }
     }
 
-    private func send(_ journal: ImageJournal, of entry: Entry) {
+    /// Sends the journal's active log up to its final bytes, at most `sendLimit` of them;
+    /// whether there may be more to send now.
+    private func send(_ journal: ImageJournal, of entry: Entry) -> Bool {
         let (path, end) = journal.activeLogEnd
         let known = lock.withLock { held[path] }
-        guard end - (known ?? 0) >= Self.minimumBytes else { return }
+        guard end - (known ?? 0) >= Self.minimumBytes else { return false }
         do {
             let final = try journal.activeLogSynced()
             // Cut by a rotation this lock does not hold off: that log is the cycle's now.
-            guard final.path == path else { return }
+            guard final.path == path else { return false }
             let name = (path as NSString).lastPathComponent
             let result = try entry.store.stream(vm: entry.vm.name, name: name, path: path, from: known, to: final.end,
-                                                compress: entry.vm.policy.compress)
+                                                limit: Self.sendLimit, compress: entry.vm.policy.compress)
             lock.withLock { held[path] = result.held }
             if result.sent > 0 { sent(entry.vm.name, result.sent) }
+            return result.held < final.end && result.held > (known ?? 0)
         } catch {
             lock.withLock { held[path] = nil }
             DaemonLog.logger.debug("\(entry.vm.name): streaming \(path) ahead of its cut: \(error)")
+            return false
         }
     }
 }

@@ -66,8 +66,10 @@ public final class Replicator: @unchecked Sendable {
     public func start() {
         let t = Thread { [self] in
             while stateLock.withLock({ running }) {
-                tick()
-                usleep(100_000)
+                // A continuous VM that just made a point has more logged already: its next
+                // cut starts now, not after the tick's 100 ms (a tenth of a second of lag);
+                // the millisecond lets a snapshot waiting for the cycle lock take it.
+                usleep(tick() ? 1_000 : 100_000)
             }
         }
         t.name = "replicafs-replicator"
@@ -110,8 +112,11 @@ public final class Replicator: @unchecked Sendable {
 
     public static func now() -> Double { Double(Clock.nowNanos()) / 1e9 }
 
-    /// One pass: pick up protection changes, run what is due.
-    func tick() {
+    /// One pass: pick up protection changes, run what is due. True when a continuously
+    /// replicated VM made a point.
+    @discardableResult
+    func tick() -> Bool {
+        var continuousPoint = false
         let vms = ProtectedVM.all(disksDir: disks.directory)
         stateLock.withLock { states = states.filter { s in vms.contains { $0.name == s.key } } }
         streamer.keep(only: Set(vms.map(\.name)))
@@ -149,28 +154,31 @@ public final class Replicator: @unchecked Sendable {
                 if !health.wasReplicated(vm.name) {
                     health.markReplicated(vm.name, since: (try? store.points(vm.name).last).map { Double($0.timeNanos) / 1e9 } ?? now)
                 }
-                // Continuous: a new cycle as soon as the last one ended (the tick is 100 ms).
-                let interval = vm.policy.copyFrequency == 0 ? 0.1 : vm.policy.copyFrequency
-                let (lastApp, last) = stateLock.withLock { () -> (Double?, Double) in
+                // Continuous: a cut at most every 0.1 s, counted from the last cut's start, so a
+                // cycle that took longer is followed by the next at once (counted from its end,
+                // a write waited up to 0.1 s more); otherwise the copy frequency from its end.
+                let (lastApp, last, lastCutAt) = stateLock.withLock { () -> (Double?, Double, Double) in
                     if lastAppPoint[vm.name] == nil { lastAppPoint[vm.name] = now }
-                    return (lastAppPoint[vm.name], lastCycle[vm.name] ?? 0)
+                    return (lastAppPoint[vm.name], lastCycle[vm.name] ?? 0, Double(lastCut[vm.name] ?? 0) / 1e9)
                 }
+                let due = vm.policy.copyFrequency == 0 ? now - lastCutAt >= 0.1 : now - last >= vm.policy.copyFrequency
                 if let every = vm.policy.appConsistentEvery, let lastApp, now - lastApp >= every {
                     _ = try cut(vm.name, appConsistent: true)
                     health.succeeded(vm.name, now: Self.now(), cycle: true)
                     streamer.publish(vm, store: store)
-                } else if now - last >= interval || health.retryPending(vm.name) {
+                } else if due || health.retryPending(vm.name) {
                     // A retry runs when the back-off says, not at the next copy-frequency tick.
                     // Continuous mode skips cuts with nothing logged (no empty points 10 times a
                     // second), unless a failed attempt left sealed logs to ship.
                     let idleSkips = vm.policy.copyFrequency == 0 && !health.retryPending(vm.name)
                     let retry = health.retryPending(vm.name)
-                    _ = try cycleLock.withLock { () -> RecoveryPoint? in
+                    let point = try cycleLock.withLock { () -> RecoveryPoint? in
                         // A snapshot that cut while this waited for the lock made the point
                         // that was due: another one now would only repeat it.
                         guard retry || stateLock.withLock({ lastCycle[vm.name] ?? 0 }) == last else { return nil }
                         return try cycle(vm, store, consistency: .crash, skipIfIdle: idleSkips)
                     }
+                    if point != nil && vm.policy.copyFrequency == 0 { continuousPoint = true }
                     health.succeeded(vm.name, now: Self.now(), cycle: true)
                     // In step with its store: from now on its active logs go ahead of the cuts.
                     streamer.publish(vm, store: store)
@@ -189,6 +197,7 @@ public final class Replicator: @unchecked Sendable {
             }
         }
         recordHealthChanges()
+        return continuousPoint
     }
 
     /// A commit event per point, or for frequent cycles one a minute summing the points since.

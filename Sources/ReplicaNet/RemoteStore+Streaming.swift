@@ -8,7 +8,8 @@ extension RemoteStore: LogStreaming {
     /// Appends the active log's durable bytes to its upload on the receiver, the upload
     /// `receive` resumes at the cut (docs/secondary-site.md, "Streaming the active log").
     /// No retries: a failure is the next call's to repair, from the receiver's answer.
-    public func stream(vm: String, name: String, path: String, from: Int64?, to end: Int64, compress: Bool) throws -> (held: Int64, sent: Int64) {
+    public func stream(vm: String, name: String, path: String, from: Int64?, to end: Int64, limit: Int64,
+                       compress: Bool) throws -> (held: Int64, sent: Int64) {
         guard ReceiverAPI.validName(name) else { throw ReplicaError("log name \(name) cannot cross to a receiver", kind: .nonRecoverable) }
         let upload = self.path(vm, "/uploads/" + ReceiverClient.segment(name))
         let start: Int64
@@ -21,7 +22,7 @@ extension RemoteStore: LogStreaming {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
         var sent: Int64 = 0
-        let held = try send(fd, to: upload, from: start, to: end, compress: compress, sent: &sent)
+        let held = try send(fd, to: upload, from: start, to: min(end, start + limit), compress: compress, sent: &sent)
         return (held, sent)
     }
 }

@@ -4,7 +4,9 @@
 /// caller (`LogStreamer`) sees to that.
 public protocol LogStreaming {
     /// Sends the bytes of the log at `path`, named `name`, from `from` (what this side last
-    /// knew the store held; nil when unknown: the store is asked) up to `end`. Returns what
-    /// the store now holds of that log and the bytes that crossed (after compression).
-    func stream(vm: String, name: String, path: String, from: Int64?, to end: Int64, compress: Bool) throws -> (held: Int64, sent: Int64)
+    /// knew the store held; nil when unknown: the store is asked) up to `end`, at most `limit`
+    /// of them. Returns what the store now holds of that log and the bytes that crossed (after
+    /// compression).
+    func stream(vm: String, name: String, path: String, from: Int64?, to end: Int64, limit: Int64,
+                compress: Bool) throws -> (held: Int64, sent: Int64)
 }
