@@ -21,6 +21,11 @@ public struct ReceiverClient: Sendable {
             timeout: .init(connect: .seconds(10), read: .seconds(300)),
             decompression: .disabled)
         configuration.httpVersion = .http1Only
+        // A refused or failed connection fails the request at once: the callers that must
+        // outlast a receiver restart retry on their own (`resuming`, 0.1 s doubling to 2 s),
+        // and with the pool's own retries every request to a receiver that is down took the
+        // whole 10 s connect timeout (`replicafs vms` with three such VMs registered: 30 s).
+        configuration.connectionPool.retryConnectionEstablishment = false
         return configuration
     }())
 
