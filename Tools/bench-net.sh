@@ -104,7 +104,8 @@ ship() {
 
 RANDMIB=$(( MIB > LIMIT * 4 ? MIB : LIMIT * 4 ))
 head -c $(( RANDMIB << 20 )) /dev/urandom >"$W/random.bin"
-for _ in $(seq 1 400); do cat /usr/share/common-licenses/* 2>/dev/null || true; done | head -c $(( MIB << 20 )) >"$W/text.bin"
+# The licenses are about 260 KiB: enough copies for MIB (4 per MiB), with a margin.
+for _ in $(seq 1 $(( MIB * 4 + 400 ))); do cat /usr/share/common-licenses/* 2>/dev/null || true; done | head -c $(( MIB << 20 )) >"$W/text.bin"
 [ "$(stat -c %s "$W/text.bin")" -eq $(( MIB << 20 )) ] || { echo "bench-net.sh: cannot make $MIB MiB of text from /usr/share/common-licenses" >&2; exit 1; }
 
 TABLE=$(mktemp)
