@@ -54,6 +54,16 @@ final class LogStreamer: @unchecked Sendable {
         }
     }
 
+    /// Gives a VM already streaming the store opened with its current policy (a changed
+    /// bandwidth limit is another limiter): the next request goes through it.
+    func refresh(_ vm: ProtectedVM, store: any TargetStore) {
+        let streaming = ((store as? ThrottledStore)?.inner ?? store) as? any LogStreaming
+        lock.withLock {
+            guard vms[vm.name] != nil else { return }
+            if let streaming { vms[vm.name] = Entry(vm: vm, store: streaming) } else { vms[vm.name] = nil }
+        }
+    }
+
     /// Stops streaming every VM not in `names` (unprotected).
     func keep(only names: Set<String>) {
         lock.withLock { vms = vms.filter { names.contains($0.key) } }
@@ -84,8 +94,9 @@ final class LogStreamer: @unchecked Sendable {
         for entry in entries {
             for disk in entry.vm.disks {
                 guard let journal = disks.journal(named: disk) else { continue }
-                // Catch up a request at a time, letting a cut in between.
-                while sendLock.withLock({ send(journal, of: entry) }) {}
+                // Catch up a request at a time, letting a cut in between, each through the
+                // store as last published (a changed limit applies from the next request).
+                while let current = lock.withLock({ vms[entry.vm.name] }), sendLock.withLock({ send(journal, of: current) }) {}
             }
         }
         lock.withLock {

@@ -129,6 +129,7 @@ public final class Replicator: @unchecked Sendable {
             let checked = remoteChecks.fresh(vm, now: Self.now())
             do {
                 let store = try bandwidth.openStore(vm)
+                streamer.refresh(vm, store: store)
                 // Failed over (not a drill): the VM runs from the store's side, which takes no
                 // replication until failback; say so and what to run instead of retrying.
                 if !checked, noteFailover(vm, store) { streamer.publish(vm, store: nil); continue }

@@ -22,7 +22,10 @@ extension RemoteStore: LogStreaming {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
         var sent: Int64 = 0
-        let held = try send(fd, to: upload, from: start, to: min(end, start + limit), compress: compress, sent: &sent)
+        // One request per call: a throttled store's requests are 1 MiB, so a limit changed
+        // meanwhile applies from the next one (the streamer takes the new store each tick).
+        let held = try send(fd, to: upload, from: start, to: min(end, start + min(limit, Int64(sendChunkBytes))),
+                            compress: compress, sent: &sent)
         return (held, sent)
     }
 }
