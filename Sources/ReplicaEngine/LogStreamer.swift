@@ -38,30 +38,26 @@ final class LogStreamer: @unchecked Sendable {
     static let minimumBytes: Int64 = 256 << 10
     /// Time between passes.
     static let interval: useconds_t = 50_000
-    /// The most one send takes while holding off the cuts (a VM back after a failure may have
-    /// a long log to catch up on; a cut then waits for one request, not for all of it).
-    static let sendLimit: Int64 = 8 << 20
-
     init(disks: DiskSet) {
         self.disks = disks
     }
 
     /// Streams `vm`'s logs to `store` from now on when it is a receiver; nil stops it.
     func publish(_ vm: ProtectedVM, store: (any TargetStore)?) {
-        let streaming = store.flatMap { (($0 as? ThrottledStore)?.inner ?? $0) as? any LogStreaming }
-        lock.withLock {
-            if let streaming { vms[vm.name] = Entry(vm: vm, store: streaming) } else { vms[vm.name] = nil }
-        }
+        let entry = store.flatMap { Self.entry(vm, $0) }
+        lock.withLock { vms[vm.name] = entry }
     }
 
     /// Gives a VM already streaming the store opened with its current policy (a changed
     /// bandwidth limit is another limiter): the next request goes through it.
     func refresh(_ vm: ProtectedVM, store: any TargetStore) {
-        let streaming = ((store as? ThrottledStore)?.inner ?? store) as? any LogStreaming
-        lock.withLock {
-            guard vms[vm.name] != nil else { return }
-            if let streaming { vms[vm.name] = Entry(vm: vm, store: streaming) } else { vms[vm.name] = nil }
-        }
+        let entry = Self.entry(vm, store)
+        lock.withLock { if vms[vm.name] != nil { vms[vm.name] = entry } }
+    }
+
+    /// `vm` streaming to `store` when the store takes streamed logs (a receiver, throttled or not).
+    private static func entry(_ vm: ProtectedVM, _ store: any TargetStore) -> Entry? {
+        (((store as? ThrottledStore)?.inner ?? store) as? any LogStreaming).map { Entry(vm: vm, store: $0) }
     }
 
     /// Stops streaming every VM not in `names` (unprotected).
@@ -105,8 +101,8 @@ final class LogStreamer: @unchecked Sendable {
         }
     }
 
-    /// Sends the journal's active log up to its final bytes, at most `sendLimit` of them;
-    /// whether there may be more to send now.
+    /// Sends one request of the journal's active log, up to its final bytes; whether there may
+    /// be more to send now.
     private func send(_ journal: ImageJournal, of entry: Entry) -> Bool {
         let (path, end) = journal.activeLogEnd
         let known = lock.withLock { held[path] }
@@ -117,7 +113,7 @@ final class LogStreamer: @unchecked Sendable {
             guard final.path == path else { return false }
             let name = (path as NSString).lastPathComponent
             let result = try entry.store.stream(vm: entry.vm.name, name: name, path: path, from: known, to: final.end,
-                                                limit: Self.sendLimit, compress: entry.vm.policy.compress)
+                                                compress: entry.vm.policy.compress)
             lock.withLock { held[path] = result.held }
             if result.sent > 0 { sent(entry.vm.name, result.sent) }
             return result.held < final.end && result.held > (known ?? 0)

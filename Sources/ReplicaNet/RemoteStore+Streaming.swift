@@ -8,7 +8,7 @@ extension RemoteStore: LogStreaming {
     /// Appends the active log's durable bytes to its upload on the receiver, the upload
     /// `receive` resumes at the cut (docs/secondary-site.md, "Streaming the active log").
     /// No retries: a failure is the next call's to repair, from the receiver's answer.
-    public func stream(vm: String, name: String, path: String, from: Int64?, to end: Int64, limit: Int64,
+    public func stream(vm: String, name: String, path: String, from: Int64?, to end: Int64,
                        compress: Bool) throws -> (held: Int64, sent: Int64) {
         guard ReceiverAPI.validName(name) else { throw ReplicaError("log name \(name) cannot cross to a receiver", kind: .nonRecoverable) }
         let upload = self.path(vm, "/uploads/" + ReceiverClient.segment(name))
@@ -22,10 +22,8 @@ extension RemoteStore: LogStreaming {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
         var sent: Int64 = 0
-        // One request per call: a throttled store's requests are 1 MiB, so a limit changed
-        // meanwhile applies from the next one (the streamer takes the new store each tick).
-        let held = try send(fd, to: upload, from: start, to: min(end, start + min(limit, Int64(sendChunkBytes))),
-                            compress: compress, sent: &sent)
+        // One request: 8 MiB, or 1 MiB when throttled.
+        let held = try send(fd, to: upload, from: start, to: min(end, start + Int64(sendChunkBytes)), compress: compress, sent: &sent)
         return (held, sent)
     }
 }
