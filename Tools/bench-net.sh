@@ -12,8 +12,9 @@
 # Every run is printed (and with --out appended to FILE) as a markdown table.
 #
 # Times end at the poll that first sees the bytes, taken as the midpoint between the start of
-# that poll and the start of the one before, or dd's end for the first (a poll is a `status --json` plus python: tenths of
-# a second on a loaded machine, which would otherwise count as shipping time).
+# that poll and the start of the one before, or dd's end for the first. Polls (every 20 ms) ask
+# the daemon's control socket from one python process (Tools/bench-ship.py); each run starts
+# after a `sync`, so it does not pay for the writeback of the run before.
 #
 # Usage: sudo Tools/bench-net.sh [--release] [--mib N] [--rounds N] [--limit RATE_MB] [--out FILE]
 #   --release     use the release build (.build/release/replicafs) instead of the debug one
@@ -66,10 +67,6 @@ for vm in loc net netz locz thr; do truncate -s "${SIZE}M" "$W/disks/$vm.img"; d
 "$RFS" protect thr --disks-dir "$W/disks" --disk thr.img --target "$URL" --pki "$W/pki" --copy-frequency continuous \
   --max-bandwidth "${LIMIT}MB/s" >/dev/null
 
-# field VM NAME: a number from the VM's entry in `status --json`.
-field() {
-  { "$RFS" status "$W/mnt" --json || [ $? -le 2 ]; } | python3 -c "import json,sys; vms=[v for m in json.load(sys.stdin) for v in m.get('vms',[]) if v['vm']=='$1']; print(vms[0].get('$2') or 0 if vms else 0)"
-}
 wait_protected() {
   for _ in $(seq 1 1200); do "$RFS" status "$W/mnt" | grep -q "VM $1: protected" && return 0; sleep 0.05; done
   echo "bench-net.sh: VM $1 not protected" >&2; exit 1
@@ -78,28 +75,12 @@ for vm in loc locz net netz thr; do wait_protected $vm; done
 
 # ship VM MIB SEEK_MIB SOURCE: writes MIB MiB from SOURCE (a file) through the mount, waits
 # until the VM's log bytes shipped grew by them; prints "seconds logBytes sentBytes ddSeconds
-# pollEndSeconds" (the last two: dd's own time; the time to the end of the poll that saw it). The end
-# is the midpoint between the starts of the last two polls (the bytes landed between them), the
-# first poll's counting from dd's end (the last byte cannot ship before it is written).
+# pollEndSeconds" (Tools/bench-ship.py: it polls the daemon's control socket from one process,
+# where a `status --json` and python per poll took about a quarter of the CPUs). Dirty pages of
+# the run before are written out first (sync, not timed), so no run pays for another's writeback.
 ship() {
-  local vm=$1 mib=$2 seek=$3 src=$4
-  local sent0 logs0 start end sent logs prev poll
-  sent0=$(field "$vm" bytesSent); logs0=$(field "$vm" logBytesShipped)
-  start=$(date +%s.%N)
-  dd if="$src" of="$W/mnt/$vm.img" bs=1M count="$mib" seek="$seek" conv=notrunc,fsync iflag=fullblock status=none
-  local written; written=$(date +%s.%N)
-  prev=$written
-  for _ in $(seq 1 6000); do
-    poll=$(date +%s.%N)
-    logs=$(field "$vm" logBytesShipped)
-    if [ $(( logs - logs0 )) -ge $(( mib << 20 )) ]; then break; fi
-    prev=$poll
-    sleep 0.02
-  done
-  local seen; seen=$(date +%s.%N)
-  end=$(python3 -c "print(($prev + $poll) / 2)")
-  sent=$(field "$vm" bytesSent)
-  echo "$(python3 -c "print(f'{$end-$start:.2f}')") $(( logs - logs0 )) $(( sent - sent0 )) $(python3 -c "print(f'{$written-$start:.2f} {$seen-$start:.2f}')")"
+  sync
+  python3 Tools/bench-ship.py "${REPLICAFS_RUN_DIR:-/run/replicafs}" "$W/mnt" "$1" "$2" "$3" "$4" "$W/mnt/$1.img"
 }
 
 RANDMIB=$(( MIB > LIMIT * 4 ? MIB : LIMIT * 4 ))

@@ -11,9 +11,10 @@ import Glibc
 /// left off (docs/secondary-site.md, "Streaming the active log"). Without it a cycle sent the
 /// whole log after the cut, and with writes going on a write waited for up to two uploads.
 ///
-/// Only a log's final bytes go (`ImageJournal.activeLogSynced`: durable, and before any record
-/// a failed image write could still take back), so what the receiver holds is that log's
-/// prefix through a crash, a rollback and the seal. Best effort: a failure is logged and the
+/// Only a log's final bytes go (`ImageJournal.activeLogFinal`: before any record a failed image
+/// write could still take back), so what the receiver holds is that log's prefix through a
+/// rollback and the seal; they are not synced first (a crash of the host can lose them, and
+/// the resync every mount after a crash requires discards what was staged). Best effort: a failure is logged and the
 /// next pass asks the receiver what it holds; the cycle's own upload is what a point waits for.
 // @unchecked: `vms` and `held` are only touched under `lock`; `sent` is set before the thread starts.
 final class LogStreamer: @unchecked Sendable {
@@ -34,7 +35,7 @@ final class LogStreamer: @unchecked Sendable {
     /// by a cycle, so the cycle's upload of it has the receiver to itself.
     private let sendLock = Lock()
     /// Less than this since the last send waits for the next pass (an idle or slow VM makes
-    /// no requests and no log syncs of its own).
+    /// no requests of its own).
     static let minimumBytes: Int64 = 256 << 10
     /// Time between passes.
     static let interval: useconds_t = 50_000
@@ -108,7 +109,7 @@ final class LogStreamer: @unchecked Sendable {
         let known = lock.withLock { held[path] }
         guard end - (known ?? 0) >= Self.minimumBytes else { return false }
         do {
-            let final = try journal.activeLogSynced()
+            let final = journal.activeLogFinal()
             // Cut by a rotation this lock does not hold off: that log is the cycle's now.
             guard final.path == path else { return false }
             let name = (path as NSString).lastPathComponent

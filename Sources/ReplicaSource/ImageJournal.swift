@@ -283,19 +283,18 @@ public final class ImageJournal: @unchecked Sendable {
         lock.withLock { (log.path, log.end) }
     }
 
-    /// Makes the active log durable up to its final bytes and returns its path and their end.
-    /// Final: before the first record whose image write is still running (the only kind a
-    /// failure can take back out, see `write`), so these bytes stay the log's through a crash,
-    /// a rollback and the seal (which only appends). For sending a log ahead of its cut
-    /// (`LogStreamer`).
-    public func activeLogSynced() throws -> (path: String, end: Int64) {
-        let (current, final) = lock.withLock { () -> (ChangeLog, Int64) in
+    /// The active log's path and the end of its final bytes: those before the first record
+    /// whose image write is still running (the only kind a failure can take back out, see
+    /// `write`), so they stay the log's through a rollback, a daemon killed (they are in the
+    /// page cache) and the seal (which only appends). Not synced: only a crash of the host can
+    /// lose them, and the mount after any crash requires a resync, which discards what was sent
+    /// of the old logs. For sending a log ahead of its cut (`LogStreamer`).
+    public func activeLogFinal() -> (path: String, end: Int64) {
+        lock.withLock {
             let first = log.header.firstLSN
             let running = inFlight.lazy.filter { $0.lsn >= first }.map(\.logOffset).min()
-            return (log, running ?? log.end)
+            return (log.path, running ?? log.end)
         }
-        try current.sync(upTo: final)
-        return (current.path, final)
     }
 
     /// Where new records go: the active log's sequence, chain and first LSN.
