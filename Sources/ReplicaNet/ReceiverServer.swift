@@ -130,45 +130,63 @@ public final class ReceiverServer: Sendable {
     /// runs on the pool. Errors answer with their status and a JSON `ErrorBody`.
     func vmRoute(_ router: Router<ReceiverContext>, _ pool: NIOThreadPool, _ method: HTTPRequest.Method, _ path: String,
                  mutating: Bool, limit: Int = 0, _ work: @escaping @Sendable (ReceiverStore, Call) throws -> Reply) {
-        let receiver = self.receiver
-        let peerName = self.peerName
         router.on(RouterPath(stringLiteral: ReceiverAPI.prefix + "/vms/:vm" + path), method: method) { request, context -> Response in
-            var request = request
-            do {
-                var parameters: [String: String] = [:]
-                for (key, value) in context.parameters { parameters[String(key)] = String(value).removingPercentEncoding ?? String(value) }
-                guard let vm = parameters["vm"], ReceiverAPI.validName(vm) else { throw ReplicaError("bad VM name", code: .badRequest) }
-                var query: [String: String] = [:]
-                for (key, value) in request.uri.queryParameters { query[String(key)] = String(value).removingPercentEncoding ?? String(value) }
-                var body = ByteBuffer()
-                if limit > 0 {
-                    body = try await request.collectBody(upTo: limit)
-                    receiver.stats.request(bodyBytes: body.readableBytes)
-                    if request.headers[HTTPField.Name(ReceiverAPI.encodingHeader)!] == "zlib" {
-                        guard let raw = request.headers[HTTPField.Name(ReceiverAPI.rawLengthHeader)!].flatMap(Int.init) else {
-                            throw ReplicaError("compressed body without its raw length", code: .badRequest)
-                        }
-                        body = ByteBuffer(bytes: try body.withUnsafeReadableBytes { try ZlibFrames.inflate($0, rawLength: raw, limit: ReceiverAPI.maxChunkBytes) })
-                    } else if let encoding = request.headers[HTTPField.Name(ReceiverAPI.encodingHeader)!] {
-                        throw ReplicaError("unknown body encoding \(encoding)", code: .badRequest)
+            await self.collected(request, context, pool, method, path, mutating: mutating, limit: limit, work)
+        }
+    }
+
+    /// The VM's name and the percent-decoded path parameters of a `/vms/:vm` route.
+    static func parameters(_ context: ReceiverContext) throws -> (vm: String, all: [String: String]) {
+        var parameters: [String: String] = [:]
+        for (key, value) in context.parameters { parameters[String(key)] = String(value).removingPercentEncoding ?? String(value) }
+        guard let vm = parameters["vm"], ReceiverAPI.validName(vm) else { throw ReplicaError("bad VM name", code: .badRequest) }
+        return (vm, parameters)
+    }
+
+    /// Checks the sender against the VM's binding (bound first when `mutating`), logging a refusal.
+    static func authorize(_ receiver: ReceiverStore, vm: String, peer: String?, mutating: Bool,
+                          _ method: HTTPRequest.Method, _ path: String) throws {
+        do {
+            try receiver.authorize(vm: vm, peer: peer, bind: mutating)
+        } catch let refusal as Refusal {
+            DaemonLog.logger.error("receiver: refused \(method) \(path) from \(peer ?? "?"): \(refusal.description)")
+            throw refusal
+        }
+    }
+
+    /// Answers a `vmRoute` request: the body collected (and inflated), then `work` on the pool.
+    func collected(_ request: Request, _ context: ReceiverContext, _ pool: NIOThreadPool, _ method: HTTPRequest.Method,
+                   _ path: String, mutating: Bool, limit: Int,
+                   _ work: @escaping @Sendable (ReceiverStore, Call) throws -> Reply) async -> Response {
+        let receiver = self.receiver
+        var request = request
+        do {
+            let (vm, parameters) = try Self.parameters(context)
+            var query: [String: String] = [:]
+            for (key, value) in request.uri.queryParameters { query[String(key)] = String(value).removingPercentEncoding ?? String(value) }
+            var body = ByteBuffer()
+            if limit > 0 {
+                body = try await request.collectBody(upTo: limit)
+                receiver.stats.request(bodyBytes: body.readableBytes)
+                if request.headers[HTTPField.Name(ReceiverAPI.encodingHeader)!] == "zlib" {
+                    guard let raw = request.headers[HTTPField.Name(ReceiverAPI.rawLengthHeader)!].flatMap(Int.init) else {
+                        throw ReplicaError("compressed body without its raw length", code: .badRequest)
                     }
+                    body = ByteBuffer(bytes: try body.withUnsafeReadableBytes { try ZlibFrames.inflate($0, rawLength: raw, limit: ReceiverAPI.maxChunkBytes) })
+                } else if let encoding = request.headers[HTTPField.Name(ReceiverAPI.encodingHeader)!] {
+                    throw ReplicaError("unknown body encoding \(encoding)", code: .badRequest)
                 }
-                if limit == 0 { receiver.stats.request(bodyBytes: 0) }
-                let peer = await peerName(context.channel)
-                let call = Call(vm: vm, parameters: parameters, query: query, data: body)
-                let reply = try await pool.runIfActive {
-                    do {
-                        try receiver.authorize(vm: vm, peer: peer, bind: mutating)
-                    } catch let refusal as Refusal {
-                        DaemonLog.logger.error("receiver: refused \(method) \(path) from \(peer ?? "?"): \(refusal.description)")
-                        throw refusal
-                    }
-                    return try work(receiver, call)
-                }
-                return reply.response
-            } catch {
-                return Self.errorResponse(error)
             }
+            if limit == 0 { receiver.stats.request(bodyBytes: 0) }
+            let peer = await peerName(context.channel)
+            let call = Call(vm: vm, parameters: parameters, query: query, data: body)
+            let reply = try await pool.runIfActive {
+                try Self.authorize(receiver, vm: vm, peer: peer, mutating: mutating, method, path)
+                return try work(receiver, call)
+            }
+            return reply.response
+        } catch {
+            return Self.errorResponse(error)
         }
     }
 
@@ -240,10 +258,7 @@ public final class ReceiverServer: Sendable {
         vmRoute(router, pool, .get, "/uploads/:name", mutating: false) { r, c in
             try .encode(ReceiverAPI.Offset(offset: try r.uploadSize(vm: c.vm, name: try c.name("name"))))
         }
-        vmRoute(router, pool, .put, "/uploads/:name", mutating: true, limit: chunk) { r, c in
-            let at = try c.data.withUnsafeReadableBytes { try r.upload(vm: c.vm, name: try c.name("name"), offset: try c.int("offset"), bytes: $0) }
-            return try .encode(ReceiverAPI.Offset(offset: at))
-        }
+        uploadRoute(router, pool, limit: chunk)
         vmRoute(router, pool, .delete, "/uploads", mutating: true) { r, c in try r.discardUploads(vm: c.vm); return .empty }
         vmRoute(router, pool, .post, "/commit", mutating: true, limit: json) { r, c in
             try .encode(try r.commit(vm: c.vm, try c.decode(ReceiverAPI.CommitRequest.self)))
