@@ -215,6 +215,8 @@ struct RemoteStoreTests {
             // Oversized: an upload chunk past the limit.
             refused(413) { try client.call(.PUT, "/vms/vm1/uploads/a.img.000001.hrl", query: ["offset": "0"],
                                            body: [UInt8](repeating: 1, count: ReceiverAPI.maxChunkBytes + 1)) }
+            // Refused before a byte was written (the body is written as it arrives otherwise).
+            #expect(!FileSystem.exists(store.root + "/vm1/incoming/a.img.000001.hrl"))
             // Oversized JSON.
             refused(413) { try client.call(.POST, "/vms/vm1/commit", body: [UInt8](repeating: 0x20, count: ReceiverAPI.maxJSONBytes + 1),
                                            contentType: "application/json") }
