@@ -40,10 +40,12 @@ extension ReceiverServer {
                     receiver.stats.request(bodyBytes: 0)
                     throw ReplicaError("receiver: request body over its limit of \(limit) bytes", kind: .nonRecoverable, code: .badRequest)
                 }
+                // Counted however the body ends: a body cut off has had its bytes written too.
+                var received = 0
+                defer { receiver.stats.request(bodyBytes: received) }
                 let peer = await self.peerName(context.channel)
                 try await pool.runIfActive { try Self.authorize(receiver, vm: vm, peer: peer, mutating: true, .put, path) }
                 var offset = start
-                var received = 0
                 // The first write checks the offset against what the upload holds.
                 var held = start
                 var pending = ByteBuffer()
@@ -54,7 +56,6 @@ extension ReceiverServer {
                 for try await part in request.body {
                     received += part.readableBytes
                     guard received <= limit else {
-                        receiver.stats.request(bodyBytes: received)
                         throw ReplicaError("receiver: request body over its limit of \(limit) bytes", kind: .nonRecoverable, code: .badRequest)
                     }
                     if pending.readableBytes == 0 && part.readableBytes >= Self.uploadWriteBytes {
@@ -73,7 +74,6 @@ extension ReceiverServer {
                 if pending.readableBytes > 0 || received == 0 {
                     held = try await write(pending, at: offset)
                 }
-                receiver.stats.request(bodyBytes: received)
                 return try Reply.encode(ReceiverAPI.Offset(offset: held)).response
             } catch {
                 return Self.errorResponse(error)

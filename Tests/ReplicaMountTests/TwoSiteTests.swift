@@ -441,10 +441,11 @@ struct TwoSiteTests {
             #expect(seeded >= diskBytes && seeded <= diskBytes + chunk, "seed bytes \(seeded)")
             #expect(h.exported("c", point: "latest", disk: "c.img") == sum0)
 
-            // 2. A 24 MiB log: cut once its first chunk has arrived.
+            // 2. A 24 MiB log: cut once its first chunk has arrived. The counters are read before
+            // the write: the streamer sends the active log while it is written (LogStreamer).
+            let before = try h.stats(), sentBefore = try h.vmStatus()
             Shell.must("dd if=/dev/urandom of='\(h.mntA)/c.img' bs=1M count=24 seek=8 conv=notrunc,fsync status=none")
             let sum1 = Shell.sha256(h.mntA + "/c.img")
-            let before = try h.stats(), sentBefore = try h.vmStatus()
             let rc = h.root + "/snap.rc"
             Shell.run(h.on("a", "bash -c '\"$RFS\" snapshot c --wait >/dev/null 2>&1; echo $? > \(rc)'") + " >/dev/null 2>&1 &")
             let uploading = try poll({ try h.stats().uploadBytes - before.uploadBytes }, until: { $0 >= chunk })
