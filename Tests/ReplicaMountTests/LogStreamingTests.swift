@@ -58,9 +58,10 @@ struct LogStreamingTests {
         #expect(try Self.uploaded(receiver) - uploadedBefore <= shipped + (1 << 20))
         #expect(exported(site, receiver, point: p1) == sum1)
 
-        // Streamed, then the daemon killed before the cut.
-        Shell.must("dd if=/dev/urandom of='\(site.mnt)/s.img' bs=1M count=8 seek=40 conv=notrunc status=none")
+        // Streamed, then the daemon killed before the cut (counted from before the write: the
+        // streamer sends while dd writes).
         let mid = try Self.uploaded(receiver)
+        Shell.must("dd if=/dev/urandom of='\(site.mnt)/s.img' bs=1M count=8 seek=40 conv=notrunc status=none")
         for _ in 0..<100 where try Self.uploaded(receiver) - mid < 4 << 20 { Thread.sleep(forTimeInterval: 0.1) }
         #expect(try Self.uploaded(receiver) - mid >= 4 << 20, "nothing streamed before the kill")
         let pid = try #require(site.daemonPID())
