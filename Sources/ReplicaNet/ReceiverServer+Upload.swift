@@ -30,11 +30,8 @@ extension ReceiverServer {
                 return await self.collected(request, context, pool, .put, path, mutating: true, limit: limit, work)
             }
             do {
-                let (vm, parameters) = try Self.parameters(context)
-                guard let name = parameters["name"], ReceiverAPI.validName(name) else { throw ReplicaError("bad name name", code: .badRequest) }
-                guard let text = request.uri.queryParameters["offset"], let start = Int64(String(text)), start >= 0 else {
-                    throw ReplicaError("query parameter offset missing or not a count", code: .badRequest)
-                }
+                let call = try Self.call(request, context)
+                let (vm, name, start) = (call.vm, try call.name("name"), try call.int("offset"))
                 // A body declared too long is refused before a byte is written.
                 if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
                     receiver.stats.request(bodyBytes: 0)

@@ -135,12 +135,14 @@ public final class ReceiverServer: Sendable {
         }
     }
 
-    /// The VM's name and the percent-decoded path parameters of a `/vms/:vm` route.
-    static func parameters(_ context: ReceiverContext) throws -> (vm: String, all: [String: String]) {
+    /// A `/vms/:vm` request's VM, percent-decoded path parameters and query, with `data` as its body.
+    static func call(_ request: Request, _ context: ReceiverContext, data: ByteBuffer = ByteBuffer()) throws -> Call {
         var parameters: [String: String] = [:]
         for (key, value) in context.parameters { parameters[String(key)] = String(value).removingPercentEncoding ?? String(value) }
         guard let vm = parameters["vm"], ReceiverAPI.validName(vm) else { throw ReplicaError("bad VM name", code: .badRequest) }
-        return (vm, parameters)
+        var query: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters { query[String(key)] = String(value).removingPercentEncoding ?? String(value) }
+        return Call(vm: vm, parameters: parameters, query: query, data: data)
     }
 
     /// Checks the sender against the VM's binding (bound first when `mutating`), logging a refusal.
@@ -161,9 +163,7 @@ public final class ReceiverServer: Sendable {
         let receiver = self.receiver
         var request = request
         do {
-            let (vm, parameters) = try Self.parameters(context)
-            var query: [String: String] = [:]
-            for (key, value) in request.uri.queryParameters { query[String(key)] = String(value).removingPercentEncoding ?? String(value) }
+            var call = try Self.call(request, context)
             var body = ByteBuffer()
             if limit > 0 {
                 body = try await request.collectBody(upTo: limit)
@@ -179,9 +179,9 @@ public final class ReceiverServer: Sendable {
             }
             if limit == 0 { receiver.stats.request(bodyBytes: 0) }
             let peer = await peerName(context.channel)
-            let call = Call(vm: vm, parameters: parameters, query: query, data: body)
-            let reply = try await pool.runIfActive {
-                try Self.authorize(receiver, vm: vm, peer: peer, mutating: mutating, method, path)
+            call.data = body
+            let reply = try await pool.runIfActive { [call] in
+                try Self.authorize(receiver, vm: call.vm, peer: peer, mutating: mutating, method, path)
                 return try work(receiver, call)
             }
             return reply.response

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 extension RemoteStore: LogStreaming {
-    /// Appends the active log's durable bytes to its upload on the receiver, the upload
+    /// Appends the active log's final bytes to its upload on the receiver, the upload
     /// `receive` resumes at the cut (docs/secondary-site.md, "Streaming the active log").
     /// No retries: a failure is the next call's to repair, from the receiver's answer.
     public func stream(vm: String, name: String, path: String, from: Int64?, to end: Int64,
