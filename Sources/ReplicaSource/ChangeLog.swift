@@ -82,14 +82,22 @@ public final class ChangeLog {
     /// 0600; with `image`, it then takes the image's owner, group and read/write bits, since it
     /// holds the same data (a 0600 image must not have a world-readable log).
     public static func create(path: String, header: LogHeader, image: FileDescriptor? = nil) throws -> ChangeLog {
-        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
+        // Written under a temporary name and linked into place with its header whole: a daemon
+        // killed in between left a log shorter than its header, which the next mount refused.
+        // Hidden, so the disks directory never serves it as an image (DiskEntries).
+        let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
+        let temporary = String(path[..<slash]) + "." + String(path[slash...]) + ".creating"
+        let fd = try FileDescriptor.open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
         do {
             if let image { try inheritAccess(fd, from: image.stat()) }
             var bytes = header.encode()
             try bytes.withUnsafeMutableBytes { try fd.pwrite($0.baseAddress!, count: $0.count, offset: 0) }
+            // link, not rename: an existing log is never replaced (EEXIST, as O_EXCL gave).
+            guard link(temporary, path) == 0 else { throw SystemError.current("link", path) }
+            _ = unlink(temporary)
         } catch {
             fd.close()
-            _ = unlink(path)
+            _ = unlink(temporary)
             throw error
         }
         return ChangeLog(path: path, header: header, fd: fd, end: Int64(LogHeader.size), nextLSN: header.firstLSN)
