@@ -193,7 +193,7 @@ public final class ChangeLog {
             try fd.fdatasync()
             try directoryLock.withLock {
                 if !directoryDurable {
-                    try FileSystem.fsyncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? ".")
+                    try FileSystem.fsyncDirectory(path.directoryPart)
                     directoryDurable = true
                 }
             }

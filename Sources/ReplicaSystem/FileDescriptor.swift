@@ -242,7 +242,7 @@ public enum FileSystem {
         }
         fd.close()
         guard Glibc.rename(tmp, path) == 0 else { throw SystemError.current("rename", path) }
-        try fsyncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]).nonEmpty ?? ".")
+        try fsyncDirectory(path.directoryPart)
     }
 
     /// Creates `path` as a new file with O_EXCL|O_NOFOLLOW; whatever already has the name (a

@@ -1,6 +1,10 @@
 /// Small text helpers shared by every layer.
 extension String {
     public var nonEmpty: String? { isEmpty ? nil : self }
+
+    /// The directory part of a path ("." when there is none), the directory a new entry's
+    /// fsync goes to.
+    public var directoryPart: String { String(self[..<(lastIndex(of: "/") ?? startIndex)]).nonEmpty ?? "." }
 }
 
 extension String {
