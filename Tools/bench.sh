@@ -394,6 +394,74 @@ job_desc() {
 declare -A BW=() IOPS=() WALL=() ROUND_BW=() ROUND_IOPS=() ROUND_WALL=()
 ROUND=1
 
+# ---------------------------------------------------------------- device I/O and daemon CPU per operation
+# What each fio operation cost below the file system, summed over the rounds: the requests the
+# disk under $DISKS completed (writes and flushes from /proc/diskstats, over the fio run only, so
+# a setup's unmount is not counted) and the CPU time of the FUSE daemon serving the mount. This
+# separates a difference in work (more device writes or CPU per operation) from the noise of one
+# round's throughput.
+DISK_NAME=""
+declare -A IO_SUM=()
+disk_counters() {  # -> "writes sectors_written flushes" of the disk under $DISKS (empty if unknown)
+    [[ -n $DISK_NAME ]] || return 0
+    awk -v d="$DISK_NAME" '$3 == d { print $8, $10, ($19 == "" ? 0 : $19) }' /proc/diskstats
+}
+daemon_ticks() {  # setup -> utime + stime of its FUSE daemon in clock ticks (empty for native)
+    local pid=""
+    case "$1" in
+        replicafs|replicafs-base) pid=$(sed -n 's/.*daemon pid \([0-9]*\).*/\1/p' "$LOGS/$1-mount.log" 2>/dev/null | tail -1) ;;
+        native) return 0 ;;
+        *) pid=${DAEMON_PID[$1]:-} ;;
+    esac
+    [[ -n $pid && -r /proc/$pid/stat ]] || return 0
+    # Fields after the ")" that closes the command name: utime is the 12th, stime the 13th.
+    sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+}
+note_io_per_op() {  # setup job fio_json io_before io_after cpu_before cpu_after
+    local setup=$1 job=$2 ops
+    ops=$(sed -n '/^{/,$p' "$3" | jq -r '[.jobs[] | .read.total_ios + .write.total_ios] | add') || return 0
+    [[ $ops =~ ^[0-9]+$ && $ops -gt 0 ]] || return 0
+    IO_SUM[$setup,$job,ops]=$(( ${IO_SUM[$setup,$job,ops]:-0} + ops ))
+    if [[ -n $4 && -n $5 ]]; then
+        local a b
+        read -r -a a <<<"$4"; read -r -a b <<<"$5"
+        IO_SUM[$setup,$job,writes]=$(( ${IO_SUM[$setup,$job,writes]:-0} + b[0] - a[0] ))
+        IO_SUM[$setup,$job,sectors]=$(( ${IO_SUM[$setup,$job,sectors]:-0} + b[1] - a[1] ))
+        IO_SUM[$setup,$job,flushes]=$(( ${IO_SUM[$setup,$job,flushes]:-0} + b[2] - a[2] ))
+    fi
+    if [[ -n $6 && -n $7 ]]; then
+        IO_SUM[$setup,$job,ticks]=$(( ${IO_SUM[$setup,$job,ticks]:-0} + $7 - $6 ))
+    fi
+}
+print_io_per_op() {
+    [[ -n $DISK_NAME ]] || return 0
+    local s j row n hz
+    hz=$(getconf CLK_TCK)
+    echo
+    echo "Per fio operation, summed over every round: requests completed by $DISK_NAME during the fio run"
+    echo "(writes, KiB written, cache flushes; /proc/diskstats) and CPU of the setup's FUSE daemon"
+    echo "(utime + stime, µs). Other work on the machine counts too; compare setups, not absolutes:"
+    echo
+    echo "| job | setup | writes / op (a flush counts one, empty) | KiB written / op | flushes / op | daemon CPU µs / op |"
+    echo "|---|---|---:|---:|---:|---:|"
+    for j in "${JOBS[@]}"; do
+        [[ $j == pgbench ]] && continue
+        for s in "${SETUPS[@]}"; do
+            n=${IO_SUM[$s,$j,ops]:-0}
+            [[ $n -gt 0 ]] || continue
+            row="| $j | $(setup_title "$s") |"
+            row+=$(awk -v w="${IO_SUM[$s,$j,writes]:-0}" -v k="${IO_SUM[$s,$j,sectors]:-0}" -v f="${IO_SUM[$s,$j,flushes]:-0}" -v n="$n" \
+                'BEGIN { printf " %.2f | %.1f | %.2f |", w / n, k / 2 / n, f / n }')
+            if [[ -n ${IO_SUM[$s,$j,ticks]:-} ]]; then
+                row+=$(awk -v t="${IO_SUM[$s,$j,ticks]}" -v hz="$hz" -v n="$n" 'BEGIN { printf " %.1f |", t / hz * 1e6 / n }')
+            else
+                row+=" - |"
+            fi
+            echo "$row"
+        done
+    done
+}
+
 run_job() {
     local setup=$1 job=$2 dir target json dirn
     if [[ $job == pgbench ]]; then run_pgbench "$setup"; return; fi
@@ -402,7 +470,8 @@ run_job() {
     json="$RESULTS/$setup-$job$([[ $ROUNDS -eq 1 ]] || echo "-r$ROUND").json"
     drop_caches
     log "$setup: $job"
-    local t0 t1
+    local t0 t1 io0 io1 cpu0 cpu1
+    io0=$(disk_counters); cpu0=$(daemon_ticks "$setup")
     t0=$(date +%s.%N)
     # shellcheck disable=SC2046
     fio --name="$job" --filename="$target" --size="${SIZE_MIB}M" --ioengine=psync --direct=0 \
@@ -410,6 +479,7 @@ run_job() {
         2>"$LOGS/fio-$setup-$job.err" \
         || { cat "$LOGS/fio-$setup-$job.err" >&2; die "fio $job failed on $setup"; }
     t1=$(date +%s.%N)
+    io1=$(disk_counters); cpu1=$(daemon_ticks "$setup")
     WALL[$setup,$job]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
     [[ $setup == native ]] || unmount_setup "$setup"
     remove_logs
@@ -423,6 +493,7 @@ run_job() {
     [[ $vals != ERR ]] || die "fio reported an error for $job on $setup (see $json)"
     read -r BW[$setup,$job] IOPS[$setup,$job] <<<"$vals"
     [[ ${BW[$setup,$job]} != 0 ]] || die "fio measured 0 bytes/s for $job on $setup (see $json)"
+    note_io_per_op "$setup" "$job" "$json" "$io0" "$io1" "$cpu0" "$cpu1"
     log "$setup: $job $(awk -v b="${BW[$setup,$job]}" 'BEGIN { printf "%.1f MB/s", b / 1e6 }')"
 }
 
@@ -624,6 +695,7 @@ print_report() {
     print_table
     print_every_run
     print_passthrough_ratios
+    print_io_per_op
     print_device_settings
 }
 
@@ -642,6 +714,11 @@ if [[ " ${JOBS[*]} " == *" pgbench "* ]]; then
     PG_BIN=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
     id postgres >/dev/null 2>&1 || die "no postgres user (is postgresql installed?)"
 fi
+
+# The whole disk under the work dir (a partition's counters are kept for its disk too).
+DISK_NAME=$(lsblk -no PKNAME "$(df -P "$DISKS" | awk 'NR == 2 { print $1 }')" 2>/dev/null | head -1)
+[[ -n $DISK_NAME ]] || DISK_NAME=$(basename "$(df -P "$DISKS" | awk 'NR == 2 { print $1 }')")
+grep -qw "$DISK_NAME" /proc/diskstats 2>/dev/null || DISK_NAME=""
 
 log "writing ${SIZE_MIB} MiB of random data to $IMG"
 remove_logs
