@@ -417,9 +417,8 @@ daemon_ticks() {  # setup -> utime + stime of its FUSE daemon in clock ticks (em
     # Fields after the ")" that closes the command name: utime is the 12th, stime the 13th.
     sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
 }
-note_io_per_op() {  # setup job fio_json io_before io_after cpu_before cpu_after
-    local setup=$1 job=$2 ops
-    ops=$(sed -n '/^{/,$p' "$3" | jq -r '[.jobs[] | .read.total_ios + .write.total_ios] | add') || return 0
+note_io_per_op() {  # setup job fio_operations io_before io_after cpu_before cpu_after
+    local setup=$1 job=$2 ops=$3
     [[ $ops =~ ^[0-9]+$ && $ops -gt 0 ]] || return 0
     IO_SUM[$setup,$job,ops]=$(( ${IO_SUM[$setup,$job,ops]:-0} + ops ))
     if [[ -n $4 && -n $5 ]]; then
@@ -485,15 +484,15 @@ run_job() {
     remove_logs
     dirn=$(job_dir "$job")
     # fio may put warnings before the JSON document; parse from the first '{'.
-    local vals
+    local vals ops
     vals=$(sed -n '/^{/,$p' "$json" | jq -r --arg d "$dirn" '
         if ([.jobs[].error] | add) != 0 then "ERR"
-        else "\([.jobs[][$d].bw_bytes] | add) \([.jobs[][$d].iops] | add)" end') \
+        else "\([.jobs[][$d].bw_bytes] | add) \([.jobs[][$d].iops] | add) \([.jobs[] | .read.total_ios + .write.total_ios] | add)" end') \
         || die "cannot parse $json"
     [[ $vals != ERR ]] || die "fio reported an error for $job on $setup (see $json)"
-    read -r BW[$setup,$job] IOPS[$setup,$job] <<<"$vals"
+    read -r BW[$setup,$job] IOPS[$setup,$job] ops <<<"$vals"
     [[ ${BW[$setup,$job]} != 0 ]] || die "fio measured 0 bytes/s for $job on $setup (see $json)"
-    note_io_per_op "$setup" "$job" "$json" "$io0" "$io1" "$cpu0" "$cpu1"
+    note_io_per_op "$setup" "$job" "$ops" "$io0" "$io1" "$cpu0" "$cpu1"
     log "$setup: $job $(awk -v b="${BW[$setup,$job]}" 'BEGIN { printf "%.1f MB/s", b / 1e6 }')"
 }
 
@@ -716,8 +715,9 @@ if [[ " ${JOBS[*]} " == *" pgbench "* ]]; then
 fi
 
 # The whole disk under the work dir (a partition's counters are kept for its disk too).
-DISK_NAME=$(lsblk -no PKNAME "$(df -P "$DISKS" | awk 'NR == 2 { print $1 }')" 2>/dev/null | head -1)
-[[ -n $DISK_NAME ]] || DISK_NAME=$(basename "$(df -P "$DISKS" | awk 'NR == 2 { print $1 }')")
+DISKS_DEVICE=$(df -P "$DISKS" | awk 'NR == 2 { print $1 }')
+DISK_NAME=$(lsblk -no PKNAME "$DISKS_DEVICE" 2>/dev/null | head -1)
+[[ -n $DISK_NAME ]] || DISK_NAME=$(basename "$DISKS_DEVICE")
 grep -qw "$DISK_NAME" /proc/diskstats 2>/dev/null || DISK_NAME=""
 
 log "writing ${SIZE_MIB} MiB of random data to $IMG"
